@@ -1,0 +1,3 @@
+from fmnist_edge.cli import main
+
+main()

@@ -1,0 +1,178 @@
+"""`fmnist-edge train ...` and `fmnist-edge evaluate`: thin wrappers over fmnist_edge.train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fmnist_edge.cli.common import DataDir, JsonFlag, command
+from fmnist_edge.errors import FmnistEdgeError
+
+DEFAULT_TRAIN_DIR = Path("runs/train")
+LATEST_POINTER = Path("runs/latest.json")  # written by plain `train`, read by plain `export`
+
+N = Annotated[int, typer.Option("--n", help="Size of the encoder's linear bottleneck.")]
+Dropout = Annotated[float, typer.Option("--dropout", "-p", help="Dropout probability p, in [0, 1).")]
+Optimizer = Annotated[str, typer.Option(help="adam or sgd.")]
+Lr = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+BatchSize = Annotated[int, typer.Option(help="Training batch size.")]
+MaxEpochs = Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")]
+Patience = Annotated[int, typer.Option(help="Epochs without a better validation loss before stopping.")]
+Seed = Annotated[int, typer.Option(help="Seed for weights, batch order and dropout.")]
+Limit = Annotated[Optional[int], typer.Option(help="Train on the first N training images (smoke tests).",
+                                             show_default=False)]
+Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: adds augmentation, "
+                                          "a cosine schedule, label smoothing and weight decay (classifier).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
+Force = Annotated[bool, typer.Option("--force", help="Start over even if --out holds a run.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
+Bf16 = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (AMX on recent CPUs): faster, not bit-equal.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")]
+
+
+def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
+             recipe, bf16, case=None):
+    from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe
+
+    model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
+    train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
+                            patience=patience, seed=seed, limit=limit, recipe=recipe, bf16=bf16)
+    model_cfg.check()
+    train_cfg.check()
+    return model_cfg, apply_recipe(train_cfg, kind)
+
+
+def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=False, device="auto",
+         quiet=False):
+    from rich.console import Console
+
+    from fmnist_edge.train.loop import Trainer
+
+    console = Console(stderr=True, soft_wrap=True)
+    what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
+    console.print(f"training {what} (n={model_cfg.n}, p={model_cfg.dropout}, {train_cfg.optimizer}, "
+                  f"lr={train_cfg.lr}, batch {train_cfg.batch_size}, recipe {train_cfg.recipe}) into {out}",
+                  highlight=False)
+    result = Trainer(model_cfg, train_cfg, out, data_dir=data_dir, encoder_ckpt=encoder, resume=resume,
+                     force=force, device=device, quiet=quiet).run()
+    m = result.metrics
+    score = (f"test MSE {m['test_mse']:.5f}" if "test_mse" in m else f"test accuracy {m['test_accuracy']:.4f}")
+    console.print(f"done: {m['epochs']} epochs ({m['stop_reason']}), best epoch {m['best_epoch']}, "
+                  f"{score}, {m['wall_time_s']:.0f}s; checkpoint {result.model_path}", highlight=False)
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    train_app = typer.Typer(help="Train the autoencoder and classifier variants (needs the train extra).",
+                            invoke_without_command=True, rich_markup_mode=None)
+    app.add_typer(train_app, name="train")
+
+    @train_app.callback()
+    @command
+    def train_default(
+        ctx: typer.Context,
+        out: Annotated[Path, typer.Option(help="Folder for both runs.")] = DEFAULT_TRAIN_DIR,
+        max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0, limit: Limit = None,
+        recipe: Recipe = "best", resume: Resume = False, force: Force = False, device: Device = "auto",
+        data_dir: DataDir = None, quiet: Quiet = False,
+    ):
+        """With no subcommand: train what the report deploys, the n=64, p=0.1 autoencoder and then
+        the case-1 classifier on its encoder."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from fmnist_edge.fileio import write_json
+        from fmnist_edge.train.loop import run_state
+
+        ae_cfgs = _configs("autoencoder", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
+                           recipe, False)
+        ae_dir, clf_dir = out / "autoencoder", out / "classifier"
+        if run_state(ae_dir) == "finished" and not force:
+            typer.echo(f"autoencoder already trained in {ae_dir}; reusing it", err=True)
+        else:
+            _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
+        clf_cfgs = _configs("classifier", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
+                            recipe, False, case=1)
+        _run(*clf_cfgs, clf_dir, data_dir, encoder=ae_dir / "model.pt", resume=resume, force=force,
+             device=device, quiet=quiet)
+        write_json(LATEST_POINTER, {"train_dir": str(out.resolve())})
+        typer.echo(f"checkpoints: {ae_dir / 'model.pt'} and {clf_dir / 'model.pt'}")
+        typer.echo("next: fmnist-edge export --quantize")
+
+    @train_app.command("autoencoder")
+    @command
+    def train_autoencoder(
+        n: N = 64, dropout: Dropout = 0.2, optimizer: Optimizer = "adam", lr: Lr = 1e-3,
+        batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
+        limit: Limit = None, recipe: Recipe = "best",
+        out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/autoencoder"),
+        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
+        data_dir: DataDir = None, quiet: Quiet = False,
+    ):
+        """Train ConvAutoencoder(n, p) with MSE loss and early stopping on validation loss."""
+        cfgs = _configs("autoencoder", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
+                        recipe, bf16)
+        _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
+
+    @train_app.command("classifier")
+    @command
+    def train_classifier(
+        case: Annotated[int, typer.Option(help="1: pretrained, fine-tuned; 2: pretrained, frozen; "
+                                               "3: random, trained; 4: random, frozen.")] = 1,
+        encoder: Annotated[Optional[Path], typer.Option(help="Autoencoder checkpoint (cases 1 and 2).",
+                                                        show_default=False)] = None,
+        n: N = 64, dropout: Dropout = 0.1, optimizer: Optimizer = "adam", lr: Lr = 1e-3,
+        batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
+        limit: Limit = None, recipe: Recipe = "best",
+        out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/classifier-caseK).",
+                                                    show_default=False)] = None,
+        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
+        data_dir: DataDir = None, quiet: Quiet = False,
+    ):
+        """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
+        if case in (1, 2) and encoder is not None:
+            from fmnist_edge.train.checkpoint import load_raw
+
+            enc_cfg = load_raw(encoder).get("model_config", {})
+            if enc_cfg.get("kind") != "autoencoder":
+                raise FmnistEdgeError(f"{encoder}: is not an autoencoder checkpoint")
+            n, dropout = enc_cfg["n"], enc_cfg["dropout"]  # the encoder decides its own shape
+        cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
+                        recipe, bf16, case=case)
+        _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
+             encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
+
+    @app.command("evaluate")
+    @command
+    def evaluate_cmd(
+        ckpt: Annotated[Path, typer.Argument(help="A model.pt from a training run.")],
+        json_out: JsonFlag = False, data_dir: DataDir = None,
+    ):
+        """Test-set MSE (autoencoder) or accuracy and per-class accuracy (classifier)."""
+        from fmnist_edge.train.checkpoint import load_model
+        from fmnist_edge.train.data import load_test
+        from fmnist_edge.train.evaluate import evaluate
+
+        model, payload = load_model(ckpt)
+        kind = payload["model_config_obj"].kind
+        result = evaluate(model, load_test(data_dir), kind)
+        result = {"checkpoint": str(ckpt), "kind": kind, **{k: v for k, v in result.items() if k != "confusion"},
+                  **({"confusion": result["confusion"]} if json_out and "confusion" in result else {})}
+        if json_out:
+            typer.echo(json.dumps(result))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        if kind == "autoencoder":
+            console.print(f"{ckpt}: autoencoder, test MSE per pixel {result['mse']:.6f} (10,000 test images)")
+            return
+        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f}")
+        table.add_column("class")
+        table.add_column("accuracy", justify="right")
+        for name, acc in result["per_class_accuracy"].items():
+            table.add_row(name, f"{acc:.4f}")
+        console.print(table)

@@ -1,0 +1,21 @@
+"""The one project error class that every user-facing failure is raised as."""
+
+
+class FmnistEdgeError(Exception):
+    """A failure the user can act on; the CLI prints its message as one line and exits 1."""
+
+
+class DataError(FmnistEdgeError):
+    """Fashion-MNIST files missing, unreadable or corrupt."""
+
+
+class ModelError(FmnistEdgeError):
+    """A checkpoint or ONNX model that is missing, foreign, altered or of the wrong shape."""
+
+
+class ImageError(FmnistEdgeError):
+    """An input picture that cannot be turned into a 28x28 model input."""
+
+
+class ValidationFailed(FmnistEdgeError):
+    """An exported model missed one of its validation bounds."""

@@ -1,0 +1,78 @@
+"""The torch-free spec of the exported models, read by training, export, validation and runtime.
+
+Every exported graph takes and gives exactly what is written here, so the runtime never
+has to guess: names, shapes, value ranges, class names and tolerances live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SIZE = 28
+IMAGE_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # (C, H, W), one channel
+
+# Inputs are float32 in [0, 1], light garment on black, exactly as Fashion-MNIST's bytes / 255.
+# Any normalisation the network wants happens inside the graph.
+INPUT_SCALE = 1.0 / 255.0
+INPUT_LAYOUT = "NCHW float32 [batch,1,28,28] in [0,1], light garment on black background"
+
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # "batch" marks the dynamic axis; ints are fixed, a str names a size in metadata
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One exported model: its file stem, its input and output tensors."""
+
+    kind: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def filename(self) -> str:
+        return f"{self.kind}.onnx"
+
+    @property
+    def int8_filename(self) -> str:
+        return f"{self.kind}.int8.onnx"
+
+
+IMAGE = TensorSpec("image", ("batch", 1, IMAGE_SIZE, IMAGE_SIZE), 0.0, 1.0)
+LATENT = TensorSpec("latent", ("batch", "n"))
+RECONSTRUCTION = TensorSpec("reconstruction", ("batch", 1, IMAGE_SIZE, IMAGE_SIZE), 0.0, 1.0)
+LOGITS = TensorSpec("logits", ("batch", NUM_CLASSES))
+
+ENCODER = ModelSpec("encoder", (IMAGE,), (LATENT,))
+DECODER = ModelSpec("decoder", (LATENT,), (RECONSTRUCTION,))
+CLASSIFIER = ModelSpec("classifier", (IMAGE,), (LOGITS,))
+MODELS: dict[str, ModelSpec] = {m.kind: m for m in (ENCODER, DECODER, CLASSIFIER)}
+
+MANIFEST_NAME = "manifest.json"
+# Metadata keys written into every exported ONNX file (values are strings).
+META_PRODUCER = "fmnist-edge"
+META_KEYS = ("fmnist_edge.kind", "class_names", "input_layout", "n", "metrics", "checkpoint_sha256")
+
+# Validation bounds (issue: export).
+FP32_MAX_ABS_DIFF = 1e-4
+INT8_MAX_ACCURACY_DROP_PP = 0.3
+INT8_MIN_TOP1_AGREEMENT = 0.995

@@ -1,0 +1,1 @@
+"""PyTorch training: models, data, loops and checkpoints. Needs the `train` extra."""

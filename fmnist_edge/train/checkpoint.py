@@ -1,0 +1,67 @@
+"""Checkpoints: plain-data configs plus tensors, saved atomically, loaded with weights_only=True."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fmnist_edge.errors import ModelError
+from fmnist_edge.fileio import write_with
+from fmnist_edge.train.config import ModelConfig, TrainConfig, from_dict, to_dict
+from fmnist_edge.train.models import build_model
+
+FORMAT_KEY = "fmnist_edge_checkpoint"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.pt"  # the finished model (best weights), what evaluate and export read
+RESUME_FILE = "last.pt"  # the training state after the last finished epoch, for --resume
+
+
+def save(path: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig, model: nn.Module,
+         **extra) -> None:
+    payload = {
+        FORMAT_KEY: FORMAT_VERSION,
+        "model_config": to_dict(model_cfg),
+        "train_config": to_dict(train_cfg),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    write_with(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_raw(path: str | Path) -> dict:
+    """The checkpoint's dict. Refuses anything that is not an fmnist-edge checkpoint, and
+    never runs pickled code (weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
+        raise ModelError(f"{path}: refused, not a plain-data checkpoint ({first[:160]})") from None
+    except Exception as exc:  # zip errors, truncation, EOF: all mean "not a checkpoint we can read"
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get(FORMAT_KEY) != FORMAT_VERSION:
+        raise ModelError(f"{path}: not an fmnist-edge checkpoint")
+    return payload
+
+
+def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model from the file alone; returns (model in eval mode, checkpoint dict)."""
+    payload = load_raw(path)
+    try:
+        model_cfg = from_dict(ModelConfig, payload["model_config"])
+        model = build_model(model_cfg)
+        model.load_state_dict(payload["state_dict"])
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"{path}: checkpoint does not match its architecture ({type(exc).__name__})") from None
+    if expect_kind is not None and model_cfg.kind != expect_kind:
+        raise ModelError(f"{path}: is a {model_cfg.kind} checkpoint, expected a {expect_kind}")
+    payload["model_config_obj"] = model_cfg
+    payload["train_config_obj"] = from_dict(TrainConfig, payload.get("train_config", {}))
+    return model.eval(), payload

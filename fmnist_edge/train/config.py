@@ -1,0 +1,104 @@
+"""Configs as dataclasses: CLI options map onto them one to one, checkpoints store them as dicts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from fmnist_edge.errors import FmnistEdgeError
+
+OPTIMIZERS = ("adam", "sgd")
+RECIPES = ("paper", "best")
+CASES = {
+    1: "pretrained encoder, fine-tuned with the classifier",
+    2: "pretrained encoder frozen, only the classifier trained",
+    3: "random encoder, trained with the classifier",
+    4: "random encoder frozen, only the classifier trained",
+}
+
+
+@dataclass
+class ModelConfig:
+    """What rebuilds a model from a checkpoint alone."""
+
+    kind: str = "autoencoder"  # or "classifier"
+    n: int = 64
+    dropout: float = 0.2
+    case: int | None = None  # classifier only
+
+    def check(self) -> None:
+        if self.kind not in ("autoencoder", "classifier"):
+            raise FmnistEdgeError(f"unknown model kind {self.kind!r}")
+        if not (isinstance(self.n, int) and 1 <= self.n <= 4096):
+            raise FmnistEdgeError(f"--n must be an integer from 1 to 4096, got {self.n}")
+        if not (0.0 <= self.dropout < 1.0):
+            raise FmnistEdgeError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.kind == "classifier" and self.case not in CASES:
+            raise FmnistEdgeError(f"--case must be one of 1, 2, 3, 4, got {self.case}")
+
+    @property
+    def frozen_encoder(self) -> bool:
+        return self.kind == "classifier" and self.case in (2, 4)
+
+    @property
+    def pretrained_encoder(self) -> bool:
+        return self.kind == "classifier" and self.case in (1, 2)
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained. `recipe="paper"` is the report's; "best" adds what beats it."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    batch_size: int = 100
+    max_epochs: int = 60
+    patience: int = 5
+    seed: int = 0
+    limit: int | None = None  # train on the first N training images (smoke tests)
+    recipe: str = "best"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False  # random horizontal flips and 2-pixel shifts
+    schedule: str = "none"  # or "cosine"
+    bf16: bool = False  # bf16 autocast (AMX); off by default: fp32 keeps curves comparable
+    val_size: int = 6000
+    split_seed: int = 20250201  # fixed: the same validation images for every run
+    extra: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise FmnistEdgeError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not (self.lr > 0 and self.lr < 10):
+            raise FmnistEdgeError(f"--lr must be a positive number below 10, got {self.lr}")
+        if self.batch_size < 1:
+            raise FmnistEdgeError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.max_epochs < 1:
+            raise FmnistEdgeError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+        if self.patience < 1:
+            raise FmnistEdgeError(f"--patience must be at least 1, got {self.patience}")
+        if self.limit is not None and self.limit < 1:
+            raise FmnistEdgeError(f"--limit must be at least 1, got {self.limit}")
+        if self.recipe not in RECIPES:
+            raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.schedule not in ("none", "cosine"):
+            raise FmnistEdgeError(f"unknown schedule {self.schedule!r}")
+
+
+def apply_recipe(cfg: TrainConfig, kind: str) -> TrainConfig:
+    """Fill in the recipe's extras. "paper" trains exactly as the report did."""
+    if cfg.recipe == "best" and kind == "classifier":
+        cfg.augment = True
+        cfg.schedule = "cosine"
+        cfg.label_smoothing = 0.1
+        cfg.weight_decay = 5e-4
+    return cfg
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a config from a checkpoint's plain dict, ignoring keys a newer version added."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def to_dict(cfg) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,41 @@
+"""Evaluation on a tensor set: MSE for an autoencoder, loss, accuracy and confusion for a classifier."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmnist_edge.spec import CLASS_NAMES, NUM_CLASSES
+from fmnist_edge.train.data import Tensors, batches
+
+EVAL_BATCH = 1000  # large batches: evaluation has no optimizer step to wait for
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu") -> dict:
+    """Mean loss over `data`; for classifiers also accuracy, per-class accuracy and confusion."""
+    was_training = model.training
+    model.eval()
+    total, n = 0.0, len(data)
+    confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
+    for idx in batches(n, EVAL_BATCH):
+        x = data.images[idx].to(device)
+        out = model(x)
+        if kind == "autoencoder":
+            total += nn.functional.mse_loss(out, x, reduction="sum").item() / x[0].numel()
+        else:
+            y = data.labels[idx].to(device)
+            total += nn.functional.cross_entropy(out, y, reduction="sum").item()
+            pred = out.argmax(1).cpu()
+            confusion += torch.bincount(y.cpu() * NUM_CLASSES + pred, minlength=NUM_CLASSES ** 2).view(
+                NUM_CLASSES, NUM_CLASSES)
+    model.train(was_training)
+    if kind == "autoencoder":
+        return {"mse": total / max(n, 1)}
+    per_class = confusion.diag().double() / confusion.sum(1).clamp(min=1).double()
+    return {
+        "loss": total / max(n, 1),
+        "accuracy": confusion.diag().sum().item() / max(n, 1),
+        "per_class_accuracy": {name: round(per_class[i].item(), 6) for i, name in enumerate(CLASS_NAMES)},
+        "confusion": confusion.tolist(),
+    }

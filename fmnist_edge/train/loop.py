@@ -1,0 +1,291 @@
+"""The training loop: early stopping, checkpoints every epoch and on Ctrl-C, --resume, divergence."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from fmnist_edge.errors import FmnistEdgeError, ModelError
+from fmnist_edge.fileio import write_json
+from fmnist_edge.train import checkpoint, dropout
+from fmnist_edge.train.config import ModelConfig, TrainConfig
+from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
+from fmnist_edge.train.evaluate import evaluate
+from fmnist_edge.train.models import build_model
+
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+
+
+class Diverged(FmnistEdgeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict
+    history: list = field(default_factory=list)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise FmnistEdgeError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FmnistEdgeError("--device cuda asked for, but no CUDA device is available")
+    return device
+
+
+def run_state(run_dir: Path) -> str:
+    """'finished', 'partial' (a resumable last.pt) or 'new'."""
+    if (run_dir / checkpoint.MODEL_FILE).is_file():
+        return "finished"
+    if (run_dir / checkpoint.RESUME_FILE).is_file():
+        return "partial"
+    return "new"
+
+
+def _load_encoder_into(model: nn.Module, encoder_ckpt: Path, n: int) -> str:
+    ae, payload = checkpoint.load_model(encoder_ckpt, expect_kind="autoencoder")
+    if ae.encoder.n != n:
+        raise ModelError(f"{encoder_ckpt}: encoder has n={ae.encoder.n}, the classifier wants n={n}")
+    model.encoder.load_state_dict(ae.encoder.state_dict())
+    return str(encoder_ckpt)
+
+
+def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.weight_decay:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr)
+
+
+def _loss_fn(kind: str, cfg: TrainConfig):
+    if kind == "autoencoder":
+        return lambda out, x, y: nn.functional.mse_loss(out, x)
+    return lambda out, x, y: nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
+
+
+class Trainer:
+    """One run in one folder. Construct, then `run()`; every piece of state lives in last.pt."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path,
+                 data_dir=None, encoder_ckpt: str | Path | None = None, resume: bool = False,
+                 force: bool = False, device: str = "auto", quiet: bool = False,
+                 on_epoch: Callable[[dict], None] | None = None):
+        model_cfg.check()
+        train_cfg.check()
+        self.model_cfg, self.cfg = model_cfg, train_cfg
+        self.run_dir = Path(run_dir)
+        self.data_dir = data_dir
+        self.encoder_ckpt = Path(encoder_ckpt) if encoder_ckpt else None
+        self.device = resolve_device(device)
+        self.quiet = quiet
+        self.on_epoch = on_epoch
+        state = run_state(self.run_dir)
+        if state == "finished" and not force:
+            raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
+                                  "or choose another --out")
+        if state == "partial" and not (resume or force):
+            raise FmnistEdgeError(f"{self.run_dir} holds an interrupted run; pass --resume to continue it, "
+                                  "or --force to start over")
+        self.resume = resume and state == "partial"
+        if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
+            raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
+        if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
+            raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FmnistEdgeError(f"cannot create {self.run_dir}: {exc.strerror}") from None
+
+    # -- state -------------------------------------------------------------------------------
+    def _fresh_state(self) -> None:
+        torch.manual_seed(self.cfg.seed)
+        dropout.reseed(self.cfg.seed)
+        self.model = build_model(self.model_cfg)
+        self.encoder_source = None
+        if self.model_cfg.pretrained_encoder:
+            self.encoder_source = _load_encoder_into(self.model, self.encoder_ckpt, self.model_cfg.n)
+        self.model.to(self.device)
+        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
+                  else list(self.model.parameters()))
+        self.optimizer = _make_optimizer(params, self.cfg)
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, self.cfg.max_epochs)
+                          if self.cfg.schedule == "cosine" else None)
+        self.aug_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        self.epoch, self.step = 0, 0
+        self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        self.history: list[dict] = []
+        self.best = {"val_loss": math.inf, "epoch": -1, "state": None, "bad_epochs": 0}
+        self.wall_time = 0.0
+
+    def _save_resume_point(self) -> None:
+        checkpoint.save(
+            self.run_dir / checkpoint.RESUME_FILE, self.model_cfg, self.cfg, self.model,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler else None,
+            epoch=self.epoch, step=self.step, partial=dict(self.partial), history=self.history,
+            best_val_loss=self.best["val_loss"], best_epoch=self.best["epoch"],
+            best_state=self.best["state"], bad_epochs=self.best["bad_epochs"],
+            torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
+            dropout_rng=json.dumps(dropout.rng_state()), wall_time=self.wall_time,
+            encoder_source=self.encoder_source,
+        )
+
+    def _restore(self) -> None:
+        path = self.run_dir / checkpoint.RESUME_FILE
+        self.model, payload = checkpoint.load_model(path)
+        # A resumed run keeps the configuration it was started with.
+        self.model_cfg, self.cfg = payload["model_config_obj"], payload["train_config_obj"]
+        self.model.to(self.device).train()
+        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
+                  else list(self.model.parameters()))
+        self.optimizer = _make_optimizer(params, self.cfg)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, self.cfg.max_epochs)
+                          if self.cfg.schedule == "cosine" else None)
+        if self.scheduler and payload.get("scheduler"):
+            self.scheduler.load_state_dict(payload["scheduler"])
+        self.aug_gen = torch.Generator()
+        self.aug_gen.set_state(payload["aug_rng"])
+        torch.set_rng_state(payload["torch_rng"])
+        dropout.reseed(self.cfg.seed)
+        dropout.set_rng_state(json.loads(payload["dropout_rng"]))
+        self.epoch, self.step = payload["epoch"], payload["step"]
+        self.partial = dict(payload["partial"])
+        self.history = list(payload["history"])
+        self.best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"],
+                     "state": payload["best_state"], "bad_epochs": payload["bad_epochs"]}
+        self.wall_time = payload["wall_time"]
+        self.encoder_source = payload.get("encoder_source")
+
+    # -- loop --------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        if self.resume:
+            self._restore()
+        else:
+            self._fresh_state()
+        train, val = load_train_val(self.cfg, self.data_dir)
+        kind = self.model_cfg.kind
+        loss_fn = _loss_fn(kind, self.cfg)
+        from fmnist_edge.train.progress import EpochProgress
+
+        progress = EpochProgress(quiet=self.quiet)
+        stop_reason = "max-epochs"
+        try:
+            with progress:
+                while self.epoch < self.cfg.max_epochs:
+                    record = self._train_epoch(train, val, loss_fn, progress)
+                    if self.on_epoch:
+                        self.on_epoch(record)
+                    if self.best["bad_epochs"] >= self.cfg.patience:
+                        stop_reason = "early-stop"
+                        break
+        except KeyboardInterrupt:
+            self._save_resume_point()
+            raise FmnistEdgeError(
+                f"interrupted in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
+                "continue with --resume") from None
+        return self._finish(stop_reason)
+
+    def _train_epoch(self, train: Tensors, val: Tensors, loss_fn, progress) -> dict:
+        kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
+        model.train()
+        # The epoch's order depends only on (seed, epoch), so a resumed epoch sees the same batches.
+        order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
+        all_batches = list(batches(len(train), cfg.batch_size, order_gen))
+        progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
+        started = time.perf_counter()
+        p = self.partial
+        for i in range(self.step, len(all_batches)):
+            idx = all_batches[i]
+            x = train.images[idx]
+            y = train.labels[idx]
+            if cfg.augment:
+                x = augment(x, self.aug_gen)
+            x, y = x.to(self.device), y.to(self.device)
+            with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
+                out = model(x)
+            loss = loss_fn(out.float(), x, y)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                self._diverged(loss_value, i)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            p["loss_sum"] += loss_value * len(idx)
+            p["seen"] += len(idx)
+            if kind == "classifier":
+                p["correct"] += (out.argmax(1) == y).sum().item()
+            self.step = i + 1
+            progress.advance(p["loss_sum"] / p["seen"])
+        seconds = p["seconds"] + time.perf_counter() - started
+        val_metrics = evaluate(model, val, kind, self.device)
+        val_loss = val_metrics["mse" if kind == "autoencoder" else "loss"]
+        if not math.isfinite(val_loss):
+            self._diverged(val_loss, None)
+        record = {"epoch": self.epoch + 1, "train_loss": p["loss_sum"] / max(p["seen"], 1),
+                  "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                  "seconds": round(seconds, 3)}
+        if kind == "classifier":
+            record["train_accuracy"] = p["correct"] / max(p["seen"], 1)
+            record["val_accuracy"] = val_metrics["accuracy"]
+        if self.scheduler:
+            self.scheduler.step()
+        if val_loss < self.best["val_loss"]:
+            self.best.update(val_loss=val_loss, epoch=self.epoch + 1, bad_epochs=0,
+                             state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
+        else:
+            self.best["bad_epochs"] += 1
+        self.history.append(record)
+        self.wall_time += seconds
+        self.epoch, self.step = self.epoch + 1, 0
+        self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        write_json(self.run_dir / HISTORY_FILE, self.history)
+        self._save_resume_point()
+        progress.end_epoch(record, best=self.best["epoch"] == record["epoch"])
+        return record
+
+    def _diverged(self, value: float, step: int | None) -> None:
+        where = f"epoch {self.epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+        kept = self.run_dir / checkpoint.RESUME_FILE
+        note = f"last good checkpoint kept at {kept}" if kept.is_file() else "no epoch had finished"
+        raise Diverged(f"training diverged ({value} loss at {where}); {note}. Try a lower --lr")
+
+    def _finish(self, stop_reason: str) -> RunResult:
+        if self.best["state"] is not None:
+            self.model.load_state_dict(self.best["state"])  # early stopping restores the best weights
+        kind = self.model_cfg.kind
+        test = evaluate(self.model, load_test(self.data_dir, limit=self.cfg.limit and 2000), kind, self.device)
+        best_val = self.best["val_loss"]
+        metrics = {
+            "kind": kind, "n": self.model_cfg.n, "dropout": self.model_cfg.dropout, "case": self.model_cfg.case,
+            "epochs": self.epoch, "best_epoch": self.best["epoch"], "best_val_loss": best_val,
+            "stop_reason": stop_reason, "wall_time_s": round(self.wall_time, 2),
+            "test_mse" if kind == "autoencoder" else "test_accuracy":
+                test["mse"] if kind == "autoencoder" else test["accuracy"],
+            "test_limited": self.cfg.limit is not None,
+            "encoder_source": self.encoder_source,
+        }
+        if kind == "classifier":
+            metrics["test_loss"] = test["loss"]
+            metrics["per_class_accuracy"] = test["per_class_accuracy"]
+            metrics["confusion"] = test["confusion"]
+        self.model.cpu()
+        model_path = self.run_dir / checkpoint.MODEL_FILE
+        checkpoint.save(model_path, self.model_cfg, self.cfg, self.model, metrics=metrics, history=self.history)
+        write_json(self.run_dir / METRICS_FILE, metrics)
+        return RunResult(self.run_dir, model_path, metrics, self.history)

@@ -1,0 +1,105 @@
+"""The report's convolutional autoencoder (its Figure 1) and the classifier built on its encoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fmnist_edge.spec import NUM_CLASSES
+from fmnist_edge.train.config import ModelConfig
+from fmnist_edge.train.dropout import FastDropout
+
+
+class Encoder(nn.Module):
+    """(B, 1, 28, 28) -> (B, n). Dropout before pooling, as in the report."""
+
+    def __init__(self, n: int = 64, p: float = 0.2):
+        super().__init__()
+        self.n = n
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3),  # (B, 16, 26, 26)
+            nn.ReLU(),
+            FastDropout(p),
+            nn.MaxPool2d(2, 2),  # (B, 16, 13, 13)
+            nn.Conv2d(16, 32, kernel_size=3),  # (B, 32, 11, 11)
+            nn.ReLU(),
+            FastDropout(p),
+            nn.MaxPool2d(2, 2),  # (B, 32, 5, 5)
+            nn.Flatten(),  # (B, 800)
+            nn.Linear(800, n),
+            nn.ReLU(),
+            FastDropout(p),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """(B, n) -> (B, 1, 28, 28) in [0, 1]."""
+
+    def __init__(self, n: int = 64, p: float = 0.2):
+        super().__init__()
+        self.n = n
+        self.net = nn.Sequential(
+            nn.Linear(n, 800),
+            nn.ReLU(),
+            FastDropout(p),
+            nn.Unflatten(1, (32, 5, 5)),  # (B, 32, 5, 5)
+            nn.ConvTranspose2d(32, 16, kernel_size=5, stride=2, padding=2, output_padding=0, dilation=2),
+            nn.ReLU(),  # (B, 16, 13, 13)
+            FastDropout(p),
+            nn.ConvTranspose2d(16, 1, kernel_size=6, stride=2, padding=1, output_padding=0, dilation=1),
+            nn.Sigmoid(),  # (B, 1, 28, 28)
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class ConvAutoencoder(nn.Module):
+    def __init__(self, n: int = 64, p: float = 0.2):
+        super().__init__()
+        self.encoder = Encoder(n, p)
+        self.decoder = Decoder(n, p)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class Classifier(nn.Module):
+    """Encoder + Linear(n, 10). A frozen encoder gets no gradients and keeps dropout off."""
+
+    def __init__(self, n: int = 64, p: float = 0.2, freeze_encoder: bool = False):
+        super().__init__()
+        self.encoder = Encoder(n, p)
+        self.head = nn.Linear(n, NUM_CLASSES)
+        self.freeze_encoder = freeze_encoder
+        if freeze_encoder:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        if self.freeze_encoder:
+            self.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    cfg.check()
+    if cfg.kind == "autoencoder":
+        return ConvAutoencoder(cfg.n, cfg.dropout)
+    return Classifier(cfg.n, cfg.dropout, freeze_encoder=cfg.frozen_encoder)

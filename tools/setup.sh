@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up fmnist-edge on a fresh Debian machine: the real data, a venv, the package with extras.
+# Usage: bash tools/setup.sh [EXTRAS]   (EXTRAS defaults to "train,dev"; "" for the runtime only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1-train,dev}"
+
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+if [[ ",$extras," == *",train,"* ]]; then
+    # The pair that installs and imports together here; pip takes both from local wheels when present.
+    .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+spec="."; [ -n "$extras" ] && spec=".[$extras]"
+.venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -vE '^WARNING: Location|^\s*$|!!|setuptools|wheel_obj|WheelFile|########|\*\*\*\*' || true
+.venv/bin/fmnist-edge --help >/dev/null
+echo "fmnist-edge is set up in .venv (extras: ${extras:-none})"
