@@ -1,0 +1,63 @@
+"""`manifest.json` beside exported models: every file's size, sha256 and validation figures.
+
+Torch-free: export writes it, the runtime checks each model file against it before loading.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fmnist_edge.errors import ModelError
+from fmnist_edge.fileio import sha256_file, write_json
+from fmnist_edge.spec import MANIFEST_NAME
+
+FORMAT_VERSION = 1
+
+
+def read(folder: str | Path) -> dict | None:
+    """The folder's manifest, None when there is none; a ModelError when it is unreadable."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise ModelError(f"{path}: not an fmnist-edge manifest")
+    return data
+
+
+def write(folder: str | Path, files: dict, **info) -> Path:
+    """Write the manifest atomically; `files` maps file name -> entry (kind, precision, ...)."""
+    folder = Path(folder)
+    entries = {}
+    for name, entry in sorted(files.items()):
+        path = folder / name
+        if not path.is_file():
+            raise ModelError(f"manifest would name a missing file: {path}")
+        entries[name] = {**entry, "size_bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    out = folder / MANIFEST_NAME
+    write_json(out, {"format": FORMAT_VERSION, **info, "files": entries})
+    return out
+
+
+def verify(model_path: str | Path) -> dict | None:
+    """Check a model file against the manifest in its folder, if there is one.
+
+    Returns its manifest entry (None without a manifest). Refuses a file that the manifest
+    does not list or whose sha256 differs: it was altered or replaced after export.
+    """
+    model_path = Path(model_path)
+    manifest = read(model_path.parent)
+    if manifest is None:
+        return None
+    entry = manifest["files"].get(model_path.name)
+    if entry is None:
+        raise ModelError(f"{model_path}: not listed in {model_path.parent / MANIFEST_NAME}")
+    digest = sha256_file(model_path)
+    if digest != entry.get("sha256"):
+        raise ModelError(f"{model_path}: sha256 {digest[:12]}... differs from its manifest "
+                         f"({str(entry.get('sha256'))[:12]}...): the file was altered after export")
+    return entry
