@@ -6,6 +6,7 @@ Torch-free on purpose: the runtime's tools and the tests read the same files.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -60,9 +61,9 @@ def _parse(path: Path, magic: int) -> np.ndarray:
     if found != magic:
         raise DataError(f"{path}: bad magic number 0x{found:08x} (expected 0x{magic:08x}); {HOW_TO_GET}")
     dims = struct.unpack(f">{ndim}I", head[4:header_len])
-    payload = int(np.prod(dims, dtype=np.int64))
+    payload = math.prod(dims)  # Python ints: np.prod in int64 wraps (2^31 * 2^31 * 4 == 0)
     if payload > MAX_PAYLOAD_BYTES:
-        raise DataError(f"{path}: header claims {payload} bytes, more than any Fashion-MNIST file")
+        raise DataError(f"{path}: header claims {payload} bytes, more than any Fashion-MNIST file; {HOW_TO_GET}")
     data = _read_limited(path, header_len + payload)
     if len(data) != header_len + payload:
         kind = "truncated" if len(data) < header_len + payload else "longer than its header says"
@@ -73,14 +74,14 @@ def _parse(path: Path, magic: int) -> np.ndarray:
 def read_images(path: str | os.PathLike) -> np.ndarray:
     images = _parse(Path(path), IMAGES_MAGIC)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{path}: images are {images.shape[1:]}, expected 28x28")
+        raise DataError(f"{path}: images are {images.shape[1:]}, expected 28x28; {HOW_TO_GET}")
     return images
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     labels = _parse(Path(path), LABELS_MAGIC)
     if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{path}: label {int(labels.max())} out of range 0..{NUM_CLASSES - 1}")
+        raise DataError(f"{path}: label {int(labels.max())} out of range 0..{NUM_CLASSES - 1}; {HOW_TO_GET}")
     return labels.astype(np.int64)
 
 
@@ -112,15 +113,27 @@ def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     raise DataError(f"Fashion-MNIST not found (looked in {looked}); {HOW_TO_GET}")
 
 
+def _is_standard_dir(folder: Path) -> bool:
+    """Debian's folder or the download cache: where only the real, complete files live."""
+    standard = (DEBIAN_DATA_DIR, CACHE_DATA_DIR, CACHE_DATA_DIR / "FashionMNIST" / "raw")
+    return folder.resolve() in {d.resolve() for d in standard}
+
+
 def load_split(split: str, data_dir: str | os.PathLike | None = None,
-               expect_full: bool = True) -> Split:
-    """Read one split as numpy arrays; the real files must hold exactly 60k / 10k images."""
+               expect_full: bool | None = None) -> Split:
+    """Read one split as numpy arrays. The real files (Debian's folder, the cache) must hold
+    exactly 60k / 10k images; a folder the user names (--data-dir, $FMNIST_EDGE_DATA) may hold
+    a smaller set, e.g. a subset or test fixtures. `expect_full` overrides that choice."""
     images_stem, labels_stem, count = SPLITS[split]
     folder = find_data_dir(data_dir)
+    if expect_full is None:
+        expect_full = _is_standard_dir(folder)
     images = read_images(_find_file(folder, images_stem))
     labels = read_labels(_find_file(folder, labels_stem))
     if len(images) != len(labels):
-        raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels")
+        raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels; {HOW_TO_GET}")
+    if len(images) == 0:
+        raise DataError(f"{folder}: {split} holds no images; {HOW_TO_GET}")
     if expect_full and len(images) != count:
         raise DataError(f"{folder}: {split} has {len(images)} images, expected {count}; {HOW_TO_GET}")
     return Split(images, labels)

@@ -1,7 +1,91 @@
-"""Placeholder, filled in by its issue."""
+"""`fmnist-edge export` and `fmnist-edge validate` (need the train extra for export)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from fmnist_edge.cli.common import DataDir, JsonFlag, command
+from fmnist_edge.errors import FmnistEdgeError
+
+DEFAULT_EXPORT_DIR = Path("exported")
+
+
+def _require_train_extra() -> None:
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        raise FmnistEdgeError("export needs the train extra: pip install 'fmnist-edge[train]'") from None
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("export")
+    @command
+    def export_cmd(
+        checkpoints: Annotated[Optional[list[Path]], typer.Argument(
+            help="model.pt files (default: the latest plain `fmnist-edge train` run).", show_default=False)] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = DEFAULT_EXPORT_DIR,
+        quantize: Annotated[bool, typer.Option("--quantize", help="Also write int8 models (*.int8.onnx).")] = False,
+        quantize_method: Annotated[Optional[str], typer.Option(
+            help="weights (default: int8 weights, fp32 compute), qdq, qoperator, linear or dynamic.",
+            show_default=False)] = None,
+        calibration: Annotated[Optional[Path], typer.Option(
+            help=".npy of calibration images (default: Fashion-MNIST training images).", show_default=False)] = None,
+        calibration_size: Annotated[int, typer.Option(help="Calibration images for static methods.")] = 2000,
+        no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip validation against PyTorch.")] = False,
+        data_dir: DataDir = None,
+    ):
+        """Export encoder, decoder and classifier to ONNX (optionally int8), validated, written atomically."""
+        _require_train_extra()
+        from fmnist_edge.export.pipeline import default_checkpoints, export
+
+        ckpts = list(checkpoints) if checkpoints else default_checkpoints()
+        data = export(ckpts, out, quantize=quantize, method=quantize_method, calibration=calibration,
+                      calibration_size=calibration_size, data_dir=data_dir, validate=not no_validate,
+                      log=lambda msg: typer.echo(msg, err=True))
+        for name, entry in data["files"].items():
+            if not name.endswith(".onnx"):
+                continue
+            v = entry.get("validation", {})
+            extra = "".join(f", {k} {v[k]:.4g}" for k in ("accuracy", "max_abs_diff_vs_torch", "reconstruction_mse",
+                                                           "accuracy_drop_pp") if k in v)
+            typer.echo(f"{out / name}: {entry['size_bytes']:,} bytes{extra}")
+        typer.echo(f"manifest: {out / 'manifest.json'}")
+
+    @app.command("validate")
+    @command
+    def validate_cmd(
+        folder: Annotated[Path, typer.Argument(help="An export folder with manifest.json.")] = DEFAULT_EXPORT_DIR,
+        json_out: JsonFlag = False, data_dir: DataDir = None,
+    ):
+        """Run every model in ONNX Runtime (and PyTorch when installed) on the test set; exit 1 on a missed bound."""
+        from fmnist_edge.export.validate import validate_folder
+
+        result = validate_folder(folder, data_dir=data_dir, raise_on_failure=False)
+        if json_out:
+            typer.echo(json.dumps(result))
+        else:
+            from rich.console import Console
+            from rich.table import Table
+
+            table = Table(title=f"validation of {folder} on the test set")
+            for col in ("model", "max |ORT-PyTorch|", "top-1 vs PyTorch", "accuracy", "int8 drop (pp)",
+                        "top-1 vs fp32", "recon. MSE"):
+                table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
+
+            def fmt(v, spec):
+                return "-" if v is None else format(v, spec)
+
+            for name, f in result["models"].items():
+                table.add_row(name, fmt(f.get("max_abs_diff_vs_torch"), ".2e"),
+                              fmt(f.get("top1_agreement_vs_torch"), ".2%"), fmt(f.get("accuracy"), ".4f"),
+                              fmt(f.get("accuracy_drop_pp"), ".2f"), fmt(f.get("top1_agreement_vs_fp32"), ".2%"),
+                              fmt(f.get("reconstruction_mse"), ".5f"))
+            Console(width=None if Console().is_terminal else 130).print(table)
+        if result["failures"]:
+            raise FmnistEdgeError("; ".join(result["failures"]))
+        typer.echo("all bounds met", err=True)

@@ -4,8 +4,9 @@ PyTorch's CPU dropout spends most of this model's training step drawing its mask
 (`aten::bernoulli_`, about 16 ns an element here). numpy's PCG64 yields 64 random bits in
 about 2 ns, so each element takes 16 fresh bits and is kept when they are >= round(p * 2^16).
 The keep probability differs from 1 - p by at most 2^-17: what the model computes is
-unchanged. The generator is seeded from torch's, so `torch.manual_seed` still makes runs
-repeatable.
+unchanged. Each mask's PCG64 is seeded by one draw from torch's CPU generator, so
+`torch.manual_seed`, `torch.get_rng_state`/`set_rng_state` and `fork_rng` govern the masks
+exactly as they govern torch's own dropout (about 10 us a mask).
 """
 
 from __future__ import annotations
@@ -15,30 +16,26 @@ import torch
 from torch import nn
 
 _BITS = 16
-_rng: np.random.Generator | None = None
-_rng_seed: int | None = None
 
 
 def _generator() -> np.random.Generator:
-    global _rng, _rng_seed
-    seed = torch.initial_seed()
-    if _rng is None or seed != _rng_seed:
-        _rng, _rng_seed = np.random.default_rng(seed), seed
-    return _rng
+    # Keyed on torch's generator state, not on torch.initial_seed(): a second
+    # torch.manual_seed(s) in one process must restart the masks too.
+    seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    return np.random.Generator(np.random.PCG64(seed))
 
 
 def reseed(seed: int) -> None:
-    """Restart the mask stream (called by the training loop with the run's seed)."""
-    global _rng, _rng_seed
-    _rng, _rng_seed = np.random.default_rng(seed), torch.initial_seed()
+    """Kept for callers: the masks follow torch's generator, so torch.manual_seed is enough."""
 
 
 def rng_state() -> dict:
-    return _generator().bit_generator.state
+    """Kept for callers: the state lives in torch's generator (torch.get_rng_state)."""
+    return {}
 
 
 def set_rng_state(state: dict) -> None:
-    _generator().bit_generator.state = state
+    """Kept for callers (old checkpoints stored a separate mask state); nothing to restore."""
 
 
 def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:

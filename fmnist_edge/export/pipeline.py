@@ -1,0 +1,165 @@
+"""`fmnist-edge export`: checkpoints -> a validated folder of ONNX models, swapped in atomically.
+
+Everything is built in a hidden staging folder beside the target, validated there, then
+exchanged with the target in one rename (renameat2 RENAME_EXCHANGE on Linux). A kill at any
+moment leaves either the previous folder or the new one, each with a manifest naming only
+files that exist and match.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge import manifest
+from fmnist_edge.errors import FmnistEdgeError, ModelError
+from fmnist_edge.spec import MANIFEST_NAME, MODELS
+
+STAGING_PREFIX = ".staging-"
+LATEST_POINTER = Path("runs/latest.json")
+
+
+def default_checkpoints() -> list[Path]:
+    """The checkpoints of the latest plain `fmnist-edge train` run."""
+    train_dir = Path("runs/train")
+    if LATEST_POINTER.is_file():
+        try:
+            train_dir = Path(json.loads(LATEST_POINTER.read_text())["train_dir"])
+        except (ValueError, KeyError, OSError):
+            raise FmnistEdgeError(f"{LATEST_POINTER} is unreadable; name the checkpoints to export") from None
+    found = [p for p in (train_dir / "autoencoder" / "model.pt", train_dir / "classifier" / "model.pt") if p.is_file()]
+    if not found:
+        raise FmnistEdgeError(f"no trained models in {train_dir}: run `fmnist-edge train` first, "
+                              "or name checkpoints: fmnist-edge export CKPT...")
+    return found
+
+
+def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarray:
+    """Calibration images as float32 (N, 1, 28, 28) in [0, 1]: from a .npy file, or the first
+    `size` images of the Fashion-MNIST *training* split (never the test set)."""
+    if source is not None:
+        try:
+            arr = np.load(source, allow_pickle=False)
+        except Exception as exc:
+            raise FmnistEdgeError(f"calibration set {source} cannot be read ({type(exc).__name__}: {exc})") from None
+        if arr.ndim == 3:
+            arr = arr[:, None]
+        if arr.ndim != 4 or arr.shape[1:] != (1, 28, 28) or len(arr) == 0:
+            raise FmnistEdgeError(f"calibration set {source}: expected images (N, 28, 28) or (N, 1, 28, 28), "
+                                  f"got shape {arr.shape}")
+        arr = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise FmnistEdgeError(f"calibration set {source}: values must lie in [0, 1] (or be uint8)")
+        return arr[:size]
+    from fmnist_edge.idx import load_split
+
+    images = load_split("train", data_dir).images[:size]
+    return (images.astype(np.float32) / 255.0)[:, None]
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2). False where the call is unavailable."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
+
+
+def _install(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous version
+        return
+    old = target.with_name(f"{STAGING_PREFIX}{target.name}-old")  # fallback: two renames
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _carry_over(target: Path, staging: Path, replaced: set[str]) -> dict:
+    """Copy the target's other files (samples, models not re-exported) into staging."""
+    old_manifest = manifest.read(target) if target.is_dir() else None
+    kept = {}
+    if not target.is_dir():
+        return kept
+    for item in target.iterdir():
+        if item.name in replaced or item.name == MANIFEST_NAME or item.name.startswith(STAGING_PREFIX):
+            continue
+        dest = staging / item.name
+        if item.is_dir():
+            shutil.copytree(item, dest)
+        else:
+            shutil.copy2(item, dest)
+        if old_manifest and item.name in old_manifest["files"]:
+            kept[item.name] = {k: v for k, v in old_manifest["files"][item.name].items()
+                               if k not in ("size_bytes", "sha256")}
+    return kept
+
+
+def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, method: str | None = None,
+           calibration: Path | None = None, calibration_size: int = 2000, data_dir=None,
+           validate: bool = True, log=print) -> dict:
+    """Export, quantize, validate and install; returns the written manifest."""
+    from fmnist_edge.export.onnx_export import export_checkpoint
+    from fmnist_edge.export.quantize import DEFAULT_METHOD, QuantizeConfig, quantize_model
+
+    qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size)
+    qcfg.check()
+    quantize = quantize or method is not None
+    for ckpt in checkpoints:
+        if not Path(ckpt).is_file():
+            raise ModelError(f"{ckpt}: no such checkpoint")
+    out_dir = Path(out_dir)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+        staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
+    except OSError as exc:
+        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    try:
+        entries: dict[str, dict] = {}
+        for ckpt in checkpoints:
+            log(f"exporting {ckpt}")
+            entries.update(export_checkpoint(Path(ckpt), staging))
+        if quantize:
+            calib = None
+            if qcfg.needs_calibration:
+                calib = load_calibration(calibration, qcfg.calibration_size, data_dir)
+            for name, entry in list(entries.items()):
+                spec = MODELS[entry["kind"]]
+                log(f"quantizing {name} ({qcfg.method})")
+                details = quantize_model(staging / name, staging / spec.int8_filename, qcfg,
+                                         calib if spec.inputs[0].name == "image" else None)
+                entries[spec.int8_filename] = {**entry, **details}
+        entries = {**_carry_over(out_dir, staging, set(entries)), **entries}
+        if validate:
+            from fmnist_edge.export.validate import validate_folder
+
+            log("validating against PyTorch on the test set")
+            report = validate_folder(staging, data_dir=data_dir, entries=entries, raise_on_failure=True)
+            for name, figures in report["models"].items():
+                entries[name]["validation"] = figures
+        written = manifest.write(staging, entries, producer="fmnist-edge")
+        data = json.loads(written.read_text())
+        _install(staging, out_dir)
+        return data
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

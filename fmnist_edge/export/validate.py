@@ -1,0 +1,169 @@
+"""`fmnist-edge validate DIR`: every exported model in ONNX Runtime against PyTorch, on the test set.
+
+Checks names, then shapes, then values; collects every failure and raises one
+ValidationFailed naming them all. PyTorch is used when it is importable and the source
+checkpoint is still on disk; without it the ONNX-only figures (accuracy, agreement of int8
+with fp32, reconstruction MSE) are still checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge import manifest
+from fmnist_edge.errors import FmnistEdgeError, ValidationFailed
+from fmnist_edge.spec import (CLASSIFIER, DECODER, ENCODER, FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP_PP,
+                              INT8_MIN_TOP1_AGREEMENT, MODELS)
+
+BATCH = 1000
+# An int8 encoder/decoder may lose a little reconstruction quality, not more than this (relative).
+INT8_MAX_MSE_INCREASE = 0.05
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if session.get_modelmeta().custom_metadata_map.get("fmnist_edge.quantization") == "weights":
+        # int8 weights only: let constant folding turn DequantizeLinear(weights) into fp32 weights.
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session
+
+
+def _run(session, x: np.ndarray) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + BATCH]})[0] for i in range(0, len(x), BATCH)])
+
+
+def _check_io(session, spec, n: int | None, failures: list[str], label: str) -> None:
+    ins, outs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in ins] != [t.name for t in spec.inputs] or [o.name for o in outs] != [t.name for t in
+                                                                                             spec.outputs]:
+        failures.append(f"{label}: tensor names {[i.name for i in ins]} -> {[o.name for o in outs]} differ "
+                        f"from the spec")
+        return
+    for got, want in ((ins[0].shape, spec.inputs[0].shape), (outs[0].shape, spec.outputs[0].shape)):
+        fixed_ok = all(w in ("batch", "n") or g == w for g, w in zip(got, want)) and len(got) == len(want)
+        if not fixed_ok or isinstance(got[0], int):
+            failures.append(f"{label}: shape {got} does not match the spec {want} with a dynamic batch axis")
+
+
+def _torch_outputs(entry: dict, x: np.ndarray, kind: str):
+    """PyTorch's outputs for the same input, or None without torch or the checkpoint."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    ckpt = Path(entry.get("checkpoint", ""))
+    if not ckpt.is_file():
+        return None
+    from fmnist_edge.train.checkpoint import load_model
+
+    model, _ = load_model(ckpt)
+    module = {"encoder": getattr(model, "encoder", None), "decoder": getattr(model, "decoder", None),
+              "classifier": model}[kind]
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        return torch.cat([module(t[i:i + BATCH]) for i in range(0, len(t), BATCH)]).numpy()
+
+
+def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = None,
+                    raise_on_failure: bool = True, limit: int | None = None) -> dict:
+    """Validate every model in `folder`; returns {"models": {file: figures}, "failures": [...]}."""
+    from fmnist_edge.idx import load_split
+
+    folder = Path(folder)
+    if entries is None:
+        data = manifest.read(folder)
+        if data is None:
+            raise FmnistEdgeError(f"{folder}: no manifest.json; is this an fmnist-edge export folder?")
+        entries = data["files"]
+        for name in entries:
+            manifest.verify(folder / name)
+    test = load_split("test", data_dir, expect_full=limit is None)
+    n_images = len(test.labels) if limit is None else min(limit, len(test.labels))
+    x = (test.images[:n_images].astype(np.float32) / 255.0)[:, None]
+    labels = test.labels[:n_images]
+    failures: list[str] = []
+    report: dict[str, dict] = {}
+    outputs: dict[str, np.ndarray] = {}
+    latents: dict[str, np.ndarray] = {}
+
+    # fp32 before int8, encoders before the decoders that read their latents.
+    rank = {"encoder": 0, "decoder": 1, "classifier": 2}
+    order = sorted(entries, key=lambda k: (entries[k].get("precision") != "fp32", rank.get(entries[k].get("kind"), 3)))
+    for name in order:
+        entry = entries[name]
+        kind = entry.get("kind")
+        if kind not in MODELS or not name.endswith(".onnx"):
+            continue
+        spec = MODELS[kind]
+        session = _session(folder / name)
+        _check_io(session, spec, entry.get("n"), failures, name)
+        figures: dict = {"precision": entry.get("precision", "fp32"), "images": n_images}
+        if kind == "decoder":
+            # The decoder's input comes from the encoder of the same precision (fp32 encoder otherwise).
+            source = latents.get(entry.get("precision"), latents.get("fp32"))
+            if source is None:
+                continue
+            model_in = source
+        else:
+            model_in = x
+        out = _run(session, model_in)
+        outputs[name] = out
+        if kind == "encoder":
+            latents[entry.get("precision", "fp32")] = out
+        reference = _torch_outputs(entry, model_in, kind) if figures["precision"] == "fp32" else None
+        if reference is not None:
+            diff = float(np.abs(out - reference).max())
+            figures["max_abs_diff_vs_torch"] = diff
+            if diff > FP32_MAX_ABS_DIFF:
+                failures.append(f"{name}: max |ONNX - PyTorch| = {diff:.2e} > {FP32_MAX_ABS_DIFF:.0e}")
+            if kind == "classifier":
+                agree = float((out.argmax(1) == reference.argmax(1)).mean())
+                figures["top1_agreement_vs_torch"] = agree
+                if agree < 1.0:
+                    failures.append(f"{name}: top-1 agrees with PyTorch on only {agree:.4%}")
+        if kind == "classifier":
+            figures["accuracy"] = float((out.argmax(1) == labels).mean())
+        if kind == "decoder":
+            figures["reconstruction_mse"] = float(((out - x) ** 2).mean())
+            if not (out.min() >= 0.0 and out.max() <= 1.0):
+                failures.append(f"{name}: reconstruction leaves [0, 1]")
+        report[name] = figures
+
+    # int8 against its fp32 twin
+    for name, figures in report.items():
+        if figures["precision"] != "int8":
+            continue
+        kind = entries[name]["kind"]
+        twin = MODELS[kind].filename
+        if twin not in report:
+            continue
+        if kind == "classifier":
+            agree = float((outputs[name].argmax(1) == outputs[twin].argmax(1)).mean())
+            drop_pp = 100 * (report[twin]["accuracy"] - figures["accuracy"])
+            figures.update(top1_agreement_vs_fp32=agree, accuracy_drop_pp=drop_pp)
+            if drop_pp > INT8_MAX_ACCURACY_DROP_PP:
+                failures.append(f"{name}: accuracy {drop_pp:.2f} pp below fp32 (bound {INT8_MAX_ACCURACY_DROP_PP})")
+            if agree < INT8_MIN_TOP1_AGREEMENT:
+                failures.append(f"{name}: top-1 agrees with fp32 on {agree:.2%} (bound "
+                                f"{INT8_MIN_TOP1_AGREEMENT:.1%})")
+        elif kind == "decoder":
+            base = report[twin]["reconstruction_mse"]
+            rise = figures["reconstruction_mse"] / base - 1 if base > 0 else 0.0
+            figures["reconstruction_mse_rise_vs_fp32"] = rise
+            if rise > INT8_MAX_MSE_INCREASE:
+                failures.append(f"{name}: reconstruction MSE {rise:.1%} above fp32 (bound "
+                                f"{INT8_MAX_MSE_INCREASE:.0%})")
+        elif kind == "encoder":
+            figures["max_abs_diff_vs_fp32"] = float(np.abs(outputs[name] - outputs[twin]).max())
+
+    result = {"models": report, "failures": failures}
+    if failures and raise_on_failure:
+        raise ValidationFailed(f"{len(failures)} validation bound(s) missed: " + "; ".join(failures))
+    return result

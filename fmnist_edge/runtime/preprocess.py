@@ -1,0 +1,177 @@
+"""A user's picture -> what the model saw in training: float32 (1, 28, 28) in [0, 1], light on black.
+
+Follows Fashion-MNIST's own conversion of product photos: trim the background, resize so the
+longest side fills 28 pixels, centre, negate (photos show a dark garment on white). Pure
+functions of their input, so one process may preprocess from many threads at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fmnist_edge.errors import ImageError
+from fmnist_edge.spec import IMAGE_SIZE
+
+# 40 megapixels: any camera photo passes, a decompression bomb (e.g. 30000x30000) is refused
+# from its header, before a single pixel is decoded.
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 8  # smaller than this cannot show a garment
+BORDER = 0.05  # the outer 5% of each side decides polarity and background level
+TRIM = 0.05  # like Fashion-MNIST: pixels within 5% of the background colour are background
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open a picture file, decoded and checked; every failure is one ImageError line."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not a picture")
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file")
+        im = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: refused, too many pixels for a picture (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a picture Pillow can read") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    check_size(im, path)
+    try:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)  # animated GIF/WebP/APNG: the first frame
+        im.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{path}: truncated or corrupt {im.format or 'image'} ({exc})") from None
+    return im
+
+
+def check_size(im: Image.Image, name: str | os.PathLike = "image") -> None:
+    width, height = im.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{name}: refused, {width}x{height} pixels is more than the "
+                         f"{MAX_PIXELS // 1_000_000} MP limit (decompression bomb?)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{name}: {width}x{height} pixels is too small to show a garment "
+                         f"(at least {MIN_SIDE}x{MIN_SIDE})")
+
+
+def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
+    """Any Pillow mode -> float32 (H, W) in [0, 1]; transparency composited on white."""
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # a broken EXIF block must not cost the picture; keep it as stored
+        pass
+    mode = im.mode
+    try:
+        if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            gray = np.asarray(im, dtype=np.float64)
+            top = 65535.0 if mode.startswith("I;16") or gray.max() > 255 else 255.0
+            if mode == "F":
+                top = max(1.0, float(gray.max()))
+            return np.clip(gray / top, 0.0, 1.0).astype(np.float32)
+        if mode in ("P", "PA") or (mode in ("L", "RGB") and "transparency" in im.info):
+            im = im.convert("RGBA")
+        elif mode == "CMYK":
+            im = im.convert("RGB")
+        elif mode in ("LAB", "HSV", "YCbCr"):
+            im = im.convert("RGB")
+        if im.mode in ("RGBA", "LA", "RGBa", "La"):
+            rgba = im.convert("RGBA")
+            # Transparent means background: composite on white, as a product photo would show it.
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(white, rgba)
+        gray = np.asarray(im.convert("L"), dtype=np.float32)
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"{name}: cannot convert {mode} pixels to grayscale ({exc})") from None
+    return gray / np.float32(255.0)
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    h, w = gray.shape
+    bh, bw = max(1, round(h * BORDER)), max(1, round(w * BORDER))
+    return np.concatenate([gray[:bh].ravel(), gray[-bh:].ravel(), gray[:, :bw].ravel(), gray[:, -bw:].ravel()])
+
+
+def normalise(gray: np.ndarray) -> np.ndarray:
+    """Light garment on black: invert a light background, then subtract the background level."""
+    background = float(np.median(_border(gray)))
+    if background > 0.5:  # a photo: dark garment on a light background
+        gray = 1.0 - gray
+        background = 1.0 - background
+    return np.clip((gray - background) / max(1e-6, 1.0 - background), 0.0, 1.0)
+
+
+def frame(garment: np.ndarray, name: str | os.PathLike = "image") -> np.ndarray:
+    """Crop to the garment, resize keeping aspect so the longest side fills 28 px, centre.
+
+    garment: (H, W) float in [0, 1], light on black. Returns float32 (28, 28).
+    """
+    rows = np.flatnonzero((garment > TRIM).any(axis=1))
+    cols = np.flatnonzero((garment > TRIM).any(axis=0))
+    if rows.size == 0:
+        raise ImageError(f"{name}: blank picture, no garment found")
+    crop = garment[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    scale = IMAGE_SIZE / max(h, w)
+    nh, nw = max(1, min(IMAGE_SIZE, round(h * scale))), max(1, min(IMAGE_SIZE, round(w * scale)))
+    if (nh, nw) != (h, w):
+        # Box filter when shrinking (averages every pixel, like a camera), bicubic when enlarging.
+        method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+        crop = np.asarray(Image.fromarray(crop.astype(np.float32), mode="F").resize((nw, nh), method))
+    out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    # Fashion-MNIST puts an odd spare pixel before the garment, not after: round the offset up.
+    top, left = (IMAGE_SIZE - nh + 1) // 2, (IMAGE_SIZE - nw + 1) // 2
+    out[top:top + nh, left:left + nw] = np.clip(crop, 0.0, 1.0)
+    return out
+
+
+def from_pil(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
+    """A decoded PIL image -> float32 (1, 28, 28) model input."""
+    check_size(im, name)
+    if getattr(im, "n_frames", 1) > 1:
+        im.seek(0)
+    return frame(normalise(to_gray(im, name)), name)[None]
+
+
+def from_path(path: str | os.PathLike) -> np.ndarray:
+    """A picture file -> float32 (1, 28, 28) model input."""
+    with open_image(path) as im:
+        return from_pil(im, path)
+
+
+def from_array(array: np.ndarray, name: str = "array") -> np.ndarray:
+    """One numpy picture -> float32 (1, 28, 28).
+
+    A 28x28 array is taken as already in Fashion-MNIST framing (uint8 0..255, or float in
+    [0, 1]) and only scaled; (H, W) and (H, W, 3|4) arrays of other sizes are framed like files.
+    """
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.shape == (IMAGE_SIZE, IMAGE_SIZE):
+        return _scaled(array, name)[None]
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4)):
+        pixels = (_scaled(array, name) * 255.0 + 0.5).astype(np.uint8)
+        return from_pil(Image.fromarray(pixels), name)
+    raise ImageError(f"{name}: an array of shape {array.shape} is not a picture (want HxW or HxWx3)")
+
+
+def _scaled(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / np.float32(65535.0)
+    if array.dtype.kind not in "fiub":
+        raise ImageError(f"{name}: {array.dtype} is not a pixel type")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ImageError(f"{name}: holds NaN or infinite values")
+    if array.max(initial=0.0) > 1.0:  # integers or floats on the 0..255 scale
+        array = array / np.float32(255.0)
+    return np.clip(array, 0.0, 1.0)

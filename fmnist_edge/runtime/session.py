@@ -1,0 +1,157 @@
+"""Find the exported models, check each against its manifest and the spec, and load it once.
+
+An `OnnxModel` holds one ONNX Runtime session and nothing mutable, so one loaded model can
+serve many threads: InferenceSession.run is thread-safe.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fmnist_edge import manifest
+from fmnist_edge.errors import ModelError
+from fmnist_edge.spec import MODELS, ModelSpec, TensorSpec
+
+ENV_MODELS = "FMNIST_EDGE_MODELS"
+PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "exported"  # the repository's exported/
+OPTIMISATION = {
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def candidate_dirs() -> list[Path]:
+    """Where the shipped models are looked for: $FMNIST_EDGE_MODELS alone when set, else the
+    repository's exported/ and then ./exported."""
+    if os.environ.get(ENV_MODELS):
+        return [Path(os.environ[ENV_MODELS])]
+    return [PACKAGE_MODELS, Path.cwd() / "exported"]
+
+
+def models_dir(path: str | os.PathLike | None = None, need: str = "classifier.onnx") -> Path:
+    """The folder to load from: `path` when given, else the first candidate holding `need`."""
+    if path is not None:
+        path = Path(path)
+        if not path.is_dir():
+            raise ModelError(f"{path}: no such model folder")
+        return path
+    for folder in candidate_dirs():
+        if (folder / need).is_file():
+            return folder
+    looked = ", ".join(str(d) for d in dict.fromkeys(candidate_dirs()))
+    raise ModelError(f"no exported {need} found (looked in {looked}); run `fmnist-edge export`, "
+                     f"pass --model, or set {ENV_MODELS}")
+
+
+def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
+    """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
+    if path is not None and Path(path).suffix == ".onnx":
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: no such model file")
+        return Path(path)
+    spec = MODELS[kind]
+    name = spec.int8_filename if int8 else spec.filename
+    file = models_dir(path, need=name) / name
+    if not file.is_file():
+        raise ModelError(f"{file}: no such model file" + (" (export with --quantize for int8)" if int8 else ""))
+    return file
+
+
+def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = OPTIMISATION[optimisation]
+    opts.log_severity_level = 3  # errors only: warnings would break the one-line output
+    return opts
+
+
+def _dims_ok(found: list, want: tuple) -> bool:
+    if len(found) != len(want):
+        return False
+    for got, expected in zip(found, want):
+        if expected == "batch":
+            if isinstance(got, int):  # a fixed batch axis would break batching
+                return False
+        elif isinstance(expected, int) and got != expected:
+            return False
+        elif isinstance(expected, str) and not isinstance(got, int):
+            return False  # a named size (the latent n) must be fixed in the file
+    return True
+
+
+def _show(shape) -> str:
+    return "[" + ",".join(str(d) if d is not None else "?" for d in shape) + "]"
+
+
+def check_against_spec(path: Path, spec: ModelSpec, session: ort.InferenceSession) -> None:
+    """Refuse a model whose tensors differ from the spec: names first, then shapes."""
+    meta = session.get_modelmeta().custom_metadata_map
+    kind = meta.get("fmnist_edge.kind")
+    if kind and kind != spec.kind:
+        raise ModelError(f"{path}: is an {kind} model, expected a {spec.kind}")
+    for role, found, wanted in (("input", session.get_inputs(), spec.inputs),
+                                ("output", session.get_outputs(), spec.outputs)):
+        if len(found) != len(wanted):
+            raise ModelError(f"{path}: has {len(found)} {role}s, a {spec.kind} has {len(wanted)}")
+        for node, want in zip(found, wanted):
+            _check_tensor(path, spec, role, node, want)
+
+
+def _check_tensor(path: Path, spec: ModelSpec, role: str, node, want: TensorSpec) -> None:
+    if node.name != want.name:
+        raise ModelError(f"{path}: {role} is named '{node.name}', a {spec.kind} takes '{want.name}'")
+    if node.type != "tensor(float)":
+        raise ModelError(f"{path}: {role} '{node.name}' is {node.type}, expected tensor(float)")
+    if not _dims_ok(list(node.shape), want.shape):
+        raise ModelError(f"{path}: {role} '{node.name}' has shape {_show(node.shape)}, "
+                         f"a {spec.kind} has {_show(want.shape)}")
+
+
+class OnnxModel:
+    """One verified ONNX model of the spec's `kind`, loaded once; call `run(x)` from any thread."""
+
+    def __init__(self, path: str | os.PathLike, kind: str, threads: int | None = None,
+                 optimisation: str = "all"):
+        self.path = Path(path)
+        self.spec = MODELS[kind]
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file")
+        self.manifest_entry = manifest.verify(self.path)  # before anything runs
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads, optimisation),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own pybind types: all mean "not a model we can run"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
+        check_against_spec(self.path, self.spec, self.session)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_shape = tuple(self.session.get_inputs()[0].shape[1:])  # without the batch axis
+        self.output_shape = tuple(self.session.get_outputs()[0].shape[1:])
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+    def run(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Run on (B, *input_shape) float32, in chunks of `batch_size` when given."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[1:] != self.input_shape:
+            raise ModelError(f"{self.path}: got input {x.shape}, expects (batch, "
+                             f"{', '.join(map(str, self.input_shape))})")
+        if batch_size is None or len(x) <= batch_size:
+            return self.session.run([self.output_name], {self.input_name: x})[0]
+        return np.concatenate([self.session.run([self.output_name], {self.input_name: x[i:i + batch_size]})[0]
+                               for i in range(0, len(x), batch_size)])
+
+    def __repr__(self) -> str:
+        return f"OnnxModel({str(self.path)!r}, kind={self.spec.kind!r})"
