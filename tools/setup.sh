@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up fmnist-edge on a fresh Debian machine: the real data, a venv, the package with extras.
-# Usage: bash tools/setup.sh [EXTRAS]   (EXTRAS defaults to "train,dev"; "" for the runtime only)
+# Usage: bash tools/setup.sh [EXTRAS]   (EXTRAS defaults to "train,dev"; "runtime" for the runtime only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1-train,dev}"
+[ "$extras" = "runtime" ] && extras=""
 
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

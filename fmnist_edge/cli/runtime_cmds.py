@@ -1,7 +1,272 @@
-"""Placeholder, filled in by its issue."""
+"""`fmnist-edge classify | encode | reconstruct | bench`: thin wrappers over fmnist_edge.runtime.
+
+Only typer is imported up front: the runtime (numpy, onnxruntime, Pillow) is imported inside
+each command and Rich only when a table is printed, so `classify one.png` starts fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from fmnist_edge.cli.common import JsonFlag, command, fail
+
+Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glob patterns.",
+                                             metavar="IMG", show_default=False)]
+Model = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", help="A .onnx file or a model folder (default: $FMNIST_EDGE_MODELS, else exported/).",
+    show_default=False)]
+Int8 = Annotated[bool, typer.Option("--int8", help="Use the int8 classifier (classifier.int8.onnx).")]
+TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, max=10, help="How many classes to show per file.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Images per model call.")]
+Threads = Annotated[Optional[int], typer.Option(min=1, help="ONNX Runtime intra-op threads (default: all cores).",
+                                                show_default=False)]
+
+
+def _quiet_pillow() -> None:
+    # Pillow warns before our own pixel-count check refuses a huge picture: one line per file.
+    import warnings
+
+    from PIL import Image
+
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def _pictures(images: list[str]) -> list[Path]:
+    from fmnist_edge.errors import ImageError
+    from fmnist_edge.runtime.inputs import expand
+
+    files = expand(images)
+    if not files:
+        raise ImageError(f"no pictures found in {', '.join(images)}")
+    return files
+
+
+def _error_line(file: str, exc: Exception) -> str:
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return message if message.startswith(file) else f"{file}: {message}"
+
+
+def _print_table(rows: list, top_k: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("file", overflow="fold")
+    table.add_column("label", no_wrap=True)
+    table.add_column("probability", justify="right", no_wrap=True)
+    if top_k > 1:
+        table.add_column(f"next {top_k - 1}")
+    for file, pred in rows:
+        cells = [file, pred.label, f"{pred.probability:.3f}"]
+        if top_k > 1:
+            cells.append(", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k[1:]))
+        table.add_row(*cells)
+    Console(soft_wrap=True, highlight=False).print(table)
+
+
+def _torch_runner(checkpoint: Path):
+    """PyTorch eager on the classifier checkpoint, the benchmark's baseline: (loader, input
+    shape, info). The only torch import of the runtime commands; an ImportError here means
+    no torch, and the caller skips the baseline."""
+    import torch
+
+    from fmnist_edge.train.checkpoint import load_model
+
+    load_model(checkpoint, expect_kind="classifier")  # refuse a wrong checkpoint before timing anything
+
+    def load(threads: int):  # timed as the start-up: rebuild the model from its checkpoint
+        torch.set_num_threads(threads)
+        model, _ = load_model(checkpoint, expect_kind="classifier")
+
+        def run(x):
+            with torch.inference_mode():
+                return model(torch.from_numpy(x))
+
+        return run
+
+    return load, (1, 28, 28), {"precision": "fp32", "engine": f"pytorch {torch.__version__} eager",
+                               "path": str(checkpoint), "size_bytes": checkpoint.stat().st_size}
+
+
+def _default_checkpoint() -> Path | None:
+    import json
+
+    pointer = Path("runs/latest.json")
+    try:
+        ckpt = Path(json.loads(pointer.read_text())["train_dir"]) / "classifier" / "model.pt"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return ckpt if ckpt.is_file() else None
+
+
+def _csv_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise fail(f"--{what}: expected positive integers separated by commas, got '{text}'", 2)
+    return values
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("classify")
+    @command
+    def classify_cmd(images: Images, model: Model = None, int8: Int8 = False, top_k: TopK = 3,
+                     json_out: JsonFlag = False, batch_size: BatchSize = 256, threads: Threads = None):
+        """Classify garment pictures (any format Pillow reads) with the exported classifier."""
+        from fmnist_edge.runtime.api import FashionClassifier
+
+        _quiet_pillow()
+        clf = FashionClassifier.load(model, int8=int8, threads=threads)
+        results = list(clf.classify_files(_pictures(images), top_k, batch_size))
+        good = [(f, r) for f, r in results if not isinstance(r, Exception)]
+        failed = [(f, r) for f, r in results if isinstance(r, Exception)]
+        if json_out:
+            import json
+
+            for file, r in results:
+                row = {"file": file, "error": _error_line(file, r)} if isinstance(r, Exception) else r.to_dict()
+                typer.echo(json.dumps(row))
+        else:
+            if good:
+                _print_table(good, top_k)
+            for file, exc in failed:
+                typer.echo(f"fmnist-edge: error: {_error_line(file, exc)}", err=True)
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command("encode")
+    @command
+    def encode_cmd(images: Images,
+                   out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy: (N, n) float32 latents, "
+                                                                          "one row per readable picture.")],
+                   model: Model = None, batch_size: BatchSize = 256, threads: Threads = None):
+        """Encode pictures to latent vectors with the exported encoder."""
+        import numpy as np
+
+        from fmnist_edge.fileio import write_with
+        from fmnist_edge.runtime import preprocess
+        from fmnist_edge.runtime.api import FashionAutoencoder
+
+        _quiet_pillow()
+        ae = FashionAutoencoder.load(model, threads=threads, with_decoder=False)
+        arrays, files, failed = [], [], 0
+        for path in _pictures(images):
+            try:
+                arrays.append(preprocess.from_path(path))
+                files.append(str(path))
+            except Exception as exc:  # ImageError: report it and keep going
+                failed += 1
+                typer.echo(f"fmnist-edge: error: {_error_line(str(path), exc)}", err=True)
+        if arrays:
+            latents = ae.encoder.run(np.stack(arrays), batch_size)
+
+            def save(tmp: Path) -> None:
+                with open(tmp, "wb") as f:
+                    np.save(f, latents)
+
+            write_with(out, save)
+            typer.echo(f"{out}: {latents.shape[0]} x {latents.shape[1]} latents ({', '.join(files[:3])}"
+                       f"{', ...' if len(files) > 3 else ''})")
+        if failed:
+            raise typer.Exit(1)
+
+    @app.command("reconstruct")
+    @command
+    def reconstruct_cmd(image: Annotated[Path, typer.Argument(help="One picture.", metavar="IMG",
+                                                              show_default=False)],
+                        out: Annotated[Path, typer.Option(
+                            "--out", "-o", help="Output picture (PNG): the model's input beside its reconstruction.")],
+                        model: Model = None,
+                        scale: Annotated[int, typer.Option(min=1, max=32, help="Upscaling factor.")] = 8):
+        """Encode then decode one picture; save the preprocessed input beside its reconstruction."""
+        import numpy as np
+        from PIL import Image
+
+        from fmnist_edge.fileio import write_with
+        from fmnist_edge.runtime.api import FashionAutoencoder
+
+        _quiet_pillow()
+        ae = FashionAutoencoder.load(model)
+        inputs, recon = ae.reconstruct(str(image))
+        gap = np.full((28, 2), 0.5, np.float32)
+        pixels = np.hstack([inputs[0, 0], gap, recon[0, 0]])  # (28, 58), light on black
+        picture = Image.fromarray((np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+        fmt = Image.registered_extensions().get(out.suffix.lower(), "PNG")
+        write_with(out, lambda tmp: picture.save(tmp, format=fmt))
+        mse = float(np.mean((inputs - recon) ** 2))
+        typer.echo(f"{out}: input (left) and reconstruction (right), MSE {mse:.5f}")
+
+    @app.command("bench")
+    @command
+    def bench_cmd(
+        models: Annotated[Optional[list[str]], typer.Option(
+            "--models", help="ONNX files or folders, repeatable or comma-separated (default: the classifier "
+                             "fp32 and int8 of the default model folder).", show_default=False)] = None,
+        batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64,256,1024",
+        threads: Annotated[str, typer.Option("--threads", help="Comma-separated thread counts.")] = "1,2",
+        seconds: Annotated[float, typer.Option(min=0.0, help="Timed seconds per case (at least 20 runs).")] = 0.3,
+        checkpoint: Annotated[Optional[Path], typer.Option(
+            help="Classifier checkpoint for the PyTorch eager baseline (default: the latest training run; "
+                 "skipped without torch).", show_default=False)] = None,
+        no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip the PyTorch baseline.")] = False,
+        json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.",
+                                                          show_default=False)] = None,
+        markdown: Annotated[Optional[Path], typer.Option(help="Write the Markdown table.", show_default=False)] = None,
+    ):
+        """Latency and throughput of the exported models (and PyTorch eager when torch is installed)."""
+        from fmnist_edge.errors import FmnistEdgeError
+        from fmnist_edge.fileio import write_json, write_text
+        from fmnist_edge.runtime import bench
+        from fmnist_edge.runtime.session import model_file
+
+        batches, thread_counts = _csv_ints(batch_sizes, "batch-sizes"), _csv_ints(threads, "threads")
+        paths = []
+        for item in [p for m in (models or [None]) for p in (m.split(",") if m else [None])]:
+            if item is None or Path(item).is_dir():
+                paths.append(model_file(item, "classifier"))
+                try:
+                    paths.append(model_file(item, "classifier", int8=True))
+                except Exception:  # no int8 export: benchmark fp32 alone
+                    pass
+            else:
+                paths.append(model_file(item, "classifier"))
+        rows, notes = [], []
+        for path in paths:
+            load, shape = bench.onnx_loader(path)
+            info = {"precision": "int8" if ".int8" in path.name else "fp32", "engine": "onnxruntime",
+                    "path": str(path), "size_bytes": path.stat().st_size}
+            typer.echo(f"benchmarking {path} ...", err=True)
+            rows += bench.bench_runner(bench.model_label(path), load, shape, batches, thread_counts, seconds,
+                                       info=info)
+        torch_name = None
+        ckpt = checkpoint or _default_checkpoint()
+        if no_torch:
+            notes.append("PyTorch eager: skipped (--no-torch)")
+        elif ckpt is None:
+            notes.append("PyTorch eager: skipped (no classifier checkpoint; pass --checkpoint)")
+        else:
+            try:
+                load, shape, info = _torch_runner(ckpt)
+            except ImportError:
+                notes.append("PyTorch eager: skipped (torch is not installed)")
+            except FmnistEdgeError as exc:
+                notes.append(f"PyTorch eager: skipped ({exc})")
+            else:
+                typer.echo(f"benchmarking PyTorch eager on {ckpt} ...", err=True)
+                torch_name = "pytorch-eager"
+                rows += bench.bench_runner(torch_name, load, shape, batches, thread_counts, seconds, info=info)
+        fp32 = next((bench.model_label(p) for p in paths if ".int8" not in p.name), None)
+        bench.add_ratios(rows, reference=fp32, baseline=torch_name)
+        table = bench.to_markdown(rows)
+        typer.echo(table + "".join(f"\n{n}" for n in notes))
+        report = {"environment": bench.environment(), "seconds_per_case": seconds, "notes": notes, "results": rows}
+        if json_file:
+            write_json(json_file, report)
+        if markdown:
+            write_text(markdown, table + "".join(f"\n{n}\n" for n in notes))

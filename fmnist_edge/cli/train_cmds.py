@@ -95,8 +95,11 @@ def register(app: typer.Typer) -> None:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
         clf_cfgs = _configs("classifier", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
                             recipe, False, case=1)
-        _run(*clf_cfgs, clf_dir, data_dir, encoder=ae_dir / "model.pt", resume=resume, force=force,
-             device=device, quiet=quiet)
+        if run_state(clf_dir) == "finished" and not force:
+            typer.echo(f"classifier already trained in {clf_dir}; nothing to do (--force retrains)", err=True)
+        else:
+            _run(*clf_cfgs, clf_dir, data_dir, encoder=ae_dir / "model.pt", resume=resume, force=force,
+                 device=device, quiet=quiet)
         write_json(LATEST_POINTER, {"train_dir": str(out.resolve())})
         typer.echo(f"checkpoints: {ae_dir / 'model.pt'} and {clf_dir / 'model.pt'}")
         typer.echo("next: fmnist-edge export --quantize")

@@ -100,7 +100,8 @@ def _border(gray: np.ndarray) -> np.ndarray:
 
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Light garment on black: invert a light background, then subtract the background level."""
-    background = float(np.median(_border(gray)))
+    border = np.sort(_border(gray))
+    background = float(border[border.size // 2])  # the median (np.median would import numpy.ma)
     if background > 0.5:  # a photo: dark garment on a light background
         gray = 1.0 - gray
         background = 1.0 - background

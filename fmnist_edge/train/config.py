@@ -86,6 +86,8 @@ class TrainConfig:
 
 def apply_recipe(cfg: TrainConfig, kind: str) -> TrainConfig:
     """Fill in the recipe's extras. "paper" trains exactly as the report did."""
+    if cfg.recipe == "best" and kind == "autoencoder":
+        cfg.schedule = "cosine"  # the report's constant lr leaves validation loss noisy at its floor
     if cfg.recipe == "best" and kind == "classifier":
         cfg.augment = True
         cfg.schedule = "cosine"

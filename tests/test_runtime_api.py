@@ -1,0 +1,119 @@
+"""fmnist_edge.runtime API and sessions, on the committed linear fixture models."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist_edge.errors import ImageError, ModelError
+from fmnist_edge.runtime import FashionAutoencoder, FashionClassifier, Prediction
+from fmnist_edge.runtime.session import OnnxModel, model_file, models_dir
+from fmnist_edge.spec import CLASS_NAMES
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
+
+
+@pytest.fixture(scope="module")
+def clf() -> FashionClassifier:
+    return FashionClassifier.load(FIXTURES)
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Path]:
+    paths = sorted(SAMPLES.glob("*.png"))
+    assert len(paths) == 10, "run tools/make_samples.py"
+    return paths
+
+
+def test_one_path_gives_one_prediction(clf, samples):
+    pred = clf.predict(SAMPLES / "trouser.png", top_k=3)
+    assert isinstance(pred, Prediction)
+    assert pred.label == "Trouser" and pred.index == 1 and pred.source.endswith("trouser.png")
+    assert len(pred.top_k) == 3 and pred.top_k[0] == (pred.label, pred.probability)
+    assert sum(p for _, p in pred.top_k) <= 1.0 + 1e-6
+    assert set(pred.to_dict()) == {"file", "label", "index", "probability", "top_k"}
+
+
+def test_paths_pil_and_arrays_agree(clf, samples):
+    by_path = clf.predict([str(p) for p in samples])
+    by_pil = clf.predict([Image.open(p) for p in samples])
+    arrays = np.stack([np.asarray(Image.open(p)) for p in samples])  # (10, 28, 28) uint8
+    by_batch = clf.predict(arrays)
+    by_float = clf.predict(arrays[:, None] / 255.0)  # (10, 1, 28, 28) float
+    for preds in (by_pil, by_batch, by_float):
+        assert [p.index for p in preds] == [p.index for p in by_path]
+        np.testing.assert_allclose([p.probability for p in preds], [p.probability for p in by_path], atol=1e-5)
+    assert isinstance(clf.predict(arrays[0]), Prediction)  # one (28, 28) array is one picture
+
+
+def test_batch_size_does_not_change_answers(clf):
+    x = np.random.default_rng(0).random((37, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(clf.probabilities(x, batch_size=5), clf.probabilities(x, batch_size=256), atol=1e-6)
+    assert clf.probabilities([]).shape == (0, len(CLASS_NAMES))
+
+
+def test_eight_threads_give_the_same_answers_as_one(clf, samples):
+    inputs = [str(p) for p in samples] * 4
+    expected = [p.to_dict() for p in clf.predict(inputs)]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda path: clf.predict(path).to_dict(), inputs * 2))
+    assert got == expected * 2
+
+
+def test_classify_files_keeps_going_past_bad_files(clf, tmp_path, samples):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    results = list(clf.classify_files([samples[0], bad, tmp_path / "missing.png", samples[1]], batch_size=2))
+    assert [type(r) for _, r in results] == [Prediction, ImageError, ImageError, Prediction]
+
+
+def test_int8_model_agrees_with_fp32(clf, samples):
+    int8 = FashionClassifier.load(FIXTURES, int8=True)
+    assert int8.path.name == "classifier.int8.onnx"
+    assert [p.index for p in int8.predict(samples)] == [p.index for p in clf.predict(samples)]
+
+
+def test_autoencoder_encode_decode_reconstruct(samples):
+    ae = FashionAutoencoder.load(FIXTURES)
+    latents = ae.encode(samples)
+    assert latents.shape == (10, ae.n) and latents.dtype == np.float32
+    inputs, recon = ae.reconstruct(samples[:3])
+    assert inputs.shape == recon.shape == (3, 1, 28, 28)
+    assert 0.0 <= recon.min() and recon.max() <= 1.0
+    np.testing.assert_allclose(ae.decode(latents[:3]), recon, atol=1e-5)
+
+
+def test_default_folder_from_env(monkeypatch):
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(FIXTURES))
+    assert models_dir() == FIXTURES
+    assert FashionClassifier.load().path == FIXTURES / "classifier.onnx"
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(FIXTURES / "nowhere"))
+    with pytest.raises(ModelError, match="no exported classifier.onnx found"):
+        FashionClassifier.load()
+
+
+def test_altered_model_is_refused(tmp_path):
+    for f in ("classifier.onnx", "encoder.onnx", "manifest.json"):
+        shutil.copy(FIXTURES / f, tmp_path / f)
+    shutil.copy(FIXTURES / "encoder.onnx", tmp_path / "classifier.onnx")  # swapped after export
+    with pytest.raises(ModelError, match="sha256 .* differs from its manifest"):
+        FashionClassifier.load(tmp_path)
+
+
+def test_wrong_shape_and_wrong_kind_are_refused(tmp_path):
+    with pytest.raises(ModelError, match=r"input 'image' has shape \[batch,1,32,32\]"):
+        FashionClassifier.load(FIXTURES / "wrong-shape" / "classifier.onnx")
+    with pytest.raises(ModelError, match="is an encoder model, expected a classifier"):
+        OnnxModel(FIXTURES / "encoder.onnx", "classifier")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not onnx")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        FashionClassifier.load(junk)
+    with pytest.raises(ModelError, match="no such model file"):
+        model_file(tmp_path / "missing.onnx", "classifier")

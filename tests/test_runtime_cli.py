@@ -1,0 +1,122 @@
+"""`fmnist-edge classify | encode | reconstruct | bench` through typer's CliRunner, on the fixture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from fmnist_edge.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+def test_classify_table(run):
+    result = run("classify", SAMPLES / "shirt.png", SAMPLES / "trouser.png", "--model", FIXTURES)
+    assert result.exit_code == 0, result.output
+    assert "Trouser" in result.stdout and "probability" in result.stdout
+
+
+def test_classify_json_folder_and_glob(run):
+    result = run("classify", SAMPLES, str(SAMPLES / "s*.png"), "--model", FIXTURES, "--json", "--top-k", "2",
+                 "--batch-size", "3")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 10 + 3  # the folder, then sandal, shirt, sneaker
+    assert {r["file"] for r in rows} >= {str(SAMPLES / "trouser.png")}
+    trouser = next(r for r in rows if r["file"].endswith("trouser.png"))
+    assert trouser["label"] == "Trouser" and trouser["index"] == 1 and len(trouser["top_k"]) == 2
+    assert set(trouser["top_k"][0]) == {"label", "probability"}
+
+
+def test_mixed_good_and_bad_files(run, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    args = [SAMPLES / "bag.png", text, tmp_path / "missing.png", empty, SAMPLES / "coat.png", "--model", FIXTURES]
+    result = run("classify", *args, "--json")
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [("error" in r) for r in rows] == [False, True, True, True, False]
+    assert rows[1]["file"] == str(text) and "not a picture" in rows[1]["error"]
+    assert "no such file" in rows[2]["error"] and "empty file" in rows[3]["error"]
+
+    result = run("classify", *args)  # table: the good ones on stdout, one stderr line per bad file
+    assert result.exit_code == 1
+    assert "Bag" in result.stdout and "Coat" in result.stdout
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(e.startswith("fmnist-edge: error: ") for e in errors)
+
+
+def test_altered_model_one_line_exit_1(run, tmp_path):
+    shutil.copy(FIXTURES / "manifest.json", tmp_path / "manifest.json")
+    data = bytearray((FIXTURES / "classifier.onnx").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "classifier.onnx").write_bytes(bytes(data))
+    result = run("classify", SAMPLES / "shirt.png", "--model", tmp_path)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "differs from its manifest" in result.stderr
+
+
+def test_wrong_input_shape_refused(run):
+    result = run("classify", SAMPLES / "shirt.png", "--model", FIXTURES / "wrong-shape" / "classifier.onnx")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "has shape [batch,1,32,32]" in result.stderr
+
+
+def test_no_models_anywhere(run, monkeypatch, tmp_path):
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(tmp_path))
+    result = run("classify", SAMPLES / "shirt.png", "--int8")
+    assert result.exit_code == 1 and "classifier.int8.onnx" in result.stderr
+
+
+def test_encode(run, tmp_path):
+    out = tmp_path / "latents.npy"
+    result = run("encode", SAMPLES, tmp_path / "missing.png", "-o", out, "--model", FIXTURES)
+    assert result.exit_code == 1 and "missing.png: no such file" in result.stderr  # the rest still encoded
+    assert np.load(out).shape == (10, 8)
+
+
+def test_reconstruct(run, tmp_path):
+    out = tmp_path / "rec.png"
+    result = run("reconstruct", SAMPLES / "dress.png", "-o", out, "--model", FIXTURES, "--scale", "4")
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (58 * 4, 28 * 4)
+
+
+def test_bench_json_and_markdown(run, tmp_path):
+    result = run("bench", "--models", FIXTURES, "--batch-sizes", "1,16", "--threads", "1", "--seconds", "0.02",
+                 "--no-torch", "--json", tmp_path / "b.json", "--markdown", tmp_path / "b.md")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "b.json").read_text())
+    rows = report["results"]
+    assert {(r["model"], r["batch"]) for r in rows} == {(m, b) for m in ("classifier", "classifier.int8")
+                                                       for b in (1, 16)}
+    for key in ("mean_us", "std_us", "p50_us", "p90_us", "p99_us", "images_per_s", "startup_ms", "peak_rss_mb",
+                "size_bytes"):
+        assert all(r[key] > 0 for r in rows), key
+    assert all("speedup_vs_classifier" in r for r in rows if r["model"] == "classifier.int8")
+    assert "| classifier.int8 |" in (tmp_path / "b.md").read_text()
+
+
+def test_bench_bad_option(run):
+    result = run("bench", "--models", FIXTURES, "--batch-sizes", "1,x")
+    assert result.exit_code == 2 and "--batch-sizes" in result.stderr
+
+
+def test_empty_folder_is_an_error(run, tmp_path):
+    result = run("classify", tmp_path, "--model", FIXTURES)
+    assert result.exit_code == 1 and "no pictures found" in result.stderr
