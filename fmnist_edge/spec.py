@@ -70,6 +70,8 @@ MODELS: dict[str, ModelSpec] = {m.kind: m for m in (ENCODER, DECODER, CLASSIFIER
 MANIFEST_NAME = "manifest.json"
 # Metadata keys written into every exported ONNX file (values are strings).
 META_PRODUCER = "fmnist-edge"
+# How an int8 file was made ("weights", "qdq", ...); the runtime reads it to pick session options.
+META_QUANTIZATION = "fmnist_edge.quantization"
 META_KEYS = ("fmnist_edge.kind", "class_names", "input_layout", "n", "metrics", "checkpoint_sha256")
 
 # Validation bounds (issue: export).

@@ -21,11 +21,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.spec import META_QUANTIZATION
 
 METHODS = ("weights", "qdq", "qoperator", "linear", "dynamic")
 DEFAULT_METHOD = "weights"
-# Metadata key telling the runtime how to load the file (see fmnist_edge.runtime).
-META_QUANTIZATION = "fmnist_edge.quantization"
 
 
 @dataclass(frozen=True)

@@ -13,43 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import FmnistEdgeError, ValidationFailed
-from fmnist_edge.spec import (CLASSIFIER, DECODER, ENCODER, FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP_PP,
-                              INT8_MIN_TOP1_AGREEMENT, MODELS)
+from fmnist_edge.errors import FmnistEdgeError, ModelError, ValidationFailed
+from fmnist_edge.spec import FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP_PP, INT8_MIN_TOP1_AGREEMENT, MODELS
 
 BATCH = 1000
 # An int8 encoder/decoder may lose a little reconstruction quality, not more than this (relative).
 INT8_MAX_MSE_INCREASE = 0.05
 
 
-def _session(path: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    if session.get_modelmeta().custom_metadata_map.get("fmnist_edge.quantization") == "weights":
-        # int8 weights only: let constant folding turn DequantizeLinear(weights) into fp32 weights.
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return session
-
-
-def _run(session, x: np.ndarray) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + BATCH]})[0] for i in range(0, len(x), BATCH)])
-
-
-def _check_io(session, spec, n: int | None, failures: list[str], label: str) -> None:
-    ins, outs = session.get_inputs(), session.get_outputs()
-    if [i.name for i in ins] != [t.name for t in spec.inputs] or [o.name for o in outs] != [t.name for t in
-                                                                                             spec.outputs]:
-        failures.append(f"{label}: tensor names {[i.name for i in ins]} -> {[o.name for o in outs]} differ "
-                        f"from the spec")
-        return
-    for got, want in ((ins[0].shape, spec.inputs[0].shape), (outs[0].shape, spec.outputs[0].shape)):
-        fixed_ok = all(w in ("batch", "n") or g == w for g, w in zip(got, want)) and len(got) == len(want)
-        if not fixed_ok or isinstance(got[0], int):
-            failures.append(f"{label}: shape {got} does not match the spec {want} with a dynamic batch axis")
+def _run(model, x: np.ndarray) -> np.ndarray:
+    return model.run(x, batch_size=BATCH)
 
 
 def _torch_outputs(entry: dict, x: np.ndarray, kind: str):
@@ -101,9 +74,13 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         kind = entry.get("kind")
         if kind not in MODELS or not name.endswith(".onnx"):
             continue
-        spec = MODELS[kind]
-        session = _session(folder / name)
-        _check_io(session, spec, entry.get("n"), failures, name)
+        from fmnist_edge.runtime.session import OnnxModel
+
+        try:  # the runtime's own loader: names, shapes and the manifest checked as users get them
+            session = OnnxModel(folder / name, kind)
+        except ModelError as exc:
+            failures.append(str(exc))
+            continue
         figures: dict = {"precision": entry.get("precision", "fp32"), "images": n_images}
         if kind == "decoder":
             # The decoder's input comes from the encoder of the same precision (fp32 encoder otherwise).
