@@ -41,12 +41,19 @@ class Split:
     labels: np.ndarray  # (N,) int64
 
 
-def _read_limited(path: Path, limit: int) -> bytes:
-    """The file's (decompressed) bytes, never more than `limit` + 1 of them."""
+def _read_limited(path: Path, limit: int) -> bytearray:
+    """The file's (decompressed) bytes, never more than `limit` + 1 of them. Read in blocks:
+    f.read(limit + 1) would allocate all `limit` bytes up front, whatever a lying header says."""
     opener = gzip.open if path.suffix == ".gz" else open
+    data = bytearray()
     try:
         with opener(path, "rb") as f:
-            return f.read(limit + 1)
+            while len(data) <= limit:
+                block = f.read(min(1 << 20, limit + 1 - len(data)))
+                if not block:
+                    break
+                data += block
+        return data
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable or truncated ({exc}); {HOW_TO_GET}") from None
 

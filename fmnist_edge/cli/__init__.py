@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from fmnist_edge.cli import export_cmds, runtime_cmds, train_cmds
+from fmnist_edge.cli import export_cmds, reproduce_cmds, runtime_cmds, train_cmds
 
 app = typer.Typer(
     name="fmnist-edge",
@@ -23,6 +23,8 @@ app = typer.Typer(
 train_cmds.register(app)
 export_cmds.register(app)
 runtime_cmds.register(app)
+reproduce_cmds.register(app)
+from fmnist_edge.cli import reproduce_cmds; reproduce_cmds.register(app)  # noqa: E402,E702
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,12 +52,13 @@ def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=
     from fmnist_edge.train.loop import Trainer
 
     console = Console(stderr=True, soft_wrap=True)
+    trainer = Trainer(model_cfg, train_cfg, out, data_dir=data_dir, encoder_ckpt=encoder, resume=resume,
+                      force=force, device=device, quiet=quiet)  # checks everything before saying anything
     what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
     console.print(f"training {what} (n={model_cfg.n}, p={model_cfg.dropout}, {train_cfg.optimizer}, "
                   f"lr={train_cfg.lr}, batch {train_cfg.batch_size}, recipe {train_cfg.recipe}) into {out}",
                   highlight=False)
-    result = Trainer(model_cfg, train_cfg, out, data_dir=data_dir, encoder_ckpt=encoder, resume=resume,
-                     force=force, device=device, quiet=quiet).run()
+    result = trainer.run()
     m = result.metrics
     score = (f"test MSE {m['test_mse']:.5f}" if "test_mse" in m else f"test accuracy {m['test_accuracy']:.4f}")
     console.print(f"done: {m['epochs']} epochs ({m['stop_reason']}), best epoch {m['best_epoch']}, "

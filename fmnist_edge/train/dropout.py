@@ -25,19 +25,6 @@ def _generator() -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(seed))
 
 
-def reseed(seed: int) -> None:
-    """Kept for callers: the masks follow torch's generator, so torch.manual_seed is enough."""
-
-
-def rng_state() -> dict:
-    """Kept for callers: the state lives in torch's generator (torch.get_rng_state)."""
-    return {}
-
-
-def set_rng_state(state: dict) -> None:
-    """Kept for callers (old checkpoints stored a separate mask state); nothing to restore."""
-
-
 def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     """A bool tensor, True with probability 1 - p (to 2^-17)."""
     count = int(np.prod(shape))

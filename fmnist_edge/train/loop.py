@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,8 @@ from torch import nn
 
 from fmnist_edge.errors import FmnistEdgeError, ModelError
 from fmnist_edge.fileio import write_json
-from fmnist_edge.train import checkpoint, dropout
-from fmnist_edge.train.config import ModelConfig, TrainConfig
+from fmnist_edge.train import checkpoint
+from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import build_model
@@ -102,6 +104,10 @@ class Trainer:
             raise FmnistEdgeError(f"{self.run_dir} holds an interrupted run; pass --resume to continue it, "
                                   "or --force to start over")
         self.resume = resume and state == "partial"
+        if force and state != "new":
+            # Starting over: an old model.pt left beside a new, interrupted run would look finished.
+            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
+                (self.run_dir / name).unlink(missing_ok=True)
         if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
             raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
@@ -114,7 +120,6 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def _fresh_state(self) -> None:
         torch.manual_seed(self.cfg.seed)
-        dropout.reseed(self.cfg.seed)
         self.model = build_model(self.model_cfg)
         self.encoder_source = None
         if self.model_cfg.pretrained_encoder:
@@ -141,7 +146,7 @@ class Trainer:
             best_val_loss=self.best["val_loss"], best_epoch=self.best["epoch"],
             best_state=self.best["state"], bad_epochs=self.best["bad_epochs"],
             torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
-            dropout_rng=json.dumps(dropout.rng_state()), wall_time=self.wall_time,
+            wall_time=self.wall_time,
             encoder_source=self.encoder_source,
         )
 
@@ -162,8 +167,6 @@ class Trainer:
         self.aug_gen = torch.Generator()
         self.aug_gen.set_state(payload["aug_rng"])
         torch.set_rng_state(payload["torch_rng"])
-        dropout.reseed(self.cfg.seed)
-        dropout.set_rng_state(json.loads(payload["dropout_rng"]))
         self.epoch, self.step = payload["epoch"], payload["step"]
         self.partial = dict(payload["partial"])
         self.history = list(payload["history"])
@@ -186,7 +189,7 @@ class Trainer:
         progress = EpochProgress(quiet=self.quiet)
         stop_reason = "max-epochs"
         try:
-            with progress:
+            with progress, self._ctrl_c_between_steps():
                 while self.epoch < self.cfg.max_epochs:
                     record = self._train_epoch(train, val, loss_fn, progress)
                     if self.on_epoch:
@@ -201,6 +204,24 @@ class Trainer:
                 "continue with --resume") from None
         return self._finish(stop_reason)
 
+    @contextlib.contextmanager
+    def _ctrl_c_between_steps(self):
+        """The first Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask_to_stop(signum, frame):
+            self._interrupted = True
+            signal.signal(signal.SIGINT, previous)
+
+        previous = signal.signal(signal.SIGINT, ask_to_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _train_epoch(self, train: Tensors, val: Tensors, loss_fn, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
         model.train()
@@ -211,6 +232,9 @@ class Trainer:
         started = time.perf_counter()
         p = self.partial
         for i in range(self.step, len(all_batches)):
+            if self._interrupted:  # Ctrl-C lands here, between steps, so the saved state is consistent
+                p["seconds"] += time.perf_counter() - started
+                raise KeyboardInterrupt
             idx = all_batches[i]
             x = train.images[idx]
             y = train.labels[idx]
@@ -263,13 +287,14 @@ class Trainer:
         where = f"epoch {self.epoch + 1}" + (f", step {step + 1}" if step is not None else "")
         kept = self.run_dir / checkpoint.RESUME_FILE
         note = f"last good checkpoint kept at {kept}" if kept.is_file() else "no epoch had finished"
-        raise Diverged(f"training diverged ({value} loss at {where}); {note}. Try a lower --lr")
+        raise Diverged(f"training diverged ({value} loss at {where}); {note}. Start again with --force "
+                       "and a lower --lr")
 
     def _finish(self, stop_reason: str) -> RunResult:
         if self.best["state"] is not None:
             self.model.load_state_dict(self.best["state"])  # early stopping restores the best weights
         kind = self.model_cfg.kind
-        test = evaluate(self.model, load_test(self.data_dir, limit=self.cfg.limit and 2000), kind, self.device)
+        test = evaluate(self.model, load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT), kind, self.device)
         best_val = self.best["val_loss"]
         metrics = {
             "kind": kind, "n": self.model_cfg.n, "dropout": self.model_cfg.dropout, "case": self.model_cfg.case,

@@ -1,0 +1,542 @@
+"""`fmnist-edge report`: figures, summary.md and summary.json from a reproduction's RUNS folder.
+
+Reads what `reproduce` wrote (see reproduce.py for the layout); missing, partial and diverged
+runs are noted, never fatal. Sections: reading RUNS, the PCA baseline (the linear bottleneck the
+autoencoders should beat), findings (verdicts computed from the curves), writing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fmnist_edge.errors import DataError, FmnistEdgeError
+from fmnist_edge.fileio import write_json, write_text
+from fmnist_edge.spec import CLASS_NAMES
+from fmnist_edge.train.config import CASES as CASE_TEXT
+from fmnist_edge.train.config import QUICK_LIMIT
+from fmnist_edge.train.reproduce import AUTOENCODER_RUNS, BASE, CASES, EXPERIMENTS
+
+REPORT_ACCURACY = {1: 0.906, 2: 0.812, 3: 0.875, 4: 0.704}  # PAPER.md, from the report's Fig. 9
+PANEL_RUNS = {32: "ae-n32", 64: "ae-base", 128: "ae-n128"}
+EXPERIMENT_FIGURES = {2: "fig2_bottleneck", 3: "fig3_dropout", 4: "fig4_optimizer", 5: "fig5_learning_rate",
+                      6: "fig6_batch_size"}
+
+
+# -- reading RUNS ------------------------------------------------------------------------------
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def load_runs(root: Path) -> tuple[dict[str, dict[int, dict]], list[int], list[str]]:
+    """name -> seed -> {status, history, metrics}; the seeds; notes on what is missing or odd."""
+    plan = _read_json(root / "plan.json") or {}
+    found = sorted(int(m.group(1)) for p in root.glob("seed*") if (m := re.fullmatch(r"seed(\d+)", p.name)))
+    seeds = sorted(set(found) | set(range(int(plan.get("seeds", 0)))))
+    names = plan.get("runs") or [f"ae-{k}" for k in AUTOENCODER_RUNS] + [f"clf-case{c}" for c in CASES]
+    runs: dict[str, dict[int, dict]] = {name: {} for name in names}
+    notes = []
+    for seed in seeds:
+        for name in names:
+            folder = root / f"seed{seed}" / name
+            history = _read_json(folder / "history.json") or []
+            metrics = _read_json(folder / "metrics.json")
+            if (folder / "diverged.json").is_file():
+                message = (_read_json(folder / "diverged.json") or {}).get("message", "")
+                status = "diverged"
+                notes.append(f"seed {seed} {name}: diverged ({message.split(';')[0]})")
+            elif metrics is not None and (folder / "model.pt").is_file():
+                status = "finished"
+            elif folder.is_dir() and history:
+                status = "partial"
+                notes.append(f"seed {seed} {name}: unfinished ({len(history)} epochs); curves drawn, no test numbers")
+            else:
+                status = "missing"
+                notes.append(f"seed {seed} {name}: missing")
+            runs[name][seed] = {"status": status, "history": history, "metrics": metrics, "folder": folder}
+    return runs, seeds, notes
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (0 with one value; None with none)."""
+    if not values:
+        return None, None
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _finished(seeds: dict[int, dict]) -> dict[int, dict]:
+    return {s: r["metrics"] for s, r in seeds.items() if r["status"] == "finished"}
+
+
+def summarise_autoencoders(runs: dict) -> dict:
+    out = {}
+    for key, change in AUTOENCODER_RUNS.items():
+        hp = {**BASE, **change}
+        per_seed = runs.get(f"ae-{key}", {})
+        done = _finished(per_seed)
+        mse_mean, mse_std = _mean_std([m["test_mse"] for m in done.values()])
+        out[f"ae-{key}"] = {
+            "n": hp["n"], "p": hp["dropout"], "optimizer": hp["optimizer"], "lr": hp["lr"],
+            "batch_size": hp["batch_size"], "test_mse_mean": mse_mean, "test_mse_std": mse_std,
+            "epochs": _mean_std([m["epochs"] for m in done.values()])[0],
+            "best_epoch": _mean_std([m["best_epoch"] for m in done.values()])[0],
+            "best_val_loss": _mean_std([m["best_val_loss"] for m in done.values()])[0],
+            "best_val_loss_std": _mean_std([m["best_val_loss"] for m in done.values()])[1],
+            "wall_time_s": _mean_std([m["wall_time_s"] for m in done.values()])[0],
+            "stop_reasons": sorted({m["stop_reason"] for m in done.values()}),
+            "seeds": sorted(done),
+            "diverged_seeds": sorted(s for s, r in per_seed.items() if r["status"] == "diverged"),
+            "test_limited": any(m.get("test_limited") for m in done.values()),
+        }
+    return out
+
+
+def summarise_classifiers(runs: dict) -> dict:
+    out = {}
+    for case in CASES:
+        done = _finished(runs.get(f"clf-case{case}", {}))
+        acc_mean, acc_std = _mean_std([m["test_accuracy"] for m in done.values()])
+        per_class = {c: _mean_std([m["per_class_accuracy"][c] for m in done.values()])[0] for c in CLASS_NAMES}
+        confusion = (np.sum([np.asarray(m["confusion"]) for m in done.values()], axis=0).tolist() if done else None)
+        out[str(case)] = {
+            "description": CASE_TEXT[case], "test_accuracy_mean": acc_mean, "test_accuracy_std": acc_std,
+            "report_accuracy": REPORT_ACCURACY[case], "seeds": sorted(done),
+            "per_class_accuracy": per_class if done else None, "confusion": confusion,
+            "epochs": _mean_std([m["epochs"] for m in done.values()])[0],
+            "wall_time_s": _mean_std([m["wall_time_s"] for m in done.values()])[0],
+            "test_limited": any(m.get("test_limited") for m in done.values()),
+        }
+    return out
+
+
+# -- PCA baseline ------------------------------------------------------------------------------
+def pca_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (D,), components (D, D), columns by decreasing variance) from the covariance's
+    eigendecomposition; x is (N, D) in [0, 1]."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(0)
+    cov = np.zeros((x.shape[1], x.shape[1]))
+    for start in range(0, len(x), 8192):  # chunks: a 54k x 784 float64 copy would be 340 MB
+        c = x[start:start + 8192] - mean
+        cov += c.T @ c
+    values, vectors = np.linalg.eigh(cov / len(x))
+    return mean, vectors[:, np.argsort(values)[::-1]]
+
+
+def pca_reconstruct(x: np.ndarray, mean: np.ndarray, components: np.ndarray, n: int) -> np.ndarray:
+    """Project onto the first n components and back (not clipped: the plain linear bottleneck)."""
+    v = components[:, :n]
+    return (np.asarray(x, dtype=np.float64) - mean) @ v @ v.T + mean
+
+
+def pca_mse(x: np.ndarray, mean: np.ndarray, components: np.ndarray, n: int) -> float:
+    """Mean squared error per pixel of the n-component reconstruction."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.mean((pca_reconstruct(x, mean, components, n) - x) ** 2))
+
+
+def _pca_data(data_dir, quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(train images used for the fit, test images, test labels, description), flat in [0, 1]."""
+    from fmnist_edge.idx import load_split
+    from fmnist_edge.train.config import TrainConfig
+    from fmnist_edge.train.data import split_indices
+    from fmnist_edge.train.reproduce import plan
+
+    train, test = load_split("train", data_dir), load_split("test", data_dir)
+    cfg = TrainConfig()
+    # The autoencoders' own training images: load_train_val's split, and its --limit when quick.
+    val_size = min(cfg.val_size, len(train.labels) // 10)
+    train_idx, _ = split_indices(len(train.labels), val_size, cfg.split_seed)
+    limit = plan(1, quick=True)[0].train_cfg.limit if quick else None
+    limited = bool(limit) and limit < len(train_idx)
+    train_idx = train_idx[:limit] if limit else train_idx
+    n_test = min(len(test.labels), QUICK_LIMIT) if quick else len(test.labels)
+    flat = lambda a: a.reshape(len(a), -1).astype(np.float64) / 255.0  # noqa: E731
+    what = (f"fit on the autoencoders' {len(train_idx)} training images (train split of "
+            f"{len(train.labels)} minus {val_size} validation, split_seed {cfg.split_seed}"
+            f"{', first ' + str(limit) + ' as in --quick' if limited else ''}), "
+            f"tested on the first {n_test} test images")
+    return flat(train.images[train_idx]), flat(test.images[:n_test]), test.labels[:n_test], what
+
+
+# -- findings ----------------------------------------------------------------------------------
+RISE = 0.02  # a validation loss ending 2% above its minimum, while train loss still falls: overfitting
+EARLY_K = 5  # "faster": compare validation losses after this many epochs (or fewer, if a run stopped)
+REPORT_ORDER = (1, 3, 2, 4)  # the report's accuracies, best first
+HARDEST = {"Shirt", "Coat", "Pullover", "T-shirt/top"}
+
+
+def _combine(per_seed: dict[int, str | None]) -> str:
+    """One verdict from the seeds': unanimous, else inconclusive."""
+    seen = [v for v in per_seed.values() if v is not None]
+    return seen[0] if seen and all(v == seen[0] for v in seen) else "inconclusive"
+
+
+def _split(a: bool, b: bool) -> str:
+    return "agree" if a and b else "disagree" if not (a or b) else "inconclusive"
+
+
+def _common(curves: dict, names: list[str]) -> list[int]:
+    sets = [{s for s, h in curves.get(n, {}).items() if h} for n in names]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def _val(h: list[dict], key: str = "val_loss") -> np.ndarray:
+    return np.asarray([r[key] for r in h], dtype=float)
+
+
+def _avg(numbers: dict[int, dict], key: str) -> float:
+    return float(np.mean([v[key] for v in numbers.values()]))
+
+
+def _missing(names: list[str]) -> dict:
+    return {"verdict": "inconclusive", "detail": f"no seed has all of {', '.join(names)} finished", "per_seed": {}}
+
+
+def _ordering(curves: dict, names: list[str], labels: list[str], decreasing: bool) -> dict:
+    """The report says best validation loss decreases (or increases) along `names`."""
+    seeds = _common(curves, names)
+    if not seeds:
+        return _missing(names)
+    best = {s: [float(_val(curves[n][s]).min()) for n in names] for s in seeds}
+    ordered = (lambda a, b: a > b) if decreasing else (lambda a, b: a < b)
+    per_seed = {s: "agree" if all(ordered(a, b) for a, b in zip(v, v[1:])) else "disagree" for s, v in best.items()}
+    means = np.mean(list(best.values()), axis=0)
+    parts = [f"{labels[0]} {means[0]:.5f}"]
+    for i in range(1, len(names)):
+        a, b = means[i - 1], means[i]
+        parts.append(f"{'>' if a > b else '<' if a < b else '='} {labels[i]} {b:.5f}")
+    return {"verdict": _combine(per_seed), "per_seed": per_seed,
+            "detail": "best validation loss " + " ".join(parts) + f" (mean of {len(seeds)} seed(s))"}
+
+
+def _adam_vs_sgd(curves: dict) -> dict:
+    seeds = _common(curves, ["ae-base", "ae-sgd"])
+    if not seeds:
+        return _missing(["ae-base", "ae-sgd"])
+    per_seed, numbers = {}, {}
+    for s in seeds:
+        adam, sgd = _val(curves["ae-base"][s]), _val(curves["ae-sgd"][s])
+        k = min(EARLY_K, len(adam), len(sgd))
+        target = max(adam.min(), sgd.min())  # a loss both runs reach
+        reach_a, reach_s = int(np.argmax(adam <= target)) + 1, int(np.argmax(sgd <= target)) + 1
+        numbers[s] = {"k": k, "adam_at_k": adam[k - 1], "sgd_at_k": sgd[k - 1], "target": target,
+                      "adam_reach": reach_a, "sgd_reach": reach_s, "adam_epochs": len(adam), "sgd_epochs": len(sgd)}
+        per_seed[s] = _split(adam[k - 1] < sgd[k - 1], reach_a < reach_s)
+    a = {k: _avg(numbers, k) for k in numbers[seeds[0]]}
+    detail = (f"validation loss after {a['k']:.0f} epochs: Adam {a['adam_at_k']:.5f}, SGD {a['sgd_at_k']:.5f}; "
+              f"epochs to reach {a['target']:.5f} (the higher best loss): Adam {a['adam_reach']:.1f}, "
+              f"SGD {a['sgd_reach']:.1f}; epochs run: Adam {a['adam_epochs']:.1f} (report: ~15), "
+              f"SGD {a['sgd_epochs']:.1f}")
+    return {"verdict": _combine(per_seed), "per_seed": per_seed, "detail": detail}
+
+
+def _rises(v: np.ndarray) -> float:
+    """Fraction of epoch-to-epoch steps where the validation loss went up."""
+    return float(np.mean(np.diff(v) > 0)) if len(v) > 1 else 0.0
+
+
+def _unstable_lr(curves: dict, diverged: dict) -> dict:
+    gone = diverged.get("ae-lr1e-2", set())
+    seeds = sorted(set(_common(curves, ["ae-base", "ae-lr1e-2"])) | gone)
+    if not seeds:
+        return _missing(["ae-base", "ae-lr1e-2"])
+    per_seed, parts = {}, []
+    for s in seeds:
+        if s in gone:
+            per_seed[s] = "agree"
+            parts.append(f"seed {s}: diverged")
+            continue
+        base, fast = _val(curves["ae-base"][s]), _val(curves["ae-lr1e-2"][s])
+        oscillates, stalls = _rises(fast) > _rises(base), fast.min() > base.min()
+        per_seed[s] = _split(oscillates, stalls)
+        parts.append(f"seed {s}: validation loss rose in {int(np.sum(np.diff(fast) > 0))}/{max(len(fast) - 1, 0)} "
+                     f"epochs (base {int(np.sum(np.diff(base) > 0))}/{max(len(base) - 1, 0)}), best "
+                     f"{fast.min():.5f} vs base {base.min():.5f}, fell {100 * (1 - fast.min() / fast[0]):.0f}% "
+                     f"from epoch 1 (base {100 * (1 - base.min() / base[0]):.0f}%)")
+    return {"verdict": _combine(per_seed), "per_seed": per_seed, "detail": "; ".join(parts)}
+
+
+def late_rise(h: list[dict]) -> tuple[float, float]:
+    """(relative rise of validation loss from its minimum to the end, relative fall of train loss
+    over the same epochs)."""
+    v, t = _val(h), _val(h, "train_loss")
+    b = int(np.argmin(v))
+    return float(v[-1] / v[b] - 1), float(1 - t[-1] / t[b]) if b < len(v) - 1 else 0.0
+
+
+def _overfitting(curves: dict) -> dict:
+    names = ["ae-batch50", "ae-base", "ae-batch150"]
+    seeds = _common(curves, names)
+    if not seeds:
+        return _missing(names)
+    per_seed, rows = {}, {}
+    for s in seeds:
+        r = {n: late_rise(curves[n][s]) for n in names}
+        score = {n: rise if fall > 0 else 0.0 for n, (rise, fall) in r.items()}
+        turned = int(np.argmin(_val(curves["ae-batch50"][s]))) < len(curves["ae-batch50"][s]) - 1
+        if not turned:  # still improving when it stopped: its late epochs were never seen
+            per_seed[s] = "inconclusive"
+        elif score["ae-batch50"] <= RISE:
+            per_seed[s] = "disagree"
+        else:
+            worst_other = max(score["ae-base"], score["ae-batch150"])
+            per_seed[s] = "agree" if score["ae-batch50"] > worst_other else "inconclusive"
+        rows[s] = {f"{n}_{k}": x for n, (rise, fall) in r.items() for k, x in (("rise", rise), ("fall", fall))}
+        rows[s]["gap"] = abs(_val(curves["ae-base"][s]).min() / _val(curves["ae-batch150"][s]).min() - 1)
+    a = {k: _avg(rows, k) for k in rows[seeds[0]]}
+    detail = "; ".join(f"batch {b}: validation loss ends {100 * a[n + '_rise']:.1f}% above its minimum while "
+                       f"train loss fell {100 * a[n + '_fall']:.1f}%"
+                       for b, n in ((50, "ae-batch50"), (100, "ae-base"), (150, "ae-batch150")))
+    detail += (f" (overfitting: a rise above {100 * RISE:.0f}% with train still falling); best validation loss "
+               f"of 100 and 150 differ by {100 * a['gap']:.1f}%")
+    return {"verdict": _combine(per_seed), "per_seed": per_seed, "detail": detail}
+
+
+def _case_order(accuracies: dict[int, dict[int, float]]) -> dict:
+    seeds = sorted(set.intersection(*[set(accuracies.get(c, {})) for c in CASES]))
+    if not seeds:
+        return {"verdict": "inconclusive", "detail": "not all four cases finished in any seed", "per_seed": {}}
+    per_seed = {s: "agree" if tuple(sorted(CASES, key=lambda c: -accuracies[c][s])) == REPORT_ORDER else "disagree"
+                for s in seeds}
+    mean = {c: float(np.mean([accuracies[c][s] for s in seeds])) for c in CASES}
+    order = sorted(CASES, key=lambda c: -mean[c])
+    return {"verdict": _combine(per_seed), "per_seed": per_seed,
+            "detail": "mean test accuracy " + " > ".join(f"case {c} {100 * mean[c]:.1f}%" for c in order)
+                      + " (report: case 1 > 3 > 2 > 4)"}
+
+
+def _hardest(per_class: dict[int, dict | None]) -> dict:
+    lowest = {c: sorted(pc, key=pc.get)[:4] for c, pc in per_class.items() if pc}
+    if not lowest:
+        return {"verdict": "inconclusive", "detail": "no finished classifier", "per_seed": {}}
+    match = {c: len(HARDEST & set(names)) for c, names in lowest.items()}
+    verdict = "agree" if all(m == 4 for m in match.values()) else "disagree"
+    detail = "; ".join(f"case {c}: {', '.join(names)} ({match[c]}/4 as in the report)" for c, names in lowest.items())
+    return {"verdict": verdict, "per_seed": {}, "detail": "four lowest per-class accuracies: " + detail}
+
+
+def compute_findings(curves: dict[str, dict[int, list[dict]]], diverged: dict[str, set] | None = None,
+                     accuracies: dict[int, dict[int, float]] | None = None,
+                     per_class: dict[int, dict | None] | None = None) -> dict:
+    """Verdicts (agree / disagree / inconclusive, with the numbers) on the report's observations.
+
+    curves: run name -> seed -> history of finished or diverged runs; diverged: run name -> seeds;
+    accuracies: case -> seed -> test accuracy; per_class: case -> class -> mean accuracy.
+    A verdict holds when every seed gives it; seeds that disagree make it inconclusive."""
+    diverged = diverged or {}
+    checks = {
+        "larger_n_lower_loss": ("larger n gives lower loss",
+                                _ordering(curves, ["ae-n32", "ae-base", "ae-n128"], ["n=32", "n=64", "n=128"],
+                                          decreasing=True)),
+        "larger_p_higher_loss": ("larger p gives higher loss",
+                                 _ordering(curves, ["ae-p0.1", "ae-base", "ae-p0.5"], ["p=0.1", "p=0.2", "p=0.5"],
+                                           decreasing=False)),
+        "adam_faster_than_sgd": ("Adam converges much faster than SGD (early stop at ~15 epochs)",
+                                 _adam_vs_sgd(curves)),
+        "lr_1e-2_unstable": ("lr=1e-2 oscillates and does not decrease", _unstable_lr(curves, diverged)),
+        "batch_50_overfits": ("batch 50 rises in late epochs (overfitting); 100 and 150 are similar",
+                              _overfitting(curves)),
+    }
+    if accuracies is not None:
+        checks["case_order"] = ("accuracy: case 1 > case 3 > case 2 > case 4", _case_order(accuracies))
+    if per_class is not None:
+        checks["hardest_classes"] = ("hardest classes in every case: Shirt, Coat, Pullover, T-shirt/top",
+                                     _hardest(per_class))
+    return {key: {"observation": text, **result,
+                  "per_seed": {str(s): v for s, v in result["per_seed"].items()}}
+            for key, (text, result) in checks.items()}
+
+
+# -- writing -----------------------------------------------------------------------------------
+def write_report(runs_dir, out_dir, data_dir=None) -> dict:
+    """Figures, summary.md and summary.json for the reproduction in `runs_dir`; returns the summary."""
+    from fmnist_edge.train import figures
+
+    root, out = Path(runs_dir), Path(out_dir)
+    if not root.is_dir():
+        raise FmnistEdgeError(f"{root}: no such runs folder (make one with `fmnist-edge reproduce --out {root}`)")
+    runs, seeds, notes = load_runs(root)
+    if not seeds:
+        raise FmnistEdgeError(f"{root}: holds no seed* run folders; is it a `fmnist-edge reproduce` output?")
+    record = _read_json(root / "reproduction.json") or {}
+    plan_info = _read_json(root / "plan.json") or {}
+    data_dir = data_dir or plan_info.get("data_dir")  # the reproduction's own data, unless told otherwise
+    if not record:
+        notes.append("reproduction.json missing: no wall time or machine recorded")
+    quick = bool(plan_info.get("quick", record.get("quick", False)))
+    curves = {name: {s: r["history"] for s, r in per_seed.items() if r["history"]} for name, per_seed in runs.items()}
+    diverged = {name: {s for s, r in per_seed.items() if r["status"] == "diverged"} for name, per_seed in runs.items()}
+    autoencoders, classifiers = summarise_autoencoders(runs), summarise_classifiers(runs)
+    settled = {name: {s: r["history"] for s, r in per_seed.items()
+                      if r["history"] and r["status"] in ("finished", "diverged")} for name, per_seed in runs.items()}
+    accuracies = {c: {s: m["test_accuracy"] for s, m in _finished(runs.get(f"clf-case{c}", {})).items()}
+                  for c in CASES}
+    findings = compute_findings(settled, diverged, accuracies,
+                                {c: classifiers[str(c)]["per_class_accuracy"] for c in CASES})
+    figs: list[tuple[str, str]] = []  # (file name, caption)
+
+    for exp, stem in EXPERIMENT_FIGURES.items():
+        title, variants = EXPERIMENTS[exp]
+        labelled = {_label(f"ae-{v}", exp): curves.get(f"ae-{v}", {}) for v in ["base"] + variants}
+        figures.loss_curves(labelled, f"Experiment {exp}: {title}", out / f"{stem}.png")
+        figs.append((f"{stem}.png", f"Report's Figure {exp}: experiment {exp} ({title}), train and validation "
+                                    "loss per epoch against the base run."))
+    clf_curves = {f"case {c}": curves.get(f"clf-case{c}", {}) for c in CASES}
+    figures.loss_curves(clf_curves, "Classifier: cross-entropy loss", out / "fig7_classifier_loss.png",
+                        ylabel="cross-entropy")
+    figs.append(("fig7_classifier_loss.png", "Report's Figure 7: the four classifier cases' train and "
+                                             "validation loss per epoch."))
+    figures.loss_curves(clf_curves, "Classifier: accuracy", out / "fig8_classifier_accuracy.png", log=False,
+                        keys=(("train_accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")),
+                        ylabel="accuracy")
+    figs.append(("fig8_classifier_accuracy.png", "Report's Figure 8: the four classifier cases' train and "
+                                                 "validation accuracy per epoch."))
+    titles = {c: f"case {c}: {CASE_TEXT[c]}\n" + (f"accuracy {_pct(classifiers[str(c)]['test_accuracy_mean'])} "
+                                                 f"(report {_pct(REPORT_ACCURACY[c])})") for c in CASES}
+    figures.confusion_grid({c: classifiers[str(c)]["confusion"] for c in CASES}, titles,
+                           out / "fig9_confusion.png")
+    figs.append(("fig9_confusion.png", "Report's Figure 9: row-normalised test confusion matrices of the four "
+                                       "cases (counts summed over seeds)."))
+
+    pca, pca_what = {str(n): None for n in PANEL_RUNS}, "not computed"
+    try:
+        train_x, test_x, test_y, pca_what = _pca_data(data_dir, quick)
+        mean, components = pca_fit(train_x)
+        pca = {str(n): pca_mse(test_x, mean, components, n) for n in PANEL_RUNS}
+        panel = _panel(runs, test_x, test_y, mean, components, out / "reconstructions.png")
+        if panel:
+            figs.append(("reconstructions.png", "Report has no such figure: one test image per class, its "
+                                                "autoencoder reconstructions for n = 32, 64, 128 and the PCA "
+                                                "reconstruction with the same n."))
+        else:
+            notes.append("reconstruction panel skipped: no finished ae-n32/ae-base/ae-n128 run, or no torch")
+    except DataError as exc:
+        notes.append(f"PCA baseline and reconstruction panel skipped: {str(exc).split(';')[0]}")
+
+    summary = {
+        "runs_dir": str(root.resolve()), "seeds": seeds, "recipe": plan_info.get("recipe", record.get("recipe")),
+        "quick": quick, "wall_time_s": record.get("wall_time_s"), "machine": record.get("machine"),
+        "autoencoder": autoencoders, "classifier": classifiers, "pca_mse": pca, "pca": pca_what,
+        "findings": findings, "figures": [{"file": f, "caption": c} for f, c in figs], "notes": notes,
+    }
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", render_markdown(summary))
+    return summary
+
+
+def _label(name: str, exp: int) -> str:
+    """Legend text: the value the experiment varies, '(base)' on the base run."""
+    key = {2: "n", 3: "dropout", 4: "optimizer", 5: "lr", 6: "batch_size"}[exp]
+    hp = {**BASE, **AUTOENCODER_RUNS[name[3:]]}
+    text = {"n": f"n={hp['n']}", "dropout": f"p={hp['dropout']}",
+            "optimizer": "SGD" if hp["optimizer"] == "sgd" else "Adam", "lr": f"lr={hp['lr']:g}",
+            "batch_size": f"batch {hp['batch_size']}"}
+    return text[key] + (" (base)" if name == "ae-base" else "")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _panel(runs, test_x, test_y, mean, components, path: Path) -> bool:
+    """One test image per class; rows: autoencoder (first finished seed) and PCA per n."""
+    from fmnist_edge.train import figures
+
+    try:
+        import torch
+
+        from fmnist_edge.train.checkpoint import load_model
+    except ImportError:
+        return False
+    picks = [int(np.flatnonzero(test_y == k)[0]) for k in range(len(CLASS_NAMES)) if np.any(test_y == k)]
+    x = test_x[picks]
+    rows = []
+    for n, name in PANEL_RUNS.items():
+        done = sorted(s for s, r in runs.get(name, {}).items() if r["status"] == "finished")
+        try:
+            model = (load_model(runs[name][done[0]]["folder"] / "model.pt", expect_kind="autoencoder")[0]
+                     if done else None)
+        except FmnistEdgeError:  # an unreadable checkpoint costs its row, not the report
+            model = None
+        if model is not None:
+            with torch.no_grad():
+                rec = model(torch.from_numpy(x.astype(np.float32)).view(-1, 1, 28, 28)).numpy().reshape(len(x), -1)
+            rows.append((f"AE n={n}\nMSE {np.mean((rec - x) ** 2):.4f}", rec.reshape(-1, 28, 28)))
+        pca_rec = pca_reconstruct(x, mean, components, n)
+        rows.append((f"PCA n={n}\nMSE {np.mean((pca_rec - x) ** 2):.4f}", pca_rec.reshape(-1, 28, 28)))
+    if not any(label.startswith("AE") for label, _ in rows):
+        return False
+    figures.reconstruction_panel(x.reshape(-1, 28, 28), rows, path,
+                                 column_titles=[CLASS_NAMES[int(test_y[i])] for i in picks])
+    return True
+
+
+# -- summary.md --------------------------------------------------------------------------------
+def _num(x, fmt: str = ".5f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def _pm(mean, std, fmt: str = ".5f", scale: float = 1.0) -> str:
+    if mean is None:
+        return "n/a"
+    return format(mean * scale, fmt) + (f" ± {format(std * scale, fmt)}" if std else "")
+
+
+def render_markdown(s: dict) -> str:
+    """summary.md from the summary dict alone."""
+    wall = s["wall_time_s"]
+    machine = s["machine"] or {}
+    lines = [
+        "# Reproduction of the report: summary", "",
+        f"Runs: `{s['runs_dir']}`; seeds {', '.join(map(str, s['seeds']))}; recipe {s['recipe']}"
+        + ("; **quick** (small subset: a smoke test, not a result)" if s["quick"] else "") + ".",
+        f"Wall time of the reproduction: {_num(wall and wall / 60, '.1f')} min"
+        + (f" on {machine.get('processor')} ({machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, "
+           f"{machine.get('torch_threads')} threads)" if machine else "") + ".",
+        "Test numbers are on the test set, never used for early stopping; ± is the sample standard "
+        "deviation over seeds.", "",
+    ]
+    if s["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in s["notes"]] + [""]
+    lines += ["## Autoencoders (Table I)", "",
+              "| run | n | p | optimizer | lr | batch | best val loss | test MSE | PCA MSE, same n | epochs "
+              "(best) | stop | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in s["autoencoder"].items():
+        pca = s["pca_mse"].get(str(r["n"])) if name in PANEL_RUNS.values() else None
+        diverged = f" (diverged: seeds {r['diverged_seeds']})" if r["diverged_seeds"] else ""
+        lines.append(f"| {name}{diverged} | {r['n']} | {r['p']} | {r['optimizer']} | {r['lr']:g} | {r['batch_size']} "
+                     f"| {_num(r['best_val_loss'])} | {_pm(r['test_mse_mean'], r['test_mse_std'])} | {_num(pca)} "
+                     f"| {_num(r['epochs'], '.1f')} ({_num(r['best_epoch'], '.1f')}) | {', '.join(r['stop_reasons'])} "
+                     f"| {_num(r['wall_time_s'], '.0f')} s |")
+    limited = any(r["test_limited"] for r in s["autoencoder"].values())
+    lines += ["", f"PCA: {s['pca']}." + (" These runs were tested on at most the first "
+                                         f"{QUICK_LIMIT} test images (--quick)." if limited else ""), ""]
+    lines += ["## Classifier (four cases)", "", "| case | | test accuracy | report | seeds | epochs |",
+              "|---|---|---|---|---|---|"]
+    for case, r in s["classifier"].items():
+        accuracy = _pm(r["test_accuracy_mean"], r["test_accuracy_std"], ".1f", 100)
+        lines.append(f"| {case} | {r['description']} | {accuracy}"
+                     f"{'%' if r['test_accuracy_mean'] is not None else ''} | {_pct(r['report_accuracy'])} "
+                     f"| {len(r['seeds'])} | {_num(r['epochs'], '.1f')} |")
+    lines += ["", "Per-class test accuracy (mean over seeds):", "",
+              "| class | " + " | ".join(f"case {c}" for c in s["classifier"]) + " |",
+              "|---|" + "---|" * len(s["classifier"])]
+    for cls in CLASS_NAMES:
+        lines.append(f"| {cls} | " + " | ".join(_pct((r["per_class_accuracy"] or {}).get(cls))
+                                                for r in s["classifier"].values()) + " |")
+    lines += ["", "## Findings: our curves against the report's observations", ""]
+    for f in s["findings"].values():
+        lines.append(f"- **{f['verdict']}**: {f['observation']}. {f['detail']}.")
+    lines += ["", "## Figures", ""]
+    for fig in s["figures"]:
+        lines += [f"![{fig['file'][:-4]}]({fig['file']})", "", f"*{fig['caption']}*", ""]
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""`fmnist-edge reproduce`: the report's ten autoencoder runs (Table I) and four classifier cases.
+
+Layout of RUNS (read by the report):
+    RUNS/plan.json                        what was asked: seeds, recipe, quick
+    RUNS/seed<S>/ae-<name>/               one Trainer run folder (model.pt, history.json, metrics.json)
+    RUNS/seed<S>/clf-case<K>/
+    RUNS/reproduction.json                wall time, machine, finished runs
+Finished runs are skipped; an interrupted run resumes from its last.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from fmnist_edge.fileio import write_json
+from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe
+
+BASE = dict(n=64, dropout=0.2, optimizer="adam", lr=1e-3, batch_size=100)
+# Table I: one hyper-parameter changed at a time. The base run serves experiments 1-6.
+AUTOENCODER_RUNS: dict[str, dict] = {
+    "base": {},
+    "n32": {"n": 32},
+    "n128": {"n": 128},
+    "p0.1": {"dropout": 0.1},
+    "p0.5": {"dropout": 0.5},
+    "sgd": {"optimizer": "sgd"},
+    "lr1e-2": {"lr": 1e-2},
+    "lr1e-4": {"lr": 1e-4},
+    "batch50": {"batch_size": 50},
+    "batch150": {"batch_size": 150},
+}
+EXPERIMENTS = {  # experiment -> (title, runs compared with the base)
+    1: ("base", []),
+    2: ("bottleneck size n", ["n32", "n128"]),
+    3: ("dropout p", ["p0.1", "p0.5"]),
+    4: ("optimizer", ["sgd"]),
+    5: ("learning rate", ["lr1e-2", "lr1e-4"]),
+    6: ("batch size", ["batch50", "batch150"]),
+}
+TRANSFER_ENCODER = "p0.1"  # the report's choice: n=64, p=0.1, Adam, lr 1e-3, batch 100
+CASES = (1, 2, 3, 4)
+
+
+@dataclass
+class RunSpec:
+    name: str  # e.g. "ae-base", "clf-case1"
+    seed: int
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    encoder_from: str | None = None  # name of the autoencoder run whose encoder is reused
+
+    def folder(self, root: Path) -> Path:
+        return root / f"seed{self.seed}" / self.name
+
+
+def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: int | None = None,
+         patience: int | None = None) -> list[RunSpec]:
+    """Every run, autoencoders before the classifiers that need them, seed by seed."""
+    runs: list[RunSpec] = []
+    epochs = max_epochs or (2 if quick else 30)
+    wait = patience or (1 if quick else 5)
+    limit = QUICK_LIMIT if quick else None
+    for seed in range(seeds):
+        for name, change in AUTOENCODER_RUNS.items():
+            hp = {**BASE, **change}
+            mcfg = ModelConfig(kind="autoencoder", n=hp["n"], dropout=hp["dropout"])
+            tcfg = TrainConfig(optimizer=hp["optimizer"], lr=hp["lr"], batch_size=hp["batch_size"],
+                               max_epochs=epochs, patience=wait, seed=seed, limit=limit, recipe=recipe)
+            runs.append(RunSpec(f"ae-{name}", seed, mcfg, apply_recipe(tcfg, "autoencoder")))
+        for case in CASES:
+            mcfg = ModelConfig(kind="classifier", n=64, dropout=0.1, case=case)
+            tcfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, max_epochs=epochs, patience=wait,
+                               seed=seed, limit=limit, recipe=recipe)
+            runs.append(RunSpec(f"clf-case{case}", seed, mcfg, apply_recipe(tcfg, "classifier"),
+                                encoder_from=f"ae-{TRANSFER_ENCODER}" if case in (1, 2) else None))
+    return runs
+
+
+def machine_info() -> dict:
+    import os
+
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: bool = False, data_dir=None,
+              max_epochs: int | None = None, patience: int | None = None, device: str = "auto",
+              overview=None) -> dict:
+    """Run (or resume) every planned run; returns the reproduction record."""
+    from fmnist_edge.train.loop import Diverged, Trainer
+
+    root = Path(root)
+    runs = plan(seeds, recipe, quick, max_epochs, patience)
+    settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience}
+    plan_path = root / "plan.json"
+    if plan_path.is_file():
+        before = json.loads(plan_path.read_text())
+        changed = [k for k, v in settings.items() if before.get(k) != v]
+        if changed:  # finished runs would be skipped and silently mixed with runs of other settings
+            raise FmnistEdgeError(f"{root} holds a reproduction with other settings "
+                                  f"({', '.join(f'{k}={before.get(k)}' for k in changed)}); use another --out")
+        seeds = max(seeds, before.get("seeds", seeds))
+    write_json(plan_path, {**settings, "seeds": seeds, "data_dir": str(data_dir) if data_dir else None,
+                           "runs": [r.name for r in runs if r.seed == 0]})
+    record_path = root / "reproduction.json"
+    started = time.perf_counter()
+    previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    spent = previous.get("wall_time_s", 0.0)
+    statuses = {(r.seed, r.name): _state(r.folder(root)) for r in runs}
+    if overview:
+        overview.start(runs, statuses)
+    for run in runs:
+        folder = run.folder(root)
+        state = _state(folder)
+        if state in ("finished", "diverged"):
+            continue
+        if overview:
+            overview.running(run)
+        encoder = run.folder(root).parent / run.encoder_from / "model.pt" if run.encoder_from else None
+        if encoder is not None and not encoder.is_file():  # its autoencoder diverged: nothing to transfer
+            if overview:
+                overview.finished(run, "skipped", 0.0)
+            continue
+        t0 = time.perf_counter()
+        try:
+            Trainer(run.model_cfg, replace(run.train_cfg), folder, data_dir=data_dir, encoder_ckpt=encoder,
+                    resume=state == "partial", device=device, quiet=True).run()
+            outcome = "done"
+        except Diverged as exc:
+            # A diverging configuration (lr 1e-2 may) is a finding, not a crash: record it, go on.
+            write_json(folder / "diverged.json", {"message": str(exc)})
+            outcome = "diverged"
+        if overview:
+            overview.finished(run, outcome, time.perf_counter() - t0)
+        record = _record(seeds, recipe, quick, spent + time.perf_counter() - started)
+        write_json(record_path, record)  # after every run, so a kill loses no accounting
+    record = _record(seeds, recipe, quick, spent + time.perf_counter() - started)
+    write_json(record_path, record)
+    return record
+
+
+def _state(folder: Path) -> str:
+    from fmnist_edge.train.loop import run_state
+
+    return "diverged" if (folder / "diverged.json").is_file() else run_state(folder)
+
+
+def _record(seeds: int, recipe: str, quick: bool, wall: float) -> dict:
+    return {"seeds": seeds, "recipe": recipe, "quick": quick, "wall_time_s": round(wall, 1),
+            "machine": machine_info()}

@@ -1,0 +1,152 @@
+"""Checkpoints: rebuilt from the file alone; anything foreign or with code in it is refused."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fmnist_edge.errors import ModelError  # noqa: E402
+from fmnist_edge.train import checkpoint  # noqa: E402
+from fmnist_edge.train.config import ModelConfig, TrainConfig  # noqa: E402
+from fmnist_edge.train.models import Classifier, ConvAutoencoder, build_model  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+class Planted:
+    """Unpickling this creates a marker file: the proof that pickled code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def save_model(path, model_cfg, train_cfg=None, **extra):
+    torch.manual_seed(0)
+    model = build_model(model_cfg)
+    checkpoint.save(path, model_cfg, train_cfg or TrainConfig(), model, **extra)
+    return model
+
+
+def refused(path, match: str) -> str:
+    with pytest.raises(ModelError, match=match) as info:
+        checkpoint.load_model(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_round_trip_rebuilds_the_model_from_the_file_alone(tmp_path):
+    cfg = ModelConfig("autoencoder", n=32, dropout=0.3)
+    model = save_model(tmp_path / "m.pt", cfg, TrainConfig(lr=3e-4, seed=9), metrics={"test_mse": 0.01})
+    loaded, payload = checkpoint.load_model(tmp_path / "m.pt")
+    assert isinstance(loaded, ConvAutoencoder) and not loaded.training
+    assert payload["model_config_obj"] == cfg
+    assert payload["train_config_obj"].lr == 3e-4 and payload["train_config_obj"].seed == 9
+    assert payload["metrics"] == {"test_mse": 0.01}
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary left behind
+
+
+def test_classifier_round_trip_keeps_case_and_freezing(tmp_path):
+    cfg = ModelConfig("classifier", n=16, dropout=0.1, case=2)
+    save_model(tmp_path / "c.pt", cfg)
+    loaded, payload = checkpoint.load_model(tmp_path / "c.pt", expect_kind="classifier")
+    assert isinstance(loaded, Classifier) and loaded.freeze_encoder
+    assert payload["model_config_obj"].case == 2
+    assert loaded(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_checkpoint_is_plain_data(tmp_path):
+    save_model(tmp_path / "m.pt", ModelConfig(n=8))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert payload[checkpoint.FORMAT_KEY] == checkpoint.FORMAT_VERSION
+    assert payload["model_config"] == {"kind": "autoencoder", "n": 8, "dropout": 0.2, "case": None}
+
+
+def test_newer_config_keys_are_ignored(tmp_path):
+    save_model(tmp_path / "m.pt", ModelConfig(n=8))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["model_config"]["added_later"] = 1
+    payload["train_config"]["also_new"] = "x"
+    torch.save(payload, tmp_path / "m2.pt")
+    model, _ = checkpoint.load_model(tmp_path / "m2.pt")
+    assert model.encoder.n == 8
+
+
+def test_wrong_kind(tmp_path):
+    save_model(tmp_path / "m.pt", ModelConfig(n=8))
+    with pytest.raises(ModelError, match="is a autoencoder checkpoint, expected a classifier"):
+        checkpoint.load_model(tmp_path / "m.pt", expect_kind="classifier")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_pickled_code_is_refused_without_running_it(tmp_path, legacy):
+    marker = tmp_path / "code-ran"
+    payload = {checkpoint.FORMAT_KEY: checkpoint.FORMAT_VERSION, "model_config": {"n": 8},
+               "state_dict": {}, "evil": Planted(marker)}
+    path = tmp_path / "evil.pt"
+    if legacy:
+        path.write_bytes(pickle.dumps(payload, protocol=2))  # the old, zip-less format
+    else:
+        torch.save(payload, path)
+    refused(path, "refused, not a plain-data checkpoint")
+    assert not marker.exists()
+    # The payload is live: an unguarded load would have run it.
+    proof = tmp_path / "proof"
+    pickle.loads(pickle.dumps(Planted(proof)))
+    assert proof.exists()
+
+
+def test_random_bytes(tmp_path):
+    (tmp_path / "r.pt").write_bytes(os.urandom(4096))
+    refused(tmp_path / "r.pt", "not a readable PyTorch checkpoint|not a plain-data checkpoint")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e.pt").write_bytes(b"")
+    refused(tmp_path / "e.pt", "not a readable PyTorch checkpoint")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.95])
+def test_truncated_checkpoint(tmp_path, fraction):
+    save_model(tmp_path / "m.pt", ModelConfig(n=64))
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "t.pt").write_bytes(data[: int(len(data) * fraction)])
+    refused(tmp_path / "t.pt", "not a readable PyTorch checkpoint")
+
+
+def test_foreign_torch_checkpoint(tmp_path):
+    torch.save({"state_dict": ConvAutoencoder(64, 0.2).state_dict(), "epoch": 3}, tmp_path / "f.pt")
+    refused(tmp_path / "f.pt", "not an fmnist-edge checkpoint")
+    torch.save(ConvAutoencoder(8, 0.2).state_dict(), tmp_path / "sd.pt")  # a bare state dict
+    refused(tmp_path / "sd.pt", "not an fmnist-edge checkpoint")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    refused(tmp_path / "list.pt", "not an fmnist-edge checkpoint")
+
+
+def test_missing_checkpoint(tmp_path):
+    refused(tmp_path / "nope.pt", "no such checkpoint")
+    refused(tmp_path, "no such checkpoint")  # a folder is not a checkpoint
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path):
+    save_model(tmp_path / "m.pt", ModelConfig(n=8))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["model_config"]["n"] = 16
+    torch.save(payload, tmp_path / "bad.pt")
+    refused(tmp_path / "bad.pt", "does not match its architecture")
+    payload["model_config"] = {"kind": "autoencoder", "n": 0}
+    torch.save(payload, tmp_path / "bad2.pt")
+    refused(tmp_path / "bad2.pt", "does not match")
+    del payload["model_config"]
+    torch.save(payload, tmp_path / "bad3.pt")
+    refused(tmp_path / "bad3.pt", "does not match")

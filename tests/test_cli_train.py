@@ -1,0 +1,189 @@
+"""`fmnist-edge train ...` and `fmnist-edge evaluate` through typer's CliRunner, on the fake data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from typer.testing import CliRunner  # noqa: E402
+
+from fmnist_edge.cli import app  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+FAST = ["--limit", "300", "--max-epochs", "1", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, fake_data_dir):
+    """Run the app in an empty folder (default outputs such as runs/ land there), on the fake data."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FMNIST_EDGE_DATA", raising=False)
+    runner = CliRunner()
+
+    def run(*args: str, data: bool = True):
+        argv = [str(a) for a in args] + (["--data-dir", str(fake_data_dir)] if data else [])
+        return runner.invoke(app, argv)
+
+    return run
+
+
+def one_error_line(result, *needles: str, code: int = 1, banner: bool = False) -> str:
+    """Exit `code`, no traceback, and one error line on stderr; with `banner`, the run's
+    "training ... into DIR" line may come first (the error was found once training began)."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.splitlines()
+    if banner:
+        lines = [line for line in lines if not line.startswith("training ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("fmnist-edge: error: ")
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# -- training and evaluating -----------------------------------------------------------------
+
+@pytest.fixture
+def trained_ae(cli, tmp_path):
+    result = cli("train", "autoencoder", "--n", "16", "--dropout", "0.1", "--out", "ae", *FAST)
+    assert result.exit_code == 0, result.output
+    return tmp_path / "ae" / "model.pt"
+
+
+def test_train_autoencoder(cli, trained_ae):
+    run = trained_ae.parent
+    assert {p.name for p in run.iterdir()} >= {"model.pt", "last.pt", "history.json", "metrics.json"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["kind"], metrics["n"], metrics["dropout"], metrics["epochs"]) == ("autoencoder", 16, 0.1, 1)
+
+
+def test_train_prints_what_and_where(cli, tmp_path):
+    result = cli("train", "autoencoder", "--n", "8", "--out", "ae8", *FAST)
+    assert result.exit_code == 0
+    assert "training autoencoder (n=8, p=0.2, adam, lr=0.001, batch 100" in result.stderr
+    assert "done: 1 epochs" in result.stderr and str(tmp_path.joinpath("ae8", "model.pt").relative_to(tmp_path)) \
+        in result.stderr
+
+
+def test_classifier_on_a_pretrained_encoder_takes_its_shape(cli, trained_ae, tmp_path):
+    result = cli("train", "classifier", "--case", "1", "--encoder", trained_ae, "--out", "clf", *FAST)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "clf" / "metrics.json").read_text())
+    assert (metrics["kind"], metrics["case"], metrics["n"], metrics["dropout"]) == ("classifier", 1, 16, 0.1)
+    assert metrics["encoder_source"] == str(trained_ae)
+
+
+def test_classifier_random_encoder_default_out(cli, tmp_path):
+    result = cli("train", "classifier", "--case", "4", "--n", "8", *FAST)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "classifier-case4" / "model.pt").is_file()
+
+
+def test_evaluate_json(cli, trained_ae, tmp_path):
+    result = cli("evaluate", trained_ae, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["kind"] == "autoencoder" and 0 < out["mse"] < 1 and out["checkpoint"] == str(trained_ae)
+    assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "clf", *FAST).exit_code == 0
+    result = cli("evaluate", tmp_path / "clf" / "model.pt", "--json")
+    out = json.loads(result.stdout)
+    assert out["kind"] == "classifier" and 0 <= out["accuracy"] <= 1
+    assert len(out["per_class_accuracy"]) == 10 and "Ankle boot" in out["per_class_accuracy"]
+    assert len(out["confusion"]) == 10 and sum(map(sum, out["confusion"])) == 200  # the fake test set
+    table = cli("evaluate", tmp_path / "clf" / "model.pt")
+    assert table.exit_code == 0 and "test accuracy" in table.stdout and "Pullover" in table.stdout
+
+
+def test_plain_train_runs_both_and_says_where(cli, tmp_path):
+    result = cli("train", "--out", "both", "--limit", "300", "--max-epochs", "1", "--quiet", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "both" / "autoencoder" / "model.pt").is_file()
+    assert (tmp_path / "both" / "classifier" / "model.pt").is_file()
+    assert "checkpoints:" in result.stdout and "both/classifier/model.pt" in result.stdout
+    clf = json.loads((tmp_path / "both" / "classifier" / "metrics.json").read_text())
+    assert (clf["case"], clf["n"], clf["dropout"]) == (1, 64, 0.1)
+    assert json.loads((tmp_path / "runs" / "latest.json").read_text()) == {"train_dir": str(tmp_path / "both")}
+
+
+def test_finished_run_without_force(cli, trained_ae):
+    result = cli("train", "autoencoder", "--n", "16", "--out", "ae", *FAST)
+    one_error_line(result, "already holds a finished run", "--force", banner=True)
+    assert cli("train", "autoencoder", "--n", "16", "--out", "ae", "--force", *FAST).exit_code == 0
+
+
+# -- bad input: one line on stderr, non-zero exit, no traceback ------------------------------
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "autoencoder", "--n", "0"], "--n must be"),
+    (["train", "autoencoder", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
+    (["train", "autoencoder", "--dropout", "-0.1"], "--dropout"),
+    (["train", "autoencoder", "--lr", "-1"], "--lr must be a positive number"),
+    (["train", "autoencoder", "--lr", "nan"], "--lr"),
+    (["train", "autoencoder", "--optimizer", "rmsprop"], "--optimizer must be one of adam, sgd"),
+    (["train", "autoencoder", "--batch-size", "0"], "--batch-size"),
+    (["train", "autoencoder", "--limit", "0"], "--limit"),
+    (["train", "classifier", "--case", "7"], "--case must be one of 1, 2, 3, 4"),
+    (["train", "classifier", "--case", "2", "--encoder", "missing.pt"], "missing.pt: no such checkpoint"),
+    (["evaluate", "missing.pt"], "missing.pt: no such checkpoint"),
+])
+def test_bad_input(cli, args, needle):
+    one_error_line(cli(*args), needle)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "autoencoder", "--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["train", "classifier", "--case", "1"], "needs a pretrained encoder"),
+])
+def test_bad_input_found_by_the_trainer(cli, args, needle):
+    one_error_line(cli(*args), needle, banner=True)
+
+
+def test_errors_found_before_training_print_only_the_error(cli):
+    one_error_line(cli("train", "autoencoder", "--device", "tpu"), "--device")
+
+
+def test_checkpoints_that_are_not_ours(cli, tmp_path):
+    (tmp_path / "random.pt").write_bytes(os.urandom(2000))
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "foreign.pt")
+    one_error_line(cli("evaluate", "random.pt"), "random.pt")
+    one_error_line(cli("evaluate", "foreign.pt"), "not an fmnist-edge checkpoint")
+    one_error_line(cli("train", "classifier", "--case", "1", "--encoder", "foreign.pt"),
+                   "not an fmnist-edge checkpoint")
+
+
+def test_encoder_that_is_a_classifier(cli, tmp_path):
+    assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "clf", *FAST).exit_code == 0
+    one_error_line(cli("train", "classifier", "--case", "1", "--encoder", "clf/model.pt", "--out", "c1"),
+                   "not an autoencoder checkpoint")
+
+
+def test_missing_data(cli, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("train", "autoencoder", "--out", "x", "--data-dir", "empty", *FAST, data=False)
+    one_error_line(result, "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist", banner=True)
+
+
+def test_diverging_run_is_one_line(cli, monkeypatch):
+    from fmnist_edge.train import loop
+
+    monkeypatch.setattr(loop, "_loss_fn", lambda kind, cfg: lambda out, x, y: (out - x).pow(2).mean() * float("nan"))
+    result = cli("train", "autoencoder", "--out", "div", *FAST)
+    one_error_line(result, "training diverged (nan loss at epoch 1, step 1)", "--force and a lower --lr", banner=True)
+
+
+def test_usage_error_in_a_subprocess_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fmnist_edge", "train", "autoencoder", "--n", "abc"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("fmnist-edge: error: ") and "'--n'" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -1,0 +1,274 @@
+"""reproduce + report: a --quick reproduction end to end on fake data, the findings' verdicts on
+hand-made curves, the PCA baseline against a brute-force reconstruction, the overview."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fmnist_edge.cli import app
+from fmnist_edge.train.report import compute_findings, late_rise, pca_fit, pca_mse, pca_reconstruct
+
+FIGURES = ["fig2_bottleneck.png", "fig3_dropout.png", "fig4_optimizer.png", "fig5_learning_rate.png",
+           "fig6_batch_size.png", "fig7_classifier_loss.png", "fig8_classifier_accuracy.png", "fig9_confusion.png",
+           "reconstructions.png"]
+RUN_NAMES = ["ae-base", "ae-n32", "ae-n128", "ae-p0.1", "ae-p0.5", "ae-sgd", "ae-lr1e-2", "ae-lr1e-4",
+             "ae-batch50", "ae-batch150", "clf-case1", "clf-case2", "clf-case3", "clf-case4"]
+
+
+# -- end to end (torch) --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, make_fake_data):
+    """A --quick reproduction (one seed, report included) on 400 + 200 fake images, via the CLI."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on a shared 2-core box are many times slower than one
+    try:
+        root = tmp_path_factory.mktemp("reproduce")
+        data = make_fake_data(root / "data", 400, 200)
+        runs = root / "runs"
+        result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(data),
+                                          "--device", "cpu"])
+        yield {"runs": runs, "data": data, "result": result, "root": root}
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.torch
+def test_quick_reproduction_writes_every_run_and_the_report(quick):
+    result, runs = quick["result"], quick["runs"]
+    assert result.exit_code == 0, result.stdout + result.stderr
+    for name in RUN_NAMES:
+        folder = runs / "seed0" / name
+        assert (folder / "model.pt").is_file() or (folder / "diverged.json").is_file(), name
+    assert "seed 0 clf-case4: done" in result.stdout  # one line per event when not a terminal
+    report = runs / "report"
+    for name in FIGURES + ["summary.md", "summary.json"]:
+        assert (report / name).is_file() and (report / name).stat().st_size > 0, name
+    text = (report / "summary.md").read_text()
+    for name in FIGURES:
+        assert f"]({name})" in text
+    assert "Report's Figure 9" in text and "## Findings" in text
+
+
+@pytest.mark.torch
+def test_report_command_writes_sane_summary_json(quick, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", str(out),
+                                      "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert set(s["classifier"]) == {"1", "2", "3", "4"}
+    for case in s["classifier"].values():
+        assert 0.0 <= case["test_accuracy_mean"] <= 1.0 and case["test_accuracy_std"] == 0.0
+        assert case["seeds"] == [0] and set(case["per_class_accuracy"]) >= {"Shirt", "Coat"}
+    assert len(s["autoencoder"]) == 10
+    for run in s["autoencoder"].values():
+        assert {"n", "p", "optimizer", "lr", "batch_size", "test_mse_mean", "test_mse_std", "epochs"} <= set(run)
+        assert run["test_mse_mean"] is None or 0.0 < run["test_mse_mean"] < 0.5
+    assert s["autoencoder"]["ae-sgd"]["optimizer"] == "sgd" and s["autoencoder"]["ae-n32"]["n"] == 32
+    pca = [s["pca_mse"][k] for k in ("32", "64", "128")]
+    assert all(0.0 < v < 0.2 for v in pca) and pca[0] > pca[1] > pca[2]
+    assert s["wall_time_s"] > 0 and s["machine"]["cpu_count"] >= 1
+    assert {f["verdict"] for f in s["findings"].values()} <= {"agree", "disagree", "inconclusive"}
+    assert {"larger_n_lower_loss", "larger_p_higher_loss", "adam_faster_than_sgd", "lr_1e-2_unstable",
+            "batch_50_overfits"} <= set(s["findings"])
+
+
+@pytest.mark.torch
+def test_second_reproduce_skips_finished_runs(quick):
+    runs = quick["runs"]
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("seed0/*/model.pt")}
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
+                                      "--device", "cpu", "--no-report"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert time.perf_counter() - started < 10
+    assert "running" not in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("seed0/*/model.pt")} == before
+
+
+@pytest.mark.torch
+def test_report_tolerates_missing_and_diverged_runs(quick, tmp_path):
+    from fmnist_edge.train.report import write_report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report", "*.pt"))
+    shutil.rmtree(runs / "seed0" / "ae-sgd")
+    lr = runs / "seed0" / "ae-lr1e-2"
+    (lr / "metrics.json").unlink()
+    (lr / "diverged.json").write_text('{"message": "training diverged (nan loss at epoch 2); kept"}')
+    s = write_report(runs, tmp_path / "out", data_dir=quick["data"])
+    notes = " ".join(s["notes"])
+    assert "ae-sgd: missing" in notes and "ae-lr1e-2: diverged" in notes
+    assert s["autoencoder"]["ae-sgd"]["test_mse_mean"] is None
+    assert s["autoencoder"]["ae-lr1e-2"]["diverged_seeds"] == [0]
+    assert s["findings"]["adam_faster_than_sgd"]["verdict"] == "inconclusive"
+    assert s["findings"]["lr_1e-2_unstable"]["verdict"] == "agree"
+    # no model.pt was copied: every run counts as unfinished, the panel is skipped, nothing crashes
+    assert not (tmp_path / "out" / "reconstructions.png").exists()
+    assert (tmp_path / "out" / "fig4_optimizer.png").is_file()
+
+
+# -- no torch needed -----------------------------------------------------------------------------
+def test_report_on_a_missing_folder_is_one_line_error(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("fmnist-edge: error:") and result.stderr.count("\n") == 1
+
+
+def _h(val, train=None) -> list[dict]:
+    train = train if train is not None else [v * 1.1 for v in val]
+    return [{"epoch": i + 1, "train_loss": t, "val_loss": v} for i, (v, t) in enumerate(zip(val, train))]
+
+
+def _curves(**runs) -> dict:
+    """ae_n32=[...] -> {"ae-n32": {0: history}}; a list of lists gives one seed each."""
+    out = {}
+    for key, val in runs.items():
+        name = key.replace("_", "-").replace("p0-", "p0.")
+        seeds = val if isinstance(val[0], list) and isinstance(val[0][0], dict) else [val]
+        out[name] = {s: h if isinstance(h[0], dict) else _h(h) for s, h in enumerate(seeds)}
+    return out
+
+
+DOWN = [0.05, 0.03, 0.02, 0.015, 0.013, 0.012]
+
+
+def test_larger_n_lower_loss_agrees_and_disagrees():
+    f = compute_findings(_curves(ae_n32=[x * 1.3 for x in DOWN], ae_base=DOWN, ae_n128=[x * 0.8 for x in DOWN]))
+    assert f["larger_n_lower_loss"]["verdict"] == "agree"
+    assert "n=32 0.01560 > n=64 0.01200 > n=128 0.00960" in f["larger_n_lower_loss"]["detail"]
+    f = compute_findings(_curves(ae_n32=[x * 0.8 for x in DOWN], ae_base=DOWN, ae_n128=[x * 0.9 for x in DOWN]))
+    assert f["larger_n_lower_loss"]["verdict"] == "disagree"
+    # every finding with runs missing: inconclusive, not a crash
+    assert f["larger_p_higher_loss"]["verdict"] == "inconclusive"
+
+
+def test_seeds_that_disagree_make_a_finding_inconclusive():
+    good, bad = _h([x * 1.3 for x in DOWN]), _h([x * 0.9 for x in DOWN])
+    curves = {"ae-n32": {0: good, 1: bad}, "ae-base": {0: _h(DOWN), 1: _h(DOWN)},
+              "ae-n128": {0: _h([x * 0.8 for x in DOWN]), 1: _h([x * 0.8 for x in DOWN])}}
+    f = compute_findings(curves)["larger_n_lower_loss"]
+    assert f["verdict"] == "inconclusive" and f["per_seed"] == {"0": "agree", "1": "disagree"}
+
+
+def test_larger_p_higher_loss():
+    f = compute_findings(_curves(ae_p0_1=[x * 0.9 for x in DOWN], ae_base=DOWN, ae_p0_5=[x * 1.5 for x in DOWN]))
+    assert f["larger_p_higher_loss"]["verdict"] == "agree"
+    f = compute_findings(_curves(ae_p0_1=[x * 1.1 for x in DOWN], ae_base=DOWN, ae_p0_5=[x * 1.5 for x in DOWN]))
+    assert f["larger_p_higher_loss"]["verdict"] == "disagree"
+
+
+def test_adam_faster_than_sgd():
+    slow = [0.08, 0.07, 0.06, 0.05, 0.045, 0.04, 0.035, 0.03, 0.025, 0.02]
+    f = compute_findings(_curves(ae_base=DOWN, ae_sgd=slow))["adam_faster_than_sgd"]
+    assert f["verdict"] == "agree" and "Adam 0.01300, SGD 0.04500" in f["detail"]
+    f = compute_findings(_curves(ae_base=slow, ae_sgd=DOWN))["adam_faster_than_sgd"]
+    assert f["verdict"] == "disagree"
+
+
+def test_lr_1e2_unstable():
+    wobbly = [0.06, 0.05, 0.07, 0.045, 0.06, 0.05, 0.065]
+    assert compute_findings(_curves(ae_base=DOWN, ae_lr1e_2=wobbly))["lr_1e-2_unstable"]["verdict"] == "agree"
+    smooth = [x * 0.9 for x in DOWN]
+    assert compute_findings(_curves(ae_base=DOWN, ae_lr1e_2=smooth))["lr_1e-2_unstable"]["verdict"] == "disagree"
+    f = compute_findings({"ae-base": {0: _h(DOWN)}}, diverged={"ae-lr1e-2": {0}})["lr_1e-2_unstable"]
+    assert f["verdict"] == "agree" and "diverged" in f["detail"]
+
+
+def test_batch_50_overfitting():
+    # batch 50: validation bottoms out at epoch 4 and climbs 10% while train loss keeps falling
+    over = _h([0.05, 0.03, 0.02, 0.018, 0.0185, 0.019, 0.0198], train=[0.06, 0.04, 0.03, 0.025, 0.02, 0.017, 0.015])
+    flat = _h([0.05, 0.03, 0.02, 0.018, 0.0181, 0.018, 0.0181])
+    f = compute_findings({"ae-batch50": {0: over}, "ae-base": {0: flat}, "ae-batch150": {0: flat}})
+    assert f["batch_50_overfits"]["verdict"] == "agree"
+    assert "batch 50: validation loss ends 10.0% above its minimum" in f["batch_50_overfits"]["detail"]
+    f = compute_findings({"ae-batch50": {0: flat}, "ae-base": {0: flat}, "ae-batch150": {0: flat}})
+    assert f["batch_50_overfits"]["verdict"] == "disagree"
+    f = compute_findings({"ae-batch50": {0: _h(DOWN)}, "ae-base": {0: flat}, "ae-batch150": {0: flat}})
+    assert f["batch_50_overfits"]["verdict"] == "inconclusive"  # still improving when it stopped
+    rise, fall = late_rise(over)
+    assert rise == pytest.approx(0.1) and fall == pytest.approx(0.4)
+
+
+def test_classifier_findings():
+    acc = {1: {0: 0.93}, 2: {0: 0.88}, 3: {0: 0.92}, 4: {0: 0.81}}
+    hard = {"T-shirt/top": 0.8, "Trouser": 0.99, "Pullover": 0.85, "Dress": 0.92, "Coat": 0.84, "Sandal": 0.98,
+            "Shirt": 0.7, "Sneaker": 0.97, "Bag": 0.98, "Ankle boot": 0.96}
+    f = compute_findings({}, accuracies=acc, per_class={c: hard for c in (1, 2, 3, 4)})
+    assert f["case_order"]["verdict"] == "agree" and f["hardest_classes"]["verdict"] == "agree"
+    acc[2][0] = 0.95
+    easy_shirt = {**hard, "Shirt": 0.99, "Dress": 0.5}
+    f = compute_findings({}, accuracies=acc, per_class={1: easy_shirt, 2: hard, 3: hard, 4: hard})
+    assert f["case_order"]["verdict"] == "disagree" and f["hardest_classes"]["verdict"] == "disagree"
+
+
+# -- PCA -----------------------------------------------------------------------------------------
+def test_pca_mse_matches_brute_force_reconstruction():
+    rng = np.random.default_rng(0)
+    train = rng.random((60, 12)) @ rng.random((12, 12))  # correlated columns
+    train /= train.max()
+    test = rng.random((15, 12)) @ rng.random((12, 12)) / 5
+    mean, comps = pca_fit(train)
+    # brute force: principal axes from the SVD of the centred data, each test image projected one by one
+    _, _, vt = np.linalg.svd(train - train.mean(0), full_matrices=False)
+    for n in (1, 4, 7):
+        basis = vt[:n]
+        brute = np.array([train.mean(0) + sum(((x - train.mean(0)) @ b) * b for b in basis) for x in test])
+        assert np.allclose(pca_reconstruct(test, mean, comps, n), brute)
+        assert pca_mse(test, mean, comps, n) == pytest.approx(np.mean((brute - test) ** 2))
+    errors = [pca_mse(test, mean, comps, n) for n in range(1, 13)]
+    assert all(a >= b - 1e-12 for a, b in zip(errors, errors[1:])) and errors[-1] == pytest.approx(0, abs=1e-20)
+    # on the fitting data the error is the discarded variance, per pixel
+    eig = np.sort(np.linalg.eigvalsh(np.cov(train.T, bias=True)))[::-1]
+    assert pca_mse(train, mean, comps, 5) == pytest.approx(eig[5:].sum() / 12)
+
+
+# -- overview ------------------------------------------------------------------------------------
+class _Run:
+    def __init__(self, seed, name):
+        self.seed, self.name = seed, name
+
+
+def test_overview_prints_one_line_per_event_when_not_a_terminal():
+    from rich.console import Console
+
+    from fmnist_edge.train.overview import Overview
+
+    buf = io.StringIO()
+    runs = [_Run(0, "ae-base"), _Run(0, "ae-n32"), _Run(0, "ae-lr1e-2")]
+    with Overview(Console(file=buf, width=200)) as ov:
+        ov.start(runs, {(0, "ae-base"): "finished", (0, "ae-n32"): "new", (0, "ae-lr1e-2"): "partial"})
+        ov.running(runs[1])
+        ov.finished(runs[1], "done", 65.2)
+        ov.running(runs[2])
+        ov.finished(runs[2], "diverged", 3.0)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "3 runs: 1 done, 1 waiting, 1 resumable"
+    assert lines[2].startswith("seed 0 ae-n32: done in 1:05 (2/3 runs")
+    assert lines[4].startswith("seed 0 ae-lr1e-2: diverged in 0:03 (3/3 runs")
+
+
+def test_overview_live_table_shows_status_and_times():
+    from rich.console import Console
+
+    from fmnist_edge.train.overview import Overview
+
+    runs = [_Run(0, "ae-base"), _Run(0, "ae-n32")]
+    ov = Overview(Console(file=io.StringIO(), width=120, force_terminal=True), live=True)
+    with ov:
+        ov.start(runs, {(0, "ae-base"): "new", (0, "ae-n32"): "new"})
+        ov.running(runs[0])
+        ov.finished(runs[0], "done", 12.0)
+        ov.running(runs[1])
+        buf = io.StringIO()
+        Console(file=buf, width=120).print(ov.table())
+    text = buf.getvalue()
+    assert "1/2 runs" in text and "done" in text and "0:12" in text and "running" in text

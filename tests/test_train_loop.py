@@ -1,0 +1,331 @@
+"""The training loop: run folder, early stopping, resume, divergence, frozen encoders, real data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fmnist_edge.errors import FmnistEdgeError, ModelError  # noqa: E402
+from fmnist_edge.train import checkpoint, loop  # noqa: E402
+from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe  # noqa: E402
+from fmnist_edge.train.data import load_train_val  # noqa: E402
+from fmnist_edge.train.evaluate import evaluate  # noqa: E402
+from fmnist_edge.train.loop import Diverged, Trainer, resolve_device, run_state  # noqa: E402
+from fmnist_edge.train.models import build_model  # noqa: E402
+from fmnist_edge.train.progress import EpochProgress  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+STEPS_PER_EPOCH = 6  # 540 fake training images (600 minus a tenth for validation), batch 100
+
+
+def ae_trainer(run_dir, data_dir, model_cfg=None, **train_kw) -> Trainer:
+    trainer_kw = {k: train_kw.pop(k) for k in ("resume", "force", "on_epoch", "encoder_ckpt") if k in train_kw}
+    train_kw.setdefault("max_epochs", 1)
+    train_kw.setdefault("recipe", "paper")
+    return Trainer(model_cfg or ModelConfig("autoencoder", n=16, dropout=0.2), TrainConfig(**train_kw),
+                   run_dir, data_dir=data_dir, device="cpu", quiet=True, **trainer_kw)
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict, b: dict, atol=0.0):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=k)
+
+
+# -- a run and its folder --------------------------------------------------------------------
+
+def test_one_epoch_writes_the_run_folder(tmp_path, fake_data_dir):
+    result = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2).run()
+    run = tmp_path / "run"
+    assert result.model_path == run / checkpoint.MODEL_FILE
+    assert {p.name for p in run.iterdir()} == {"model.pt", "last.pt", "history.json", "metrics.json"}
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2] and history == result.history
+    assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in history)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert metrics["epochs"] == 2 and metrics["stop_reason"] == "max-epochs"
+    assert 0 < metrics["test_mse"] < 1 and metrics["test_limited"] is False
+    model, payload = checkpoint.load_model(run / "model.pt")
+    assert payload["history"] == history and payload["metrics"]["best_epoch"] == metrics["best_epoch"]
+    assert run_state(run) == "finished"
+
+
+def test_classifier_history_has_accuracy(tmp_path, fake_data_dir):
+    cfg = ModelConfig("classifier", n=16, dropout=0.1, case=3)
+    result = ae_trainer(tmp_path / "run", fake_data_dir, cfg).run()
+    record = result.history[0]
+    assert 0 <= record["train_accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
+    m = result.metrics
+    assert 0 <= m["test_accuracy"] <= 1 and len(m["per_class_accuracy"]) == 10
+    assert sum(map(sum, m["confusion"])) == 200
+
+
+def test_bf16_autocast_runs(tmp_path, fake_data_dir):
+    result = ae_trainer(tmp_path / "run", fake_data_dir, bf16=True, limit=200).run()
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert weights(result.model_path)["encoder.net.0.weight"].dtype == torch.float32
+
+
+def test_same_seed_same_run(tmp_path, fake_data_dir):
+    a = ae_trainer(tmp_path / "a", fake_data_dir, max_epochs=2).run()
+    b = ae_trainer(tmp_path / "b", fake_data_dir, max_epochs=2).run()
+    assert_same_weights(weights(a.model_path), weights(b.model_path))
+    c = ae_trainer(tmp_path / "c", fake_data_dir, max_epochs=2, seed=1).run()
+    assert c.history[0]["train_loss"] != a.history[0]["train_loss"]
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(FmnistEdgeError, match="--device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(FmnistEdgeError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+# -- early stopping --------------------------------------------------------------------------
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path, fake_data_dir, monkeypatch):
+    scripted = [1.0, 0.5, 0.7, 0.8, 0.9, 0.95]
+    seen = []  # the model's weights at each validation
+
+    def fake_evaluate(model, data, kind, device="cpu"):
+        if len(seen) < len(scripted):
+            seen.append({k: v.clone() for k, v in model.state_dict().items()})
+            return {"mse": scripted[len(seen) - 1]}
+        return evaluate(model, data, kind, device)  # the final test evaluation
+
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate)
+    result = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=10, patience=2).run()
+    assert [r["val_loss"] for r in result.history] == [1.0, 0.5, 0.7, 0.8]
+    m = result.metrics
+    assert (m["epochs"], m["best_epoch"], m["best_val_loss"], m["stop_reason"]) == (4, 2, 0.5, "early-stop")
+    assert_same_weights(weights(result.model_path), seen[1])
+    with pytest.raises(AssertionError):
+        assert_same_weights(weights(result.model_path), seen[3])
+
+
+# -- interruption and --resume ---------------------------------------------------------------
+
+def interrupt_after_epoch(epoch):
+    def on_epoch(record):
+        if record["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    return on_epoch
+
+
+def interrupt_at_step(monkeypatch, step):
+    calls = {"n": 0}
+    original = EpochProgress.advance
+
+    def advance(self, loss):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        original(self, loss)
+
+    monkeypatch.setattr(EpochProgress, "advance", advance)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, fake_data_dir):
+    run = tmp_path_factory.mktemp("uninterrupted")
+    result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10).run()
+    return result
+
+
+def test_resume_after_an_epoch(tmp_path, fake_data_dir, uninterrupted):
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2.*--resume"):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, on_epoch=interrupt_after_epoch(1)).run()
+    assert run_state(run) == "partial"
+    assert checkpoint.load_raw(run / "last.pt")["epoch"] == 1
+    with pytest.raises(FmnistEdgeError, match="interrupted run; pass --resume"):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10)
+    result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, resume=True).run()
+    assert result.metrics["epochs"] == 3 and [r["epoch"] for r in result.history] == [1, 2, 3]
+    for a, b in zip(result.history, uninterrupted.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
+
+
+def test_resume_mid_epoch(tmp_path, fake_data_dir, uninterrupted, monkeypatch):
+    run = tmp_path / "run"
+    interrupt_at_step(monkeypatch, STEPS_PER_EPOCH + 3)  # epoch 2, after its third step
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10).run()
+    saved = checkpoint.load_raw(run / "last.pt")
+    assert (saved["epoch"], saved["step"]) == (1, 3)
+    monkeypatch.undo()
+    result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, resume=True).run()
+    assert result.metrics["epochs"] == 3 and len(result.history) == 3
+    for a, b in zip(result.history, uninterrupted.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
+
+
+def test_resume_keeps_the_started_configuration(tmp_path, fake_data_dir):
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError):
+        ae_trainer(run, fake_data_dir, max_epochs=2, lr=1e-3, on_epoch=interrupt_after_epoch(1)).run()
+    result = ae_trainer(run, fake_data_dir, max_epochs=2, lr=5e-3, resume=True).run()
+    assert checkpoint.load_raw(result.model_path)["train_config"]["lr"] == 1e-3
+    assert result.metrics["epochs"] == 2
+
+
+def test_finished_run_needs_force(tmp_path, fake_data_dir):
+    run = tmp_path / "run"
+    ae_trainer(run, fake_data_dir).run()
+    with pytest.raises(FmnistEdgeError, match="already holds a finished run; pass --force") as info:
+        ae_trainer(run, fake_data_dir)
+    assert "\n" not in str(info.value)
+    with pytest.raises(FmnistEdgeError, match="already holds a finished run"):
+        ae_trainer(run, fake_data_dir, resume=True)
+    result = ae_trainer(run, fake_data_dir, max_epochs=2, force=True).run()
+    assert result.metrics["epochs"] == 2 and len(result.history) == 2
+
+
+def test_interrupted_forced_rerun_can_be_resumed(tmp_path, fake_data_dir):
+    run = tmp_path / "run"
+    ae_trainer(run, fake_data_dir).run()
+    with pytest.raises(FmnistEdgeError, match="continue with --resume"):
+        ae_trainer(run, fake_data_dir, max_epochs=2, force=True, on_epoch=interrupt_after_epoch(1)).run()
+    assert run_state(run) == "partial"
+
+
+# -- divergence ------------------------------------------------------------------------------
+
+def nan_loss_at(monkeypatch, call, value=math.nan):
+    calls = {"n": 0}
+    real = loop._loss_fn
+
+    def loss_fn(kind, cfg):
+        inner = real(kind, cfg)
+
+        def wrapped(out, x, y):
+            calls["n"] += 1
+            loss = inner(out, x, y)
+            return loss * value if calls["n"] == call else loss
+
+        return wrapped
+
+    monkeypatch.setattr(loop, "_loss_fn", loss_fn)
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, fake_data_dir, monkeypatch):
+    run = tmp_path / "run"
+    nan_loss_at(monkeypatch, STEPS_PER_EPOCH + 2)  # epoch 2, step 2
+    with pytest.raises(Diverged) as info:
+        ae_trainer(run, fake_data_dir, max_epochs=3).run()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "diverged (nan loss at epoch 2, step 2)" in message
+    assert f"last good checkpoint kept at {run / 'last.pt'}" in message
+    assert not (run / "model.pt").exists()
+    kept = checkpoint.load_raw(run / "last.pt")
+    assert kept["epoch"] == 1 and kept["step"] == 0
+    assert all(torch.isfinite(v).all() for v in kept["state_dict"].values())
+    assert len(json.loads((run / "history.json").read_text())) == 1
+    assert run_state(run) == "partial"
+
+
+def test_divergence_in_the_first_epoch(tmp_path, fake_data_dir, monkeypatch):
+    run = tmp_path / "run"
+    nan_loss_at(monkeypatch, 3, value=math.inf)
+    with pytest.raises(Diverged, match=r"diverged \(inf loss at epoch 1, step 3\); no epoch had finished"):
+        ae_trainer(run, fake_data_dir, max_epochs=2).run()
+    assert run_state(run) == "new"
+
+
+# -- the report's four classifier cases ------------------------------------------------------
+
+def encoder_weights(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k.startswith("encoder.")}
+
+
+@pytest.mark.parametrize("case", [1, 2, 3, 4])
+def test_classifier_cases(tmp_path, fake_data_dir, tiny_autoencoder, case):
+    model_cfg = ModelConfig("classifier", n=16, dropout=0.1, case=case)
+    train_cfg = apply_recipe(TrainConfig(max_epochs=1, recipe="best"), "classifier")  # as the CLI does
+    kw = {"encoder_ckpt": tiny_autoencoder} if case in (1, 2) else {}
+    trainer = Trainer(model_cfg, train_cfg, tmp_path / "run", data_dir=fake_data_dir, device="cpu",
+                      quiet=True, **kw)
+    trainer._fresh_state()
+    model = trainer.model
+    start = {k: v.clone() for k, v in encoder_weights(model.state_dict()).items()}
+    if case in (1, 2):  # the pretrained encoder is loaded
+        ae = weights(tiny_autoencoder)
+        assert_same_weights(start, encoder_weights(ae))
+    else:
+        torch.manual_seed(train_cfg.seed)
+        assert_same_weights(start, encoder_weights(build_model(model_cfg).state_dict()))
+    in_optimizer = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    head_ids = {id(p) for p in model.head.parameters()}
+    frozen = case in (2, 4)
+    assert in_optimizer == (head_ids if frozen else head_ids | encoder_ids)
+
+    result = trainer.run()
+    end = encoder_weights(weights(result.model_path))
+    if frozen:
+        assert_same_weights(end, start)
+    else:
+        assert any(not torch.equal(end[k], start[k]) for k in start)
+    optimizer_state = checkpoint.load_raw(tmp_path / "run" / "last.pt")["optimizer"]
+    assert len(optimizer_state["state"]) == (2 if frozen else 2 + len(start))
+    assert result.metrics["encoder_source"] == (str(tiny_autoencoder) if case in (1, 2) else None)
+
+
+def test_pretrained_case_needs_an_encoder(tmp_path, fake_data_dir):
+    with pytest.raises(FmnistEdgeError, match="case 1 needs a pretrained encoder: pass --encoder"):
+        ae_trainer(tmp_path / "run", fake_data_dir, ModelConfig("classifier", n=16, case=1))
+    with pytest.raises(FmnistEdgeError, match="no such checkpoint"):
+        ae_trainer(tmp_path / "run", fake_data_dir, ModelConfig("classifier", n=16, case=2),
+                   encoder_ckpt=tmp_path / "missing.pt")
+
+
+def test_encoder_of_the_wrong_size_or_kind(tmp_path, fake_data_dir, tiny_autoencoder):
+    with pytest.raises(ModelError, match="encoder has n=16, the classifier wants n=32"):
+        ae_trainer(tmp_path / "a", fake_data_dir, ModelConfig("classifier", n=32, case=1),
+                   encoder_ckpt=tiny_autoencoder).run()
+    clf = ae_trainer(tmp_path / "clf", fake_data_dir, ModelConfig("classifier", n=16, case=3)).run()
+    with pytest.raises(ModelError, match="is a classifier checkpoint, expected a autoencoder"):
+        ae_trainer(tmp_path / "b", fake_data_dir, ModelConfig("classifier", n=16, case=1),
+                   encoder_ckpt=clf.model_path).run()
+
+
+# -- real data -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_real_data_autoencoder_loss_falls(tmp_path, real_data_dir):
+    cfg = TrainConfig(max_epochs=2, limit=3000, recipe="paper", patience=5)
+    model_cfg = ModelConfig("autoencoder", n=64, dropout=0.2)
+    torch.manual_seed(cfg.seed)
+    _, val = load_train_val(cfg, real_data_dir)
+    before = evaluate(build_model(model_cfg), val, "autoencoder")["mse"]
+    result = Trainer(model_cfg, cfg, tmp_path / "run", data_dir=real_data_dir, device="cpu", quiet=True).run()
+    first, second = result.history
+    assert first["val_loss"] < 0.8 * before
+    assert second["train_loss"] < first["train_loss"] and second["val_loss"] < first["val_loss"]
+    assert result.metrics["test_mse"] < 0.8 * before
+
+
+@pytest.mark.slow
+def test_real_data_classifier_learns(tmp_path, real_data_dir):
+    cfg = TrainConfig(max_epochs=1, limit=3000, recipe="paper")
+    result = Trainer(ModelConfig("classifier", n=64, dropout=0.1, case=3), cfg, tmp_path / "run",
+                     data_dir=real_data_dir, device="cpu", quiet=True).run()
+    assert result.metrics["test_accuracy"] > 0.5  # chance is 0.1
