@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fmnist_edge.cli import app
-from fmnist_edge.train.report import compute_findings, late_rise, pca_fit, pca_mse, pca_reconstruct
+from fmnist_edge.train.findings import compute_findings, late_rise
+from fmnist_edge.train.pca import pca_fit, pca_mse, pca_reconstruct
 
 FIGURES = ["fig2_bottleneck.png", "fig3_dropout.png", "fig4_optimizer.png", "fig5_learning_rate.png",
            "fig6_batch_size.png", "fig7_classifier_loss.png", "fig8_classifier_accuracy.png", "fig9_confusion.png",
