@@ -329,3 +329,17 @@ def test_real_data_classifier_learns(tmp_path, real_data_dir):
     result = Trainer(ModelConfig("classifier", n=64, dropout=0.1, case=3), cfg, tmp_path / "run",
                      data_dir=real_data_dir, device="cpu", quiet=True).run()
     assert result.metrics["test_accuracy"] > 0.5  # chance is 0.1
+
+
+def test_ema_weights_are_validated_kept_and_resumed(tmp_path, fake_data_dir):
+    full = ae_trainer(tmp_path / "full", fake_data_dir, max_epochs=3, patience=10, ema=0.9).run()
+    last = checkpoint.load_raw(tmp_path / "full" / "last.pt")
+    # model.pt holds the averaged weights of the best epoch, not the raw training weights
+    assert full.metrics["best_epoch"] == 3
+    assert_same_weights(weights(full.model_path), last["ema"])
+    assert not torch.equal(weights(full.model_path)["encoder.net.0.weight"], last["state_dict"]["encoder.net.0.weight"])
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, ema=0.9, on_epoch=interrupt_after_epoch(1)).run()
+    resumed = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, ema=0.9, resume=True).run()
+    assert_same_weights(weights(resumed.model_path), weights(full.model_path), atol=1e-5)

@@ -160,6 +160,9 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
         data = json.loads(written.read_text())
         _install(staging, out_dir)
         return data
+    except OSError as exc:  # disk full, file too large, a folder gone: the previous export stays
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FmnistEdgeError(f"cannot export to {out_dir}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

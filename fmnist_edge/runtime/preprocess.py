@@ -41,6 +41,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: not a picture Pillow can read") from None
     except OSError as exc:
         raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    except (ValueError, EOFError, ArithmeticError) as exc:  # a plugin choking on a damaged header
+        raise ImageError(f"{path}: damaged picture header ({_first_line(exc)})") from None
     check_size(im, path)
     try:
         if getattr(im, "n_frames", 1) > 1:
@@ -49,6 +51,11 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{path}: truncated or corrupt {im.format or 'image'} ({exc})") from None
     return im
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:120] if text else type(exc).__name__)
 
 
 def check_size(im: Image.Image, name: str | os.PathLike = "image") -> None:
@@ -71,6 +78,8 @@ def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
     try:
         if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
             gray = np.asarray(im, dtype=np.float64)
+            if not np.isfinite(gray).all():  # float TIFFs may: NaN would reach the model
+                raise ImageError(f"{name}: holds NaN or infinite values")
             top = 65535.0 if mode.startswith("I;16") or gray.max() > 255 else 255.0
             if mode == "F":
                 top = max(1.0, float(gray.max()))

@@ -28,7 +28,19 @@ def save(path: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig, model
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    write_with(path, lambda tmp: torch.save(payload, tmp))
+    write_with(path, lambda tmp: _torch_save(payload, tmp))
+
+
+def _torch_save(payload: dict, tmp: Path) -> None:
+    """torch.save through a Python file, so that a failed write (disk full, file too large)
+    surfaces as the OSError it is, not as torch's RuntimeError wrapped around it."""
+    with open(tmp, "wb") as f:
+        try:
+            torch.save(payload, f)
+        except RuntimeError as exc:
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 def load_raw(path: str | Path) -> dict:
@@ -40,8 +52,10 @@ def load_raw(path: str | Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
-        raise ModelError(f"{path}: refused, not a plain-data checkpoint ({first[:160]})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # torch's first line is advice to load unsafely; the line naming the blocked global says why.
+        reason = next((line for line in lines if "global" in line.lower()), lines[0] if lines else "unpickling refused")
+        raise ModelError(f"{path}: refused, not a plain-data checkpoint ({reason[:160]})") from None
     except Exception as exc:  # zip errors, truncation, EOF: all mean "not a checkpoint we can read"
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get(FORMAT_KEY) != FORMAT_VERSION:

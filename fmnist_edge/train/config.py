@@ -62,6 +62,7 @@ class TrainConfig:
     augment: bool = False  # random horizontal flips and 2-pixel shifts
     schedule: str = "none"  # or "cosine"
     bf16: bool = False  # bf16 autocast (AMX); off by default: fp32 keeps curves comparable
+    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
     val_size: int = 6000
     split_seed: int = 20250201  # fixed: the same validation images for every run
     extra: dict = field(default_factory=dict)
@@ -81,6 +82,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--limit must be at least 1, got {self.limit}")
         if self.recipe not in RECIPES:
             raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if not (0.0 <= self.ema < 1.0):
+            raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
         if self.schedule not in ("none", "cosine"):
             raise FmnistEdgeError(f"unknown schedule {self.schedule!r}")
 
@@ -94,6 +97,7 @@ def apply_recipe(cfg: TrainConfig, kind: str) -> TrainConfig:
         cfg.schedule = "cosine"
         cfg.label_smoothing = 0.1
         cfg.weight_decay = 5e-4
+        cfg.ema = 0.999
     return cfg
 
 

@@ -12,8 +12,11 @@ EVAL_BATCH = 1000  # large batches: evaluation has no optimizer step to wait for
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu") -> dict:
-    """Mean loss over `data`; for classifiers also accuracy, per-class accuracy and confusion."""
+def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", label_smoothing: float = 0.0) -> dict:
+    """Mean loss over `data`; for classifiers also accuracy, per-class accuracy and confusion.
+
+    `label_smoothing` makes the loss the training objective, so that early stopping on it
+    follows what the optimizer minimises."""
     was_training = model.training
     model.eval()
     total, n = 0.0, len(data)
@@ -25,7 +28,7 @@ def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu") ->
             total += nn.functional.mse_loss(out, x, reduction="sum").item() / x[0].numel()
         else:
             y = data.labels[idx].to(device)
-            total += nn.functional.cross_entropy(out, y, reduction="sum").item()
+            total += nn.functional.cross_entropy(out, y, reduction="sum", label_smoothing=label_smoothing).item()
             pred = out.argmax(1).cpu()
             confusion += torch.bincount(y.cpu() * NUM_CLASSES + pred, minlength=NUM_CLASSES ** 2).view(
                 NUM_CLASSES, NUM_CLASSES)

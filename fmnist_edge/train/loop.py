@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import signal
 import threading
@@ -25,6 +24,10 @@ from fmnist_edge.train.models import build_model
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 class Diverged(FmnistEdgeError):
@@ -136,6 +139,8 @@ class Trainer:
         self.history: list[dict] = []
         self.best = {"val_loss": math.inf, "epoch": -1, "state": None, "bad_epochs": 0}
         self.wall_time = 0.0
+        self.ema = _cpu_state(self.model) if self.cfg.ema else None
+        self.ema_steps = 0
 
     def _save_resume_point(self) -> None:
         checkpoint.save(
@@ -146,7 +151,7 @@ class Trainer:
             best_val_loss=self.best["val_loss"], best_epoch=self.best["epoch"],
             best_state=self.best["state"], bad_epochs=self.best["bad_epochs"],
             torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
-            wall_time=self.wall_time,
+            wall_time=self.wall_time, ema=self.ema, ema_steps=self.ema_steps,
             encoder_source=self.encoder_source,
         )
 
@@ -173,6 +178,7 @@ class Trainer:
         self.best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"],
                      "state": payload["best_state"], "bad_epochs": payload["bad_epochs"]}
         self.wall_time = payload["wall_time"]
+        self.ema, self.ema_steps = payload.get("ema"), payload.get("ema_steps", 0)
         self.encoder_source = payload.get("encoder_source")
 
     # -- loop --------------------------------------------------------------------------------
@@ -250,6 +256,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self._update_ema()
             p["loss_sum"] += loss_value * len(idx)
             p["seen"] += len(idx)
             if kind == "classifier":
@@ -257,7 +265,9 @@ class Trainer:
             self.step = i + 1
             progress.advance(p["loss_sum"] / p["seen"])
         seconds = p["seconds"] + time.perf_counter() - started
-        val_metrics = evaluate(model, val, kind, self.device)
+        with self._ema_weights():
+            val_metrics = evaluate(model, val, kind, self.device, label_smoothing=cfg.label_smoothing)
+            snapshot = _cpu_state(model)  # the weights just validated (the average, with EMA)
         val_loss = val_metrics["mse" if kind == "autoencoder" else "loss"]
         if not math.isfinite(val_loss):
             self._diverged(val_loss, None)
@@ -270,8 +280,7 @@ class Trainer:
         if self.scheduler:
             self.scheduler.step()
         if val_loss < self.best["val_loss"]:
-            self.best.update(val_loss=val_loss, epoch=self.epoch + 1, bad_epochs=0,
-                             state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
+            self.best.update(val_loss=val_loss, epoch=self.epoch + 1, bad_epochs=0, state=snapshot)
         else:
             self.best["bad_epochs"] += 1
         self.history.append(record)
@@ -282,6 +291,28 @@ class Trainer:
         self._save_resume_point()
         progress.end_epoch(record, best=self.best["epoch"] == record["epoch"])
         return record
+
+    def _update_ema(self) -> None:
+        # Warm-up as in TensorFlow's ExponentialMovingAverage: early steps average over fewer steps.
+        self.ema_steps += 1
+        decay = min(self.cfg.ema, (1 + self.ema_steps) / (10 + self.ema_steps))
+        with torch.no_grad():
+            for name, value in self.model.state_dict().items():
+                if value.is_floating_point():
+                    self.ema[name].lerp_(value.detach().cpu(), 1.0 - decay)
+
+    @contextlib.contextmanager
+    def _ema_weights(self):
+        """Evaluate with the averaged weights, then put the training weights back."""
+        if self.ema is None:
+            yield
+            return
+        training = _cpu_state(self.model)
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(training)
 
     def _diverged(self, value: float, step: int | None) -> None:
         where = f"epoch {self.epoch + 1}" + (f", step {step + 1}" if step is not None else "")
