@@ -24,7 +24,6 @@ train_cmds.register(app)
 export_cmds.register(app)
 runtime_cmds.register(app)
 reproduce_cmds.register(app)
-from fmnist_edge.cli import reproduce_cmds; reproduce_cmds.register(app)  # noqa: E402,E702
 
 
 def main(argv: list[str] | None = None) -> None:

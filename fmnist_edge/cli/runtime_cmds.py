@@ -64,42 +64,10 @@ def _print_table(rows: list, top_k: int) -> None:
         if top_k > 1:
             cells.append(", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k[1:]))
         table.add_row(*cells)
-    Console(soft_wrap=True, highlight=False).print(table)
-
-
-def _torch_runner(checkpoint: Path):
-    """PyTorch eager on the classifier checkpoint, the benchmark's baseline: (loader, input
-    shape, info). The only torch import of the runtime commands; an ImportError here means
-    no torch, and the caller skips the baseline."""
-    import torch
-
-    from fmnist_edge.train.checkpoint import load_model
-
-    load_model(checkpoint, expect_kind="classifier")  # refuse a wrong checkpoint before timing anything
-
-    def load(threads: int):  # timed as the start-up: rebuild the model from its checkpoint
-        torch.set_num_threads(threads)
-        model, _ = load_model(checkpoint, expect_kind="classifier")
-
-        def run(x):
-            with torch.inference_mode():
-                return model(torch.from_numpy(x))
-
-        return run
-
-    return load, (1, 28, 28), {"precision": "fp32", "engine": f"pytorch {torch.__version__} eager",
-                               "path": str(checkpoint), "size_bytes": checkpoint.stat().st_size}
-
-
-def _default_checkpoint() -> Path | None:
-    import json
-
-    pointer = Path("runs/latest.json")
-    try:
-        ckpt = Path(json.loads(pointer.read_text())["train_dir"]) / "classifier" / "model.pt"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return ckpt if ckpt.is_file() else None
+    console = Console(highlight=False)
+    if not console.is_terminal:  # a pipe or a log: no 80-column wrapping of file names
+        console.width = 240
+    console.print(table)
 
 
 def _csv_ints(text: str, what: str) -> list[int]:
@@ -212,8 +180,8 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[str, typer.Option("--threads", help="Comma-separated thread counts.")] = "1,2",
         seconds: Annotated[float, typer.Option(min=0.0, help="Timed seconds per case (at least 20 runs).")] = 0.3,
         checkpoint: Annotated[Optional[Path], typer.Option(
-            help="Classifier checkpoint for the PyTorch eager baseline (default: the latest training run; "
-                 "skipped without torch).", show_default=False)] = None,
+            help="Checkpoint (.pt) or fp32 .onnx whose weights the PyTorch eager baseline runs (default: "
+                 "the benchmarked fp32 classifier's own weights; skipped without torch).", show_default=False)] = None,
         no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip the PyTorch baseline.")] = False,
         json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.",
                                                           show_default=False)] = None,
@@ -245,20 +213,23 @@ def register(app: typer.Typer) -> None:
             rows += bench.bench_runner(bench.model_label(path), load, shape, batches, thread_counts, seconds,
                                        info=info)
         torch_name = None
-        ckpt = checkpoint or _default_checkpoint()
+        fp32_path = next((p for p in paths if ".int8" not in p.name), None)
+        source = checkpoint or fp32_path
         if no_torch:
             notes.append("PyTorch eager: skipped (--no-torch)")
-        elif ckpt is None:
-            notes.append("PyTorch eager: skipped (no classifier checkpoint; pass --checkpoint)")
+        elif source is None:
+            notes.append("PyTorch eager: skipped (no fp32 classifier; pass --checkpoint)")
         else:
             try:
-                load, shape, info = _torch_runner(ckpt)
+                from fmnist_edge.export.baseline import torch_runner
+
+                load, shape, info = torch_runner(source)
             except ImportError:
                 notes.append("PyTorch eager: skipped (torch is not installed)")
             except FmnistEdgeError as exc:
                 notes.append(f"PyTorch eager: skipped ({exc})")
             else:
-                typer.echo(f"benchmarking PyTorch eager on {ckpt} ...", err=True)
+                typer.echo(f"benchmarking PyTorch eager on the weights of {source} ...", err=True)
                 torch_name = "pytorch-eager"
                 rows += bench.bench_runner(torch_name, load, shape, batches, thread_counts, seconds, info=info)
         fp32 = next((bench.model_label(p) for p in paths if ".int8" not in p.name), None)

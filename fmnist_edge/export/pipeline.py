@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import FmnistEdgeError, ModelError
+from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.spec import MANIFEST_NAME, MODELS
 
 STAGING_PREFIX = ".staging-"
@@ -121,12 +121,16 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size)
     qcfg.check()
     quantize = quantize or method is not None
+    from fmnist_edge.train.checkpoint import load_model
+
     for ckpt in checkpoints:
-        if not Path(ckpt).is_file():
-            raise ModelError(f"{ckpt}: no such checkpoint")
+        load_model(ckpt)  # refuse a missing, foreign or mismatched checkpoint before writing anything
     out_dir = Path(out_dir)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+        previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
+        if previous.is_dir() and not out_dir.exists():
+            os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
         for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))

@@ -41,15 +41,15 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: not a picture Pillow can read") from None
     except OSError as exc:
         raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    except (ValueError, EOFError, ArithmeticError) as exc:  # a plugin choking on a damaged header
+    except Exception as exc:  # Pillow's plugins raise ValueError, EOFError, ... on a damaged header
         raise ImageError(f"{path}: damaged picture header ({_first_line(exc)})") from None
     check_size(im, path)
     try:
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)  # animated GIF/WebP/APNG: the first frame
         im.load()
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageError(f"{path}: truncated or corrupt {im.format or 'image'} ({exc})") from None
+    except Exception as exc:  # decoders fail in many types (OSError, TypeError, ...): all mean a bad file
+        raise ImageError(f"{path}: truncated or corrupt {im.format or 'image'} ({_first_line(exc)})") from None
     return im
 
 
