@@ -62,19 +62,22 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
          patience: int | None = None) -> list[RunSpec]:
     """Every run, autoencoders before the classifiers that need them, seed by seed."""
     runs: list[RunSpec] = []
-    epochs = max_epochs or (2 if quick else 30)
-    wait = patience or (1 if quick else 5)
+    # Budgeted for about an hour of 2-core CPU per seed: the autoencoders' cosine schedule has
+    # done its work by epoch 20; the classifiers' augmentation needs longer.
+    ae_epochs = max_epochs or (2 if quick else 20)
+    clf_epochs = max_epochs or (2 if quick else 40)
+    wait = patience or (1 if quick else 6)
     limit = QUICK_LIMIT if quick else None
     for seed in range(seeds):
         for name, change in AUTOENCODER_RUNS.items():
             hp = {**BASE, **change}
             mcfg = ModelConfig(kind="autoencoder", n=hp["n"], dropout=hp["dropout"])
             tcfg = TrainConfig(optimizer=hp["optimizer"], lr=hp["lr"], batch_size=hp["batch_size"],
-                               max_epochs=epochs, patience=wait, seed=seed, limit=limit, recipe=recipe)
+                               max_epochs=ae_epochs, patience=wait, seed=seed, limit=limit, recipe=recipe)
             runs.append(RunSpec(f"ae-{name}", seed, mcfg, apply_recipe(tcfg, "autoencoder")))
         for case in CASES:
             mcfg = ModelConfig(kind="classifier", n=64, dropout=0.1, case=case)
-            tcfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, max_epochs=epochs, patience=wait,
+            tcfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, max_epochs=clf_epochs, patience=wait,
                                seed=seed, limit=limit, recipe=recipe)
             runs.append(RunSpec(f"clf-case{case}", seed, mcfg, apply_recipe(tcfg, "classifier"),
                                 encoder_from=f"ae-{TRANSFER_ENCODER}" if case in (1, 2) else None))
