@@ -83,3 +83,14 @@ def tiny_autoencoder(tmp_path_factory, fake_data_dir) -> Path:
                      TrainConfig(max_epochs=1, limit=300, recipe="paper"),
                      run_dir, data_dir=fake_data_dir, device="cpu", quiet=True).run()
     return result.model_path
+
+
+@pytest.fixture
+def run():
+    """Invoke the CLI in-process: run("classify", path, ...) -> typer's Result (stdout, stderr, exit_code)."""
+    from typer.testing import CliRunner
+
+    from fmnist_edge.cli import app
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])

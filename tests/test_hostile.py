@@ -9,21 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from fmnist_edge import manifest
-from fmnist_edge.cli import app
 from fmnist_edge.errors import ModelError
 from fmnist_edge.runtime import FashionClassifier
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
-
-
-@pytest.fixture
-def run():
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
 def refused(result, *needles: str) -> str:
