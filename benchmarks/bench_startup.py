@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fmnist_edge.fileio import write_json, write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.3
 
@@ -35,7 +37,7 @@ print(sys.argv[2], names[int(logits.argmax())])
 '''
 
 
-FRAMEWORK = "import typer, typer._adapters"  # typer >= 0.2x imports pydantic to coerce parameters
+FRAMEWORK = "import typer.main"  # what the CLI framework alone costs to import
 
 
 def default_model() -> Path:
@@ -69,9 +71,8 @@ def main() -> None:
         bare_script = Path(tmp) / "bare_classify.py"
         bare_script.write_text(BARE)
         bare = [sys.executable, str(bare_script), str(model / "classifier.onnx"), str(args.image)]
-        # What the CLI framework alone costs: typer, and the pydantic it coerces parameters with.
         empty, framework = [sys.executable, "-c", "pass"], [sys.executable, "-c", FRAMEWORK]
-        commands = {"bare": bare, "cli": cli, "python": empty, "typer+pydantic": framework}
+        commands = {"bare": bare, "cli": cli, "python": empty, "typer": framework}
         for cmd in commands.values():
             run(cmd)  # warm the page cache
         times = {name: [] for name in commands}
@@ -83,19 +84,20 @@ def main() -> None:
     result = {"image": str(args.image), "model": str(model), "reps": args.reps, "median_s": med,
               "ratio": ratio, "target_ratio": TARGET_RATIO, "meets_target": ratio <= TARGET_RATIO,
               "all_s": times, "cli_command": " ".join(cli), "load_avg": os.getloadavg()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "startup.md").write_text(
-        "| process | median s |\n|---|---|\n"
+    command = "python benchmarks/bench_startup.py " + " ".join(sys.argv[1:])
+    result["command"] = command
+    write_json(args.out / "startup.json", result)
+    write_text(args.out / "startup.md", f"Produced by `{command}` (medians of {args.reps} alternating runs).\n\n"
+               "| process | median s |\n|---|---|\n"
         f"| bare onnxruntime + Pillow script | {med['bare']:.3f} |\n"
         f"| `fmnist-edge classify {args.image.name}` | {med['cli']:.3f} |\n"
         f"| ratio (target <= {TARGET_RATIO}) | {ratio:.2f} |\n"
         f"| python -c pass | {med['python']:.3f} |\n"
-        f"| python -c '{FRAMEWORK}' | {med['typer+pydantic']:.3f} |\n"
+        f"| python -c '{FRAMEWORK}' | {med['typer']:.3f} |\n"
         f"\nLoad average during the run: {result['load_avg'][0]:.1f} on {os.cpu_count()} CPUs.\n")
-    framework = med["typer+pydantic"] - med["python"]
+    framework = med["typer"] - med["python"]
     print(f"bare {med['bare']:.3f}s  cli {med['cli']:.3f}s  ratio {ratio:.2f} (target <= {TARGET_RATIO}); "
-          f"typer+pydantic alone add {framework:.3f}s; "
+          f"typer alone adds {framework:.3f}s; "
           f"load average {os.getloadavg()[0]:.1f}")
 
 

@@ -86,3 +86,31 @@ def test_photo_accuracy_stays_close_with_fixture_classifier(test_images, tmp_pat
     on_test = (clf.probabilities(images).argmax(1) == labels).mean()
     on_photos = (np.array([p.index for p in clf.predict(photos)]) == labels).mean()
     assert on_photos >= on_test - 0.1, (on_test, on_photos)
+
+
+@pytest.mark.slow
+def test_shipped_classifier_keeps_its_accuracy_on_photo_like_pictures(tmp_path: Path):
+    """The shipped classifier on 1,000 test images as JPEG photos and as RGBA cut-outs."""
+    from fmnist_edge.idx import load_split
+    from fmnist_edge.runtime.api import FashionClassifier
+
+    exported = Path(__file__).parents[1] / "exported"
+    try:
+        split = load_split("test")
+    except DataError as exc:
+        pytest.skip(str(exc))
+    pick = np.random.default_rng(3).choice(len(split.images), 1000, replace=False)
+    images, labels = split.images[pick], split.labels[pick]
+    clf = FashionClassifier.load(exported)
+    on_test = (clf.probabilities(images).argmax(1) == labels).mean()
+    rng = np.random.default_rng(4)
+    jpegs, cutouts = [], []
+    for i, image in enumerate(images):
+        jpegs.append(tmp_path / f"{i}.jpg")
+        as_photo(image, rng, scale=int(rng.integers(2, 6))).convert("RGB").save(jpegs[-1], quality=85)
+        cutouts.append(tmp_path / f"{i}.png")
+        as_cutout(image).save(cutouts[-1])
+    for paths in (jpegs, cutouts):
+        on_photos = (np.array([p.index for p in clf.predict(paths)]) == labels).mean()
+        # A photo loses some detail (JPEG, resampling twice); the classifier must not lose more than 3 points.
+        assert on_photos >= on_test - 0.03, (paths[0].suffix, on_test, on_photos)
