@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
     @app.command("classify")
     @command
     def classify_cmd(images: Images, model: Model = None, int8: Int8 = False, top_k: TopK = 3,
-                     json_out: JsonFlag = False, batch_size: BatchSize = 256, threads: Threads = None):
+                     json_out: JsonFlag = False, batch_size: BatchSize = 64, threads: Threads = None):
         """Classify garment pictures (any format Pillow reads) with the exported classifier."""
         from fmnist_edge.runtime.api import FashionClassifier
 
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
     def encode_cmd(images: Images,
                    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy: (N, n) float32 latents, "
                                                                           "one row per readable picture.")],
-                   model: Model = None, batch_size: BatchSize = 256, threads: Threads = None):
+                   model: Model = None, batch_size: BatchSize = 64, threads: Threads = None):
         """Encode pictures to latent vectors with the exported encoder."""
         import numpy as np
 
@@ -183,6 +183,8 @@ def register(app: typer.Typer) -> None:
             help="Checkpoint (.pt) or fp32 .onnx whose weights the PyTorch eager baseline runs (default: "
                  "the benchmarked fp32 classifier's own weights; skipped without torch).", show_default=False)] = None,
         no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip the PyTorch baseline.")] = False,
+        chunk: Annotated[int, typer.Option(min=0, help="Run each ONNX call in sub-batches of this size, as the "
+                                                       "Python API does (0: one session.run per call).")] = 0,
         json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.",
                                                           show_default=False)] = None,
         markdown: Annotated[Optional[Path], typer.Option(help="Write the Markdown table.", show_default=False)] = None,
@@ -206,8 +208,9 @@ def register(app: typer.Typer) -> None:
                 paths.append(model_file(item, "classifier"))
         rows, notes = [], []
         for path in paths:
-            load, shape = bench.onnx_loader(path)
+            load, shape = bench.onnx_loader(path, chunk=chunk or None)
             info = {"precision": "int8" if ".int8" in path.name else "fp32", "engine": "onnxruntime",
+                    "chunk": chunk or None,
                     "path": str(path), "size_bytes": path.stat().st_size}
             typer.echo(f"benchmarking {path} ...", err=True)
             rows += bench.bench_runner(bench.model_label(path), load, shape, batches, thread_counts, seconds,

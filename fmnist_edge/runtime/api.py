@@ -24,7 +24,7 @@ from fmnist_edge.runtime import preprocess
 from fmnist_edge.runtime.session import OnnxModel, model_file
 from fmnist_edge.spec import CLASS_NAMES, IMAGE_SIZE
 
-DEFAULT_BATCH = 256
+DEFAULT_BATCH = 64  # images per ONNX call: the fastest per image here (benchmarks/runtime: 1.4x batch 1024)
 
 
 @dataclass(frozen=True)
