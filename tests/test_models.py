@@ -156,3 +156,15 @@ def test_unfrozen_encoder_trains_with_dropout():
     one_step(model, model.trainable_parameters())
     assert all(p.grad is not None for p in model.encoder.parameters())
     assert any(not torch.equal(p, b) for p, b in zip(model.encoder.parameters(), before))
+
+
+def test_dilated_transposed_conv_writes_only_even_positions():
+    """The report's first decoder ConvTranspose2d (stride 2, dilation 2) leaves every odd row and
+    column at its bias: the decoder works from a 7x7 grid. This bounds reconstruction quality."""
+    decoder = Decoder(64, 0.0).eval()
+    with torch.no_grad():
+        h = decoder.net[:5](torch.rand(8, 64))  # (8, 16, 13, 13), after the first ConvTranspose2d
+        bias = decoder.net[4].bias.view(1, 16, 1, 1)
+        assert torch.equal(h[:, :, 1::2, :], bias.expand(8, 16, 6, 13))
+        assert torch.equal(h[:, :, :, 1::2], bias.expand(8, 16, 13, 6))
+        assert not torch.equal(h[:, :, 0::2, 0::2], bias.expand(8, 16, 7, 7))
