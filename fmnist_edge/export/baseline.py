@@ -12,31 +12,42 @@ from pathlib import Path
 from fmnist_edge.errors import ModelError
 
 
-def classifier_from_onnx(path: Path):
-    """Rebuild the PyTorch classifier whose export `path` is (fp32 files only)."""
+def _initializers(path: Path) -> tuple[dict, dict]:
+    """(state dict of the ONNX file's weights, its fmnist-edge metadata)."""
     import onnx
     import torch
     from onnx import numpy_helper
 
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}, meta
+
+
+def model_from_onnx(*paths: Path):
+    """Rebuild the PyTorch model that fp32 exports are of: a classifier from classifier.onnx, an
+    autoencoder from encoder.onnx and decoder.onnx (their weights are prefixed encoder./decoder.)."""
     from fmnist_edge.train.config import ModelConfig, from_dict
     from fmnist_edge.train.models import build_model
 
-    model_proto = onnx.load(str(path))
-    meta = {p.key: p.value for p in model_proto.metadata_props}
     try:
-        cfg = from_dict(ModelConfig, json.loads(meta["model_config"]))
-        model = build_model(cfg)
-        state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in model_proto.graph.initializer}
+        state, meta = {}, {}
+        for path in paths:
+            weights, meta = _initializers(path)
+            kind = meta.get("fmnist_edge.kind")
+            prefix = f"{kind}." if kind in ("encoder", "decoder") else ""
+            state.update({prefix + k: v for k, v in weights.items()})
+        model = build_model(from_dict(ModelConfig, json.loads(meta["model_config"])))
         model.load_state_dict(state, strict=True)
     except Exception as exc:
-        raise ModelError(f"{path}: cannot rebuild a PyTorch classifier from it ({type(exc).__name__})") from None
+        names = ", ".join(str(p) for p in paths)
+        raise ModelError(f"{names}: cannot rebuild a PyTorch model from it ({type(exc).__name__})") from None
     return model.eval()
 
 
 def load_classifier(source: Path):
     """The PyTorch classifier from a checkpoint (.pt) or an fp32 export (.onnx)."""
     if source.suffix == ".onnx":
-        return classifier_from_onnx(source)
+        return model_from_onnx(source)
     from fmnist_edge.train.checkpoint import load_model
 
     return load_model(source, expect_kind="classifier")[0]
