@@ -34,7 +34,7 @@ from fmnist_edge.train import evaluate as evaluate_mod
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.data import batches, load_test, to_tensors
 from fmnist_edge.train.dropout import FastDropout
-from fmnist_edge.train.loop import _loss_fn, _make_optimizer
+from fmnist_edge.train.recipe import loss_fn, make_optimizer
 from fmnist_edge.train.models import ConvAutoencoder
 
 BATCH, N, P, LR, EPOCH_IMAGES = 100, 64, 0.2, 1e-3, 60_000
@@ -113,7 +113,7 @@ def train_steps(model: nn.Module, data, steps: int, variant: Variant) -> tuple[f
     """The training loop's step (fmnist_edge.train.loop): forward, MSE, .item(), backward, Adam.
     Returns (seconds, mean train loss, images)."""
     cfg = TrainConfig(optimizer="adam", lr=LR, batch_size=BATCH)
-    optimizer, loss_fn = _make_optimizer(list(model.parameters()), cfg), _loss_fn("autoencoder", cfg)
+    optimizer, objective = make_optimizer(list(model.parameters()), cfg), loss_fn("autoencoder", cfg)
     model.train()
     total, seen = 0.0, 0
     started = time.perf_counter()
@@ -122,7 +122,7 @@ def train_steps(model: nn.Module, data, steps: int, variant: Variant) -> tuple[f
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.bf16):
             out = model(x)
-        loss = loss_fn(out.float(), x, None)
+        loss = objective(out.float(), x, None)
         value = loss.item()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -174,7 +174,7 @@ def test_missing_data(cli, tmp_path):
 def test_diverging_run_is_one_line(cli, monkeypatch):
     from fmnist_edge.train import loop
 
-    monkeypatch.setattr(loop, "_loss_fn", lambda kind, cfg: lambda out, x, y: (out - x).pow(2).mean() * float("nan"))
+    monkeypatch.setattr(loop, "loss_fn", lambda kind, cfg: lambda out, x, y: (out - x).pow(2).mean() * float("nan"))
     result = cli("train", "autoencoder", "--out", "div", *FAST)
     one_error_line(result, "training diverged (nan loss at epoch 1, step 1)", "--force and a lower --lr", banner=True)
 

@@ -210,7 +210,7 @@ def test_interrupted_forced_rerun_can_be_resumed(tmp_path, fake_data_dir):
 
 def nan_loss_at(monkeypatch, call, value=math.nan):
     calls = {"n": 0}
-    real = loop._loss_fn
+    real = loop.loss_fn
 
     def loss_fn(kind, cfg):
         inner = real(kind, cfg)
@@ -222,7 +222,7 @@ def nan_loss_at(monkeypatch, call, value=math.nan):
 
         return wrapped
 
-    monkeypatch.setattr(loop, "_loss_fn", loss_fn)
+    monkeypatch.setattr(loop, "loss_fn", loss_fn)
 
 
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, fake_data_dir, monkeypatch):

@@ -21,13 +21,10 @@ from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import build_model
+from fmnist_edge.train.recipe import WeightAverage, cpu_state, loss_fn, make_optimizer, make_scheduler
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
-
-
-def _cpu_state(model: nn.Module) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 class Diverged(FmnistEdgeError):
@@ -67,20 +64,6 @@ def _load_encoder_into(model: nn.Module, encoder_ckpt: Path, n: int) -> str:
         raise ModelError(f"{encoder_ckpt}: encoder has n={ae.encoder.n}, the classifier wants n={n}")
     model.encoder.load_state_dict(ae.encoder.state_dict())
     return str(encoder_ckpt)
-
-
-def _make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.weight_decay:
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr)
-
-
-def _loss_fn(kind: str, cfg: TrainConfig):
-    if kind == "autoencoder":
-        return lambda out, x, y: nn.functional.mse_loss(out, x)
-    return lambda out, x, y: nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
 
 
 class Trainer:
@@ -128,19 +111,21 @@ class Trainer:
         if self.model_cfg.pretrained_encoder:
             self.encoder_source = _load_encoder_into(self.model, self.encoder_ckpt, self.model_cfg.n)
         self.model.to(self.device)
-        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
-                  else list(self.model.parameters()))
-        self.optimizer = _make_optimizer(params, self.cfg)
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, self.cfg.max_epochs)
-                          if self.cfg.schedule == "cosine" else None)
+        self._make_optimizer()
         self.aug_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.epoch, self.step = 0, 0
         self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         self.history: list[dict] = []
         self.best = {"val_loss": math.inf, "epoch": -1, "state": None, "bad_epochs": 0}
         self.wall_time = 0.0
-        self.ema = _cpu_state(self.model) if self.cfg.ema else None
-        self.ema_steps = 0
+        self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model)) if self.cfg.ema else None
+
+    def _make_optimizer(self) -> None:
+        # A frozen encoder's parameters stay out of the optimizer: no updates, no optimizer state.
+        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
+                  else list(self.model.parameters()))
+        self.optimizer = make_optimizer(params, self.cfg)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg)
 
     def _save_resume_point(self) -> None:
         checkpoint.save(
@@ -151,7 +136,7 @@ class Trainer:
             best_val_loss=self.best["val_loss"], best_epoch=self.best["epoch"],
             best_state=self.best["state"], bad_epochs=self.best["bad_epochs"],
             torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
-            wall_time=self.wall_time, ema=self.ema, ema_steps=self.ema_steps,
+            wall_time=self.wall_time, ema=self.ema and self.ema.state, ema_steps=self.ema and self.ema.steps,
             encoder_source=self.encoder_source,
         )
 
@@ -161,12 +146,8 @@ class Trainer:
         # A resumed run keeps the configuration it was started with.
         self.model_cfg, self.cfg = payload["model_config_obj"], payload["train_config_obj"]
         self.model.to(self.device).train()
-        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
-                  else list(self.model.parameters()))
-        self.optimizer = _make_optimizer(params, self.cfg)
+        self._make_optimizer()
         self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, self.cfg.max_epochs)
-                          if self.cfg.schedule == "cosine" else None)
         if self.scheduler and payload.get("scheduler"):
             self.scheduler.load_state_dict(payload["scheduler"])
         self.aug_gen = torch.Generator()
@@ -178,7 +159,7 @@ class Trainer:
         self.best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"],
                      "state": payload["best_state"], "bad_epochs": payload["bad_epochs"]}
         self.wall_time = payload["wall_time"]
-        self.ema, self.ema_steps = payload.get("ema"), payload.get("ema_steps", 0)
+        self.ema = WeightAverage(self.cfg.ema, payload["ema"], payload["ema_steps"]) if payload.get("ema") else None
         self.encoder_source = payload.get("encoder_source")
 
     # -- loop --------------------------------------------------------------------------------
@@ -189,7 +170,7 @@ class Trainer:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
         kind = self.model_cfg.kind
-        loss_fn = _loss_fn(kind, self.cfg)
+        objective = loss_fn(kind, self.cfg)
         from fmnist_edge.train.progress import EpochProgress
 
         progress = EpochProgress(quiet=self.quiet)
@@ -197,7 +178,7 @@ class Trainer:
         try:
             with progress, self._ctrl_c_between_steps():
                 while self.epoch < self.cfg.max_epochs:
-                    record = self._train_epoch(train, val, loss_fn, progress)
+                    record = self._train_epoch(train, val, objective, progress)
                     if self.on_epoch:
                         self.on_epoch(record)
                     if self.best["bad_epochs"] >= self.cfg.patience:
@@ -228,7 +209,7 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _train_epoch(self, train: Tensors, val: Tensors, loss_fn, progress) -> dict:
+    def _train_epoch(self, train: Tensors, val: Tensors, objective, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
         model.train()
         # The epoch's order depends only on (seed, epoch), so a resumed epoch sees the same batches.
@@ -249,7 +230,7 @@ class Trainer:
             x, y = x.to(self.device), y.to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = model(x)
-            loss = loss_fn(out.float(), x, y)
+            loss = objective(out.float(), x, y)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 self._diverged(loss_value, i)
@@ -257,7 +238,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             if self.ema is not None:
-                self._update_ema()
+                self.ema.update(model)
             p["loss_sum"] += loss_value * len(idx)
             p["seen"] += len(idx)
             if kind == "classifier":
@@ -265,9 +246,9 @@ class Trainer:
             self.step = i + 1
             progress.advance(p["loss_sum"] / p["seen"])
         seconds = p["seconds"] + time.perf_counter() - started
-        with self._ema_weights():
+        with self.ema.applied_to(model) if self.ema else contextlib.nullcontext():
             val_metrics = evaluate(model, val, kind, self.device, label_smoothing=cfg.label_smoothing)
-            snapshot = _cpu_state(model)  # the weights just validated (the average, with EMA)
+            snapshot = cpu_state(model)  # the weights just validated (the average, with EMA)
         val_loss = val_metrics["mse" if kind == "autoencoder" else "loss"]
         if not math.isfinite(val_loss):
             self._diverged(val_loss, None)
@@ -291,28 +272,6 @@ class Trainer:
         self._save_resume_point()
         progress.end_epoch(record, best=self.best["epoch"] == record["epoch"])
         return record
-
-    def _update_ema(self) -> None:
-        # Warm-up as in TensorFlow's ExponentialMovingAverage: early steps average over fewer steps.
-        self.ema_steps += 1
-        decay = min(self.cfg.ema, (1 + self.ema_steps) / (10 + self.ema_steps))
-        with torch.no_grad():
-            for name, value in self.model.state_dict().items():
-                if value.is_floating_point():
-                    self.ema[name].lerp_(value.detach().cpu(), 1.0 - decay)
-
-    @contextlib.contextmanager
-    def _ema_weights(self):
-        """Evaluate with the averaged weights, then put the training weights back."""
-        if self.ema is None:
-            yield
-            return
-        training = _cpu_state(self.model)
-        self.model.load_state_dict(self.ema)
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(training)
 
     def _diverged(self, value: float, step: int | None) -> None:
         where = f"epoch {self.epoch + 1}" + (f", step {step + 1}" if step is not None else "")
