@@ -51,10 +51,10 @@ def models_dir(path: str | os.PathLike | None = None, need: str = "classifier.on
 
 def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
     """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
-    if path is not None and Path(path).suffix == ".onnx":
+    if path is not None and (Path(path).suffix == ".onnx" or Path(path).is_file()):
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
-        return Path(path)
+        return Path(path)  # any file the user names is tried, and refused if it is not our model
     spec = MODELS[kind]
     name = spec.int8_filename if int8 else spec.filename
     file = models_dir(path, need=name) / name

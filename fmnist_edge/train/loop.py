@@ -16,6 +16,7 @@ from torch import nn
 
 from fmnist_edge.errors import FmnistEdgeError, ModelError
 from fmnist_edge.fileio import write_json
+from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
@@ -89,6 +90,7 @@ class Trainer:
         if state == "partial" and not (resume or force):
             raise FmnistEdgeError(f"{self.run_dir} holds an interrupted run; pass --resume to continue it, "
                                   "or --force to start over")
+        find_data_dir(data_dir)  # no data: say so before anything is printed or written
         self.resume = resume and state == "partial"
         if force and state != "new":
             # Starting over: an old model.pt left beside a new, interrupted run would look finished.
