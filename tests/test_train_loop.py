@@ -343,3 +343,17 @@ def test_ema_weights_are_validated_kept_and_resumed(tmp_path, fake_data_dir):
         ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, ema=0.9, on_epoch=interrupt_after_epoch(1)).run()
     resumed = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, ema=0.9, resume=True).run()
     assert_same_weights(weights(resumed.model_path), weights(full.model_path), atol=1e-5)
+
+
+def test_dropout_off_last_epochs_is_dropout_free_training(tmp_path, fake_data_dir):
+    # All epochs without dropout: the same run, step for step, as a model built with p=0.
+    off = ae_trainer(tmp_path / "off", fake_data_dir, max_epochs=2, dropout_off_last=1.0,
+                     model_cfg=ModelConfig("autoencoder", n=16, dropout=0.5)).run()
+    zero = ae_trainer(tmp_path / "zero", fake_data_dir, max_epochs=2,
+                      model_cfg=ModelConfig("autoencoder", n=16, dropout=0.0)).run()
+    assert_same_weights(weights(off.model_path), weights(zero.model_path))
+    # Half of the epochs: the first one trains with dropout, so it differs from p=0.
+    half = ae_trainer(tmp_path / "half", fake_data_dir, max_epochs=2, dropout_off_last=0.5,
+                      model_cfg=ModelConfig("autoencoder", n=16, dropout=0.5)).run()
+    assert half.history[0]["train_loss"] != pytest.approx(zero.history[0]["train_loss"], rel=1e-6)
+    assert checkpoint.load_raw(half.model_path)["model_config"]["dropout"] == 0.5

@@ -31,18 +31,24 @@ Force = Annotated[bool, typer.Option("--force", help="Start over even if --out h
 Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
 Bf16 = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (AMX on recent CPUs): faster, not bit-equal.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")]
+DropoutOffLast = Annotated[Optional[float], typer.Option(
+    help="Train the last fraction of --max-epochs with dropout off (0 to 1; default: the recipe's).",
+    show_default=False)]
 
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-             recipe, bf16, case=None):
+             recipe, bf16, case=None, dropout_off_last=None):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
     train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
                             patience=patience, seed=seed, limit=limit, recipe=recipe, bf16=bf16)
+    train_cfg = apply_recipe(train_cfg, kind)
+    if dropout_off_last is not None:  # an explicit option wins over the recipe
+        train_cfg.dropout_off_last = dropout_off_last
     model_cfg.check()
     train_cfg.check()
-    return model_cfg, apply_recipe(train_cfg, kind)
+    return model_cfg, train_cfg
 
 
 def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=False, device="auto",
@@ -113,11 +119,11 @@ def register(app: typer.Typer) -> None:
         limit: Limit = None, recipe: Recipe = "best",
         out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/autoencoder"),
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
-        data_dir: DataDir = None, quiet: Quiet = False,
+        data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
     ):
         """Train ConvAutoencoder(n, p) with MSE loss and early stopping on validation loss."""
         cfgs = _configs("autoencoder", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-                        recipe, bf16)
+                        recipe, bf16, dropout_off_last=dropout_off_last)
         _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
 
     @train_app.command("classifier")
@@ -133,7 +139,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/classifier-caseK).",
                                                     show_default=False)] = None,
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
-        data_dir: DataDir = None, quiet: Quiet = False,
+        data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
@@ -144,7 +150,7 @@ def register(app: typer.Typer) -> None:
                 raise FmnistEdgeError(f"{encoder}: is not an autoencoder checkpoint")
             n, dropout = enc_cfg["n"], enc_cfg["dropout"]  # the encoder decides its own shape
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-                        recipe, bf16, case=case)
+                        recipe, bf16, case=case, dropout_off_last=dropout_off_last)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
              encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
 

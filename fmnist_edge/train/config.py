@@ -63,6 +63,9 @@ class TrainConfig:
     schedule: str = "none"  # or "cosine"
     bf16: bool = False  # bf16 autocast (AMX); off by default: fp32 keeps curves comparable
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
+    # Train the last fraction of max_epochs with dropout off. Dropout before max-pooling makes
+    # training activations larger than evaluation's; these epochs adapt to what evaluation sees.
+    dropout_off_last: float = 0.0
     val_size: int = 6000
     split_seed: int = 20250201  # fixed: the same validation images for every run
     extra: dict = field(default_factory=dict)
@@ -82,6 +85,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--limit must be at least 1, got {self.limit}")
         if self.recipe not in RECIPES:
             raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if not (0.0 <= self.dropout_off_last <= 1.0):
+            raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.ema < 1.0):
             raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
         if self.schedule not in ("none", "cosine"):

@@ -214,6 +214,10 @@ class Trainer:
     def _train_epoch(self, train: Tensors, val: Tensors, objective, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
         model.train()
+        dropout_on = self.epoch < cfg.max_epochs - round(cfg.dropout_off_last * cfg.max_epochs)
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):  # p is not in the state dict: export is unchanged
+                module.p = self.model_cfg.dropout if dropout_on else 0.0
         # The epoch's order depends only on (seed, epoch), so a resumed epoch sees the same batches.
         order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
