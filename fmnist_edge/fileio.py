@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -16,6 +15,8 @@ from fmnist_edge.errors import FmnistEdgeError
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success move it into place, else remove it."""
+    import tempfile  # only writers pay for it: the runtime's read path stays light
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
