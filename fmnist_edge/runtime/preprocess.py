@@ -133,7 +133,7 @@ def frame(garment: np.ndarray, name: str | os.PathLike = "image") -> np.ndarray:
     if scale < 1:
         # Shrink as Fashion-MNIST was made (its README: resize, then sharpen with a radius-1 Gaussian):
         # Lanczos, then an unsharp mask. On test images turned into photos a plain box filter lost
-        # the shipped classifier 3-4 points; this loses under 1 (test_preprocess_photos.py holds it).
+        # the shipped classifier 3-4 points; test_preprocess_photos.py holds this path within 3.
         small = Image.fromarray((crop * 255.0 + 0.5).astype(np.uint8)).resize((nw, nh), Image.Resampling.LANCZOS)
         small = small.filter(ImageFilter.UnsharpMask(radius=1, percent=50, threshold=0))
         crop = np.asarray(small, dtype=np.float32) / np.float32(255.0)
