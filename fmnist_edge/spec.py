@@ -22,11 +22,9 @@ CLASS_NAMES: tuple[str, ...] = (
 )
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 28
-IMAGE_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE)  # (C, H, W), one channel
 
 # Inputs are float32 in [0, 1], light garment on black, exactly as Fashion-MNIST's bytes / 255.
 # Any normalisation the network wants happens inside the graph.
-INPUT_SCALE = 1.0 / 255.0
 INPUT_LAYOUT = "NCHW float32 [batch,1,28,28] in [0,1], light garment on black background"
 
 OPSET = 17
@@ -72,7 +70,6 @@ MANIFEST_NAME = "manifest.json"
 META_PRODUCER = "fmnist-edge"
 # How an int8 file was made ("weights", "qdq", ...); the runtime reads it to pick session options.
 META_QUANTIZATION = "fmnist_edge.quantization"
-META_KEYS = ("fmnist_edge.kind", "class_names", "input_layout", "n", "metrics", "checkpoint_sha256")
 
 # Validation bounds (issue: export).
 FP32_MAX_ABS_DIFF = 1e-4

@@ -10,9 +10,10 @@ import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
 DEFAULT_TRAIN_DIR = Path("runs/train")
-LATEST_POINTER = Path("runs/latest.json")  # written by plain `train`, read by plain `export`
+LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
 
 N = Annotated[int, typer.Option("--n", help="Size of the encoder's linear bottleneck.")]
 Dropout = Annotated[float, typer.Option("--dropout", "-p", help="Dropout probability p, in [0, 1).")]

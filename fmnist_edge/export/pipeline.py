@@ -21,9 +21,10 @@ import numpy as np
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.spec import MANIFEST_NAME, MODELS
+from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
 STAGING_PREFIX = ".staging-"
-LATEST_POINTER = Path("runs/latest.json")
+LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
 
 
 def default_checkpoints() -> list[Path]:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from fmnist_edge.errors import FmnistEdgeError
 
 OPTIMIZERS = ("adam", "sgd")
+LATEST_TRAIN_POINTER = "runs/latest.json"  # written by plain `fmnist-edge train`, read by plain `export`
 QUICK_LIMIT = 2000  # --quick and --limit runs: training images, and test images for their final figures
 RECIPES = ("paper", "best")
 CASES = {
