@@ -9,7 +9,6 @@ Writes benchmarks/runtime/startup.json and startup.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

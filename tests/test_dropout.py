@@ -9,7 +9,6 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from fmnist_edge.train import dropout  # noqa: E402
 from fmnist_edge.train.dropout import FastDropout, keep_mask  # noqa: E402
 from fmnist_edge.train.models import ConvAutoencoder  # noqa: E402
 

@@ -45,7 +45,7 @@ def _torch_outputs(entry: dict, x: np.ndarray, kind: str):
 
 
 def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = None,
-                    raise_on_failure: bool = True, limit: int | None = None) -> dict:
+                    raise_on_failure: bool = True) -> dict:
     """Validate every model in `folder`; returns {"models": {file: figures}, "failures": [...]}."""
     from fmnist_edge.idx import load_split
 
@@ -57,10 +57,10 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         entries = data["files"]
         for name in entries:
             manifest.verify(folder / name)
-    test = load_split("test", data_dir, expect_full=limit is None)
-    n_images = len(test.labels) if limit is None else min(limit, len(test.labels))
-    x = (test.images[:n_images].astype(np.float32) / 255.0)[:, None]
-    labels = test.labels[:n_images]
+    test = load_split("test", data_dir, expect_full=True)  # validation figures are on the whole test set
+    n_images = len(test.labels)
+    x = (test.images.astype(np.float32) / 255.0)[:, None]
+    labels = test.labels
     failures: list[str] = []
     report: dict[str, dict] = {}
     outputs: dict[str, np.ndarray] = {}
