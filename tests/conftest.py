@@ -51,6 +51,18 @@ def write_fake_dataset(folder: Path, n_train: int = FAKE_TRAIN, n_test: int = FA
     return folder
 
 
+def refused(result, *needles: str) -> str:
+    """Exit 1, no traceback, exactly one error line on stderr naming every needle."""
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("fmnist-edge: error: ")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
 @pytest.fixture(scope="session")
 def fake_data_dir(tmp_path_factory) -> Path:
     """A small Fashion-MNIST-shaped folder: 600 train and 200 test images of 10 classes."""

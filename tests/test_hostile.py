@@ -13,21 +13,10 @@ import pytest
 from fmnist_edge import manifest
 from fmnist_edge.errors import ModelError
 from fmnist_edge.runtime import FashionClassifier
+from conftest import refused  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
-
-
-def refused(result, *needles: str) -> str:
-    """Exit 1, no traceback, exactly one error line on stderr naming every needle."""
-    assert result.exit_code == 1, (result.exit_code, result.output)
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("fmnist-edge: error: ")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 # -- checkpoints with pickled code -----------------------------------------------------------

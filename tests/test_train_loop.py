@@ -259,7 +259,7 @@ def encoder_weights(state: dict) -> dict:
 @pytest.mark.parametrize("case", [1, 2, 3, 4])
 def test_classifier_cases(tmp_path, fake_data_dir, tiny_autoencoder, case):
     model_cfg = ModelConfig("classifier", n=16, dropout=0.1, case=case)
-    train_cfg = apply_recipe(TrainConfig(max_epochs=1, recipe="best"), "classifier")  # as the CLI does
+    train_cfg = apply_recipe(TrainConfig(max_epochs=1, recipe="best"), model_cfg)  # as the CLI does
     kw = {"encoder_ckpt": tiny_autoencoder} if case in (1, 2) else {}
     trainer = Trainer(model_cfg, train_cfg, tmp_path / "run", data_dir=fake_data_dir, device="cpu",
                       quiet=True, **kw)
@@ -357,3 +357,100 @@ def test_dropout_off_last_epochs_is_dropout_free_training(tmp_path, fake_data_di
                       model_cfg=ModelConfig("autoencoder", n=16, dropout=0.5)).run()
     assert half.history[0]["train_loss"] != pytest.approx(zero.history[0]["train_loss"], rel=1e-6)
     assert checkpoint.load_raw(half.model_path)["model_config"]["dropout"] == 0.5
+
+
+# -- dead latent units -----------------------------------------------------------------------
+
+def _kill_units(model, units):
+    from fmnist_edge.train.recipe import bottleneck
+
+    with torch.no_grad():
+        bottleneck(model).bias[units] = -1e3  # negative for every image: a dead ReLU
+
+
+def test_revive_dead_units_brings_back_exactly_the_dead_ones():
+    from fmnist_edge.train.recipe import bottleneck, dead_units, make_optimizer, revive_dead_units
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("autoencoder", n=16, dropout=0.2))
+    probe = torch.rand(200, 1, 28, 28)
+    optimizer = make_optimizer(model.parameters(), TrainConfig())
+    model(probe[:10]).mean().backward()
+    optimizer.step()  # Adam now has momentum for every parameter
+    killed = [0, 3, 7]
+    _kill_units(model, killed)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dead_before = dead_units(model, probe)
+    assert dead_before >= len(killed)
+
+    assert revive_dead_units(model, optimizer, probe) == dead_before
+    assert dead_units(model, probe) == 0
+    layer = bottleneck(model)
+    assert model.training  # the probe ran in eval mode, and the mode came back
+    with torch.no_grad():
+        active = (layer(model.eval().encoder.net[:9](probe)) > 0).float().mean(0)
+    for unit in killed:  # the bias moved to the median: about half of the probe activates the unit
+        assert 0.4 <= active[unit] <= 0.6
+    after = model.state_dict()
+    for name in before:  # nothing else moved: not the weights, not the live units' biases
+        if name != "encoder.net.9.bias":
+            assert torch.equal(after[name], before[name]), name
+    alive = [u for u in range(16) if before["encoder.net.9.bias"][u] != after["encoder.net.9.bias"][u]]
+    assert set(killed) <= set(alive) and len(alive) == dead_before
+    momentum = optimizer.state[layer.bias]["exp_avg"]
+    assert torch.all(momentum[killed] == 0) and torch.any(momentum != 0)
+
+
+def test_training_revives_and_reports_dead_units(tmp_path, fake_data_dir):
+    result = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2, revive_every=2).run()
+    assert all("revived_units" in r for r in result.history)
+    assert isinstance(result.metrics["dead_latent_units"], int)
+    plain = ae_trainer(tmp_path / "plain", fake_data_dir, max_epochs=2).run()
+    assert not any("revived_units" in r for r in plain.history)
+    assert plain.metrics["dead_latent_units"] >= 0
+
+
+def test_frozen_encoder_is_never_revived(tmp_path, fake_data_dir, tiny_autoencoder, monkeypatch):
+    calls = []
+    monkeypatch.setattr(loop, "revive_dead_units", lambda *a: calls.append(1) or 0)
+    for case in (1, 2):
+        Trainer(ModelConfig("classifier", n=16, dropout=0.1, case=case),
+                TrainConfig(max_epochs=1, recipe="paper", revive_every=1), tmp_path / f"case{case}",
+                data_dir=fake_data_dir, encoder_ckpt=tiny_autoencoder, device="cpu", quiet=True).run()
+        assert len(calls) == (STEPS_PER_EPOCH if case == 1 else 0)
+        calls.clear()
+
+
+def test_frozen_encoder_features_are_computed_once_with_the_same_result(tmp_path, fake_data_dir,
+                                                                        tiny_autoencoder, monkeypatch):
+    def train(folder):
+        return Trainer(ModelConfig("classifier", n=16, dropout=0.1, case=2),
+                       TrainConfig(max_epochs=2, recipe="paper", head_lr_scale=10.0), tmp_path / folder,
+                       data_dir=fake_data_dir, encoder_ckpt=tiny_autoencoder, device="cpu", quiet=True).run()
+
+    cached = train("cached")
+    calls = []
+    real_encoder_forward = loop.Trainer._training_view
+
+    def spy(self, tr, va):
+        module, tr2, va2 = real_encoder_forward(self, tr, va)
+        calls.append(module is self.model.head and tr2.images.shape[1:] == (16,))
+        return module, tr2, va2
+
+    monkeypatch.setattr(loop.Trainer, "_training_view", spy)
+    train("spied")
+    assert calls == [True]  # the steps ran on the head and 16 features
+    monkeypatch.setattr(loop.Trainer, "_training_view", lambda self, tr, va: (self.model, tr, va))
+    full = train("full")  # every step through the frozen encoder
+    assert_same_weights(weights(cached.model_path), weights(full.model_path), atol=1e-5)
+    assert cached.history[-1]["val_loss"] == pytest.approx(full.history[-1]["val_loss"], rel=1e-5)
+
+
+def test_head_learning_rate_scale(tmp_path, fake_data_dir):
+    trainer = Trainer(ModelConfig("classifier", n=16, dropout=0.1, case=3),
+                      TrainConfig(max_epochs=1, recipe="paper", lr=2e-3, head_lr_scale=5.0), tmp_path / "run",
+                      data_dir=fake_data_dir, device="cpu", quiet=True)
+    trainer._fresh_state()
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(2e-3), pytest.approx(1e-2)]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in trainer.model.head.parameters()}

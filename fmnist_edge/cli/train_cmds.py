@@ -35,18 +35,23 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines."
 DropoutOffLast = Annotated[Optional[float], typer.Option(
     help="Train the last fraction of --max-epochs with dropout off (0 to 1; default: the recipe's).",
     show_default=False)]
+ReviveEvery = Annotated[Optional[int], typer.Option(
+    help="Every N steps, revive latent units that no image activates (0: never; default: the recipe's).",
+    show_default=False)]
 
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-             recipe, bf16, case=None, dropout_off_last=None):
+             recipe, bf16, case=None, dropout_off_last=None, revive_every=None):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
     train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
                             patience=patience, seed=seed, limit=limit, recipe=recipe, bf16=bf16)
-    train_cfg = apply_recipe(train_cfg, kind)
+    train_cfg = apply_recipe(train_cfg, model_cfg)
     if dropout_off_last is not None:  # an explicit option wins over the recipe
         train_cfg.dropout_off_last = dropout_off_last
+    if revive_every is not None:
+        train_cfg.revive_every = revive_every
     model_cfg.check()
     train_cfg.check()
     return model_cfg, train_cfg
@@ -121,10 +126,11 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/autoencoder"),
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
+        revive_every: ReviveEvery = None,
     ):
         """Train ConvAutoencoder(n, p) with MSE loss and early stopping on validation loss."""
         cfgs = _configs("autoencoder", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-                        recipe, bf16, dropout_off_last=dropout_off_last)
+                        recipe, bf16, dropout_off_last=dropout_off_last, revive_every=revive_every)
         _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
 
     @train_app.command("classifier")
@@ -141,6 +147,7 @@ def register(app: typer.Typer) -> None:
                                                     show_default=False)] = None,
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
+        revive_every: ReviveEvery = None,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
@@ -151,7 +158,8 @@ def register(app: typer.Typer) -> None:
                 raise FmnistEdgeError(f"{encoder}: is not an autoencoder checkpoint")
             n, dropout = enc_cfg["n"], enc_cfg["dropout"]  # the encoder decides its own shape
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-                        recipe, bf16, case=case, dropout_off_last=dropout_off_last)
+                        recipe, bf16, case=case, dropout_off_last=dropout_off_last,
+                        revive_every=revive_every)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
              encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
 

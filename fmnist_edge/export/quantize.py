@@ -121,8 +121,8 @@ def quantize_model(fp32_path: Path, out_path: Path, cfg: QuantizeConfig,
                 quantize_dynamic(str(prepared), str(raw_out), per_channel=cfg.per_channel,
                                  weight_type=QuantType.QInt8)
             else:
-                if calibration is None or input_name != "image":
-                    raise FmnistEdgeError(f"{cfg.method} quantization needs calibration images "
+                if calibration is None:
+                    raise FmnistEdgeError(f"{cfg.method} quantization needs calibration inputs "
                                           f"(the model's input is {input_name!r})")
                 ops = ["Gemm", "MatMul"] if cfg.method == "linear" else None
                 fmt = QuantFormat.QOperator if cfg.method == "qoperator" else QuantFormat.QDQ

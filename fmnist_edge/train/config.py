@@ -67,6 +67,9 @@ class TrainConfig:
     # Train the last fraction of max_epochs with dropout off. Dropout before max-pooling makes
     # training activations larger than evaluation's; these epochs adapt to what evaluation sees.
     dropout_off_last: float = 0.0
+    head_lr_scale: float = 1.0  # the classifier head's learning rate, as a multiple of lr
+    # Every this many steps, revive bottleneck units that no image activates (0 = never).
+    revive_every: int = 0
     val_size: int = 6000
     split_seed: int = 20250201  # fixed: the same validation images for every run
     extra: dict = field(default_factory=dict)
@@ -90,17 +93,31 @@ class TrainConfig:
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.ema < 1.0):
             raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
+        if not (self.head_lr_scale > 0):
+            raise FmnistEdgeError(f"head_lr_scale must be positive, got {self.head_lr_scale}")
+        if self.revive_every < 0:
+            raise FmnistEdgeError(f"revive_every must be 0 or more, got {self.revive_every}")
         if self.schedule not in ("none", "cosine"):
             raise FmnistEdgeError(f"unknown schedule {self.schedule!r}")
 
 
-def apply_recipe(cfg: TrainConfig, kind: str) -> TrainConfig:
+def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
     """Fill in the recipe's extras. "paper" trains exactly as the report did."""
-    if cfg.recipe == "best" and kind == "autoencoder":
-        cfg.schedule = "cosine"  # the report's constant lr leaves validation loss noisy at its floor
-    if cfg.recipe == "best" and kind == "classifier":
+    if cfg.recipe != "best":
+        return cfg
+    cfg.schedule = "cosine"  # the report's constant lr leaves validation loss noisy at its floor
+    if model_cfg.kind == "autoencoder":
+        cfg.revive_every = 50  # about half of the latent units die in the first steps otherwise
+        cfg.dropout_off_last = 0.25  # the last epochs train the network that evaluation runs
+    elif model_cfg.frozen_encoder:
+        # Only the linear head learns, on fixed features: a larger step, no augmentation (so the
+        # features are computed once), no dropout to adapt to.
+        cfg.head_lr_scale = 10.0
+        cfg.label_smoothing = 0.1
+        cfg.ema = 0.999
+    else:
+        cfg.revive_every = 50
         cfg.augment = True
-        cfg.schedule = "cosine"
         cfg.label_smoothing = 0.1
         cfg.weight_decay = 5e-4
         cfg.ema = 0.999

@@ -22,7 +22,8 @@ from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import build_model
-from fmnist_edge.train.recipe import WeightAverage, cpu_state, loss_fn, make_optimizer, make_scheduler
+from fmnist_edge.train.recipe import (WeightAverage, cpu_state, dead_units, loss_fn, make_optimizer, make_scheduler,
+                                      revive_dead_units)
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
@@ -124,9 +125,14 @@ class Trainer:
 
     def _make_optimizer(self) -> None:
         # A frozen encoder's parameters stay out of the optimizer: no updates, no optimizer state.
-        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
-                  else list(self.model.parameters()))
-        self.optimizer = make_optimizer(params, self.cfg)
+        if self.model_cfg.kind == "classifier":
+            head = list(self.model.head.parameters())
+            body = [p for p in self.model.trainable_parameters() if all(p is not h for h in head)]
+            groups = ([{"params": body}] if body else []) + [
+                {"params": head, "lr": self.cfg.lr * self.cfg.head_lr_scale}]
+        else:
+            groups = [{"params": list(self.model.parameters())}]
+        self.optimizer = make_optimizer(groups, self.cfg)
         self.scheduler = make_scheduler(self.optimizer, self.cfg)
 
     def _save_resume_point(self) -> None:
@@ -171,6 +177,7 @@ class Trainer:
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
+        step_module, train, val = self._training_view(train, val)
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
         from fmnist_edge.train.progress import EpochProgress
@@ -180,7 +187,7 @@ class Trainer:
         try:
             with progress, self._ctrl_c_between_steps():
                 while self.epoch < self.cfg.max_epochs:
-                    record = self._train_epoch(train, val, objective, progress)
+                    record = self._train_epoch(step_module, train, val, objective, progress)
                     if self.on_epoch:
                         self.on_epoch(record)
                     if self.best["bad_epochs"] >= self.cfg.patience:
@@ -211,7 +218,22 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _train_epoch(self, train: Tensors, val: Tensors, objective, progress) -> dict:
+    def _training_view(self, train: Tensors, val: Tensors) -> tuple[nn.Module, Tensors, Tensors]:
+        """What the steps run on: the model and images, or, when a frozen encoder sees unaugmented
+        images, the head and the encoder's features computed once (the same numbers: a frozen
+        encoder runs without dropout; 40 epochs take seconds instead of minutes)."""
+        if not (getattr(self.model, "freeze_encoder", False) and not self.cfg.augment):
+            return self.model, train, val
+        encoder = self.model.encoder.to(self.device)
+
+        @torch.no_grad()
+        def features(data: Tensors) -> Tensors:
+            return Tensors(torch.cat([encoder(data.images[i:i + 1000].to(self.device)).cpu()
+                                      for i in range(0, len(data), 1000)]), data.labels)
+
+        return self.model.head, features(train), features(val)
+
+    def _train_epoch(self, step_module: nn.Module, train: Tensors, val: Tensors, objective, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
         model.train()
         dropout_on = self.epoch < cfg.max_epochs - round(cfg.dropout_off_last * cfg.max_epochs)
@@ -222,6 +244,9 @@ class Trainer:
         order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
         progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
+        # A frozen encoder is a fixed feature extractor: nothing of it is revived.
+        revive = cfg.revive_every and not getattr(model, "freeze_encoder", False)
+        probe = train.images[:1000].to(self.device) if revive else None
         started = time.perf_counter()
         p = self.partial
         for i in range(self.step, len(all_batches)):
@@ -235,7 +260,7 @@ class Trainer:
                 x = augment(x, self.aug_gen)
             x, y = x.to(self.device), y.to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
-                out = model(x)
+                out = step_module(x)
             loss = objective(out.float(), x, y)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
@@ -243,6 +268,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if revive and (i + 1) % cfg.revive_every == 0:
+                p["revived"] = p.get("revived", 0) + revive_dead_units(model, self.optimizer, probe)
             if self.ema is not None:
                 self.ema.update(model)
             p["loss_sum"] += loss_value * len(idx)
@@ -253,7 +280,7 @@ class Trainer:
             progress.advance(p["loss_sum"] / p["seen"])
         seconds = p["seconds"] + time.perf_counter() - started
         with self.ema.applied_to(model) if self.ema else contextlib.nullcontext():
-            val_metrics = evaluate(model, val, kind, self.device, label_smoothing=cfg.label_smoothing)
+            val_metrics = evaluate(step_module, val, kind, self.device, label_smoothing=cfg.label_smoothing)
             snapshot = cpu_state(model)  # the weights just validated (the average, with EMA)
         val_loss = val_metrics["mse" if kind == "autoencoder" else "loss"]
         if not math.isfinite(val_loss):
@@ -261,6 +288,8 @@ class Trainer:
         record = {"epoch": self.epoch + 1, "train_loss": p["loss_sum"] / max(p["seen"], 1),
                   "val_loss": val_loss, "lr": self.optimizer.param_groups[0]["lr"],
                   "seconds": round(seconds, 3)}
+        if revive:
+            record["revived_units"] = p.get("revived", 0)
         if kind == "classifier":
             record["train_accuracy"] = p["correct"] / max(p["seen"], 1)
             record["val_accuracy"] = val_metrics["accuracy"]
@@ -290,7 +319,8 @@ class Trainer:
         if self.best["state"] is not None:
             self.model.load_state_dict(self.best["state"])  # early stopping restores the best weights
         kind = self.model_cfg.kind
-        test = evaluate(self.model, load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT), kind, self.device)
+        test_set = load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT)
+        test = evaluate(self.model, test_set, kind, self.device)
         best_val = self.best["val_loss"]
         metrics = {
             "kind": kind, "n": self.model_cfg.n, "dropout": self.model_cfg.dropout, "case": self.model_cfg.case,
@@ -299,6 +329,7 @@ class Trainer:
             "test_mse" if kind == "autoencoder" else "test_accuracy":
                 test["mse"] if kind == "autoencoder" else test["accuracy"],
             "test_limited": self.cfg.limit is not None,
+            "dead_latent_units": dead_units(self.model, test_set.images.to(self.device)),
             "encoder_source": self.encoder_source,
         }
         if kind == "classifier":

@@ -32,6 +32,50 @@ def loss_fn(kind: str, cfg: TrainConfig):
     return lambda out, x, y: nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
 
 
+def bottleneck(model: nn.Module) -> nn.Linear:
+    """The encoder's Linear(800, n), whose ReLU outputs are the latent code."""
+    return model.encoder.net[9]
+
+
+def dead_units(model: nn.Module, images: torch.Tensor) -> int:
+    """How many latent units no image activates (in evaluation mode)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pre = torch.cat([bottleneck(model)(model.encoder.net[:9](images[i:i + 1000]))
+                         for i in range(0, len(images), 1000)])
+    model.train(was_training)
+    return int((pre.max(0).values <= 0).sum())
+
+
+def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe: torch.Tensor) -> int:
+    """Bring back bottleneck units that no probe image activates; returns how many there were.
+
+    With the report's settings about half of the n latent units die in the first 50 Adam steps
+    (their ReLU is negative for every image, so no gradient ever reaches them again) and stay
+    dead: the code has n/2 useful numbers. A dead unit's bias is moved so that half of the probe
+    images activate it again, and its Adam momentum is cleared so the next step does not undo it.
+    The architecture is unchanged; only where training sends the weights.
+    """
+    layer = bottleneck(model)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        pre = layer(model.encoder.net[:9](probe))
+        dead = pre.max(0).values <= 0
+        count = int(dead.sum())
+        if count:
+            layer.bias[dead] -= pre[:, dead].median(0).values
+            for param in (layer.weight, layer.bias):
+                state = optimizer.state.get(param, {})
+                if "exp_avg" in state:
+                    state["exp_avg"][dead] = 0
+                if "momentum_buffer" in state and state["momentum_buffer"] is not None:
+                    state["momentum_buffer"][dead] = 0
+    model.train(was_training)
+    return count
+
+
 def cpu_state(model: nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 

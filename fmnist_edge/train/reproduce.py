@@ -74,12 +74,12 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
             mcfg = ModelConfig(kind="autoencoder", n=hp["n"], dropout=hp["dropout"])
             tcfg = TrainConfig(optimizer=hp["optimizer"], lr=hp["lr"], batch_size=hp["batch_size"],
                                max_epochs=ae_epochs, patience=wait, seed=seed, limit=limit, recipe=recipe)
-            runs.append(RunSpec(f"ae-{name}", seed, mcfg, apply_recipe(tcfg, "autoencoder")))
+            runs.append(RunSpec(f"ae-{name}", seed, mcfg, apply_recipe(tcfg, mcfg)))
         for case in CASES:
             mcfg = ModelConfig(kind="classifier", n=64, dropout=0.1, case=case)
             tcfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, max_epochs=clf_epochs, patience=wait,
                                seed=seed, limit=limit, recipe=recipe)
-            runs.append(RunSpec(f"clf-case{case}", seed, mcfg, apply_recipe(tcfg, "classifier"),
+            runs.append(RunSpec(f"clf-case{case}", seed, mcfg, apply_recipe(tcfg, mcfg),
                                 encoder_from=f"ae-{TRANSFER_ENCODER}" if case in (1, 2) else None))
     return runs
 
