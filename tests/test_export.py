@@ -802,3 +802,12 @@ def test_model_from_onnx_refuses_an_int8_file(tmp_path, tiny_classifier):
     assert result.exit_code == 0, result.output
     with pytest.raises(ModelError, match="cannot rebuild a PyTorch model"):
         model_from_onnx(out / "classifier.int8.onnx")
+
+
+@pytest.mark.parametrize("extra", [[], ["--quantize"], ["--quantize-method", "dynamic"]])
+def test_calibration_without_a_static_method_is_refused(tmp_path, extra, tiny_autoencoder):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.zeros((4, 1, 28, 28), np.float32))
+    result = cli("export", tiny_autoencoder, "--out", tmp_path / "out", "--calibration", calib, *extra)
+    refused(result, "--calibration")
+    assert not (tmp_path / "out").exists()

@@ -131,6 +131,10 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size)
     qcfg.check()
     quantize = quantize or method is not None
+    if calibration is not None and not (quantize and qcfg.needs_calibration):
+        # Said, not ignored: a user who names a calibration set expects it to be used.
+        why = f"{qcfg.method} does not calibrate" if quantize else "nothing is quantized without --quantize"
+        raise FmnistEdgeError(f"--calibration is used by the static methods (qdq, qoperator, linear) only; {why}")
     from fmnist_edge.train.checkpoint import load_model
 
     for ckpt in checkpoints:
