@@ -87,6 +87,20 @@ def test_classifier_random_encoder_default_out(cli, tmp_path):
     assert (tmp_path / "runs" / "classifier-case4" / "model.pt").is_file()
 
 
+@pytest.mark.parametrize("args, lr", [
+    (["--case", "3"], 3e-3),                      # best recipe, trained encoder
+    (["--case", "4"], 1e-2),                      # best recipe, frozen encoder: only the head learns
+    (["--case", "3", "--recipe", "paper"], 1e-3),  # the report's
+    (["--case", "4", "--lr", "5e-4"], 5e-4),      # an explicit --lr wins
+])
+def test_classifier_learning_rate_defaults_to_the_recipe(cli, tmp_path, args, lr):
+    result = cli("train", "classifier", *args, "--n", "8", "--out", "clf", *FAST)
+    assert result.exit_code == 0, result.output
+    assert f"lr={lr}," in result.stderr
+    saved = torch.load(tmp_path / "clf" / "model.pt", weights_only=True)["train_config"]
+    assert saved["lr"] == pytest.approx(lr)
+
+
 def test_evaluate_json(cli, trained_ae, tmp_path):
     result = cli("evaluate", trained_ae, "--json")
     assert result.exit_code == 0, result.output

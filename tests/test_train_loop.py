@@ -425,7 +425,7 @@ def test_frozen_encoder_features_are_computed_once_with_the_same_result(tmp_path
                                                                         tiny_autoencoder, monkeypatch):
     def train(folder):
         return Trainer(ModelConfig("classifier", n=16, dropout=0.1, case=2),
-                       TrainConfig(max_epochs=2, recipe="paper", head_lr_scale=10.0), tmp_path / folder,
+                       TrainConfig(max_epochs=2, recipe="paper", lr=1e-2), tmp_path / folder,
                        data_dir=fake_data_dir, encoder_ckpt=tiny_autoencoder, device="cpu", quiet=True).run()
 
     cached = train("cached")
@@ -445,12 +445,3 @@ def test_frozen_encoder_features_are_computed_once_with_the_same_result(tmp_path
     assert_same_weights(weights(cached.model_path), weights(full.model_path), atol=1e-5)
     assert cached.history[-1]["val_loss"] == pytest.approx(full.history[-1]["val_loss"], rel=1e-5)
 
-
-def test_head_learning_rate_scale(tmp_path, fake_data_dir):
-    trainer = Trainer(ModelConfig("classifier", n=16, dropout=0.1, case=3),
-                      TrainConfig(max_epochs=1, recipe="paper", lr=2e-3, head_lr_scale=5.0), tmp_path / "run",
-                      data_dir=fake_data_dir, device="cpu", quiet=True)
-    trainer._fresh_state()
-    groups = trainer.optimizer.param_groups
-    assert [g["lr"] for g in groups] == [pytest.approx(2e-3), pytest.approx(1e-2)]
-    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in trainer.model.head.parameters()}

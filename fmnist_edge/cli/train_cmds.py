@@ -19,6 +19,9 @@ N = Annotated[int, typer.Option("--n", help="Size of the encoder's linear bottle
 Dropout = Annotated[float, typer.Option("--dropout", "-p", help="Dropout probability p, in [0, 1).")]
 Optimizer = Annotated[str, typer.Option(help="adam or sgd.")]
 Lr = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+ClassifierLr = Annotated[Optional[float], typer.Option(
+    "--lr", help="Learning rate (default: the recipe's; best: 3e-3, or 1e-2 with a frozen encoder; paper: 1e-3).",
+    show_default=False)]
 BatchSize = Annotated[int, typer.Option(help="Training batch size.")]
 MaxEpochs = Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")]
 Patience = Annotated[int, typer.Option(help="Epochs without a better validation loss before stopping.")]
@@ -42,9 +45,11 @@ ReviveEvery = Annotated[Optional[int], typer.Option(
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None):
-    from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe
+    from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
+    model_cfg.check()
+    lr = recipe_lr(recipe, model_cfg) if lr is None else lr
     train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
                             patience=patience, seed=seed, limit=limit, recipe=recipe, bf16=bf16)
     train_cfg = apply_recipe(train_cfg, model_cfg)
@@ -106,7 +111,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"autoencoder already trained in {ae_dir}; reusing it", err=True)
         else:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
-        clf_cfgs = _configs("classifier", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
+        clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
                             recipe, False, case=1)
         if run_state(clf_dir) == "finished" and not force:
             typer.echo(f"classifier already trained in {clf_dir}; nothing to do (--force retrains)", err=True)
@@ -140,7 +145,7 @@ def register(app: typer.Typer) -> None:
                                                "3: random, trained; 4: random, frozen.")] = 1,
         encoder: Annotated[Optional[Path], typer.Option(help="Autoencoder checkpoint (cases 1 and 2).",
                                                         show_default=False)] = None,
-        n: N = 64, dropout: Dropout = 0.1, optimizer: Optimizer = "adam", lr: Lr = 1e-3,
+        n: N = 64, dropout: Dropout = 0.1, optimizer: Optimizer = "adam", lr: ClassifierLr = None,
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
         out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/classifier-caseK).",

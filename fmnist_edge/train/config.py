@@ -67,7 +67,6 @@ class TrainConfig:
     # Train the last fraction of max_epochs with dropout off. Dropout before max-pooling makes
     # training activations larger than evaluation's; these epochs adapt to what evaluation sees.
     dropout_off_last: float = 0.0
-    head_lr_scale: float = 1.0  # the classifier head's learning rate, as a multiple of lr
     # Every this many steps, revive bottleneck units that no image activates (0 = never).
     revive_every: int = 0
     val_size: int = 6000
@@ -93,12 +92,21 @@ class TrainConfig:
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.ema < 1.0):
             raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
-        if not (self.head_lr_scale > 0):
-            raise FmnistEdgeError(f"head_lr_scale must be positive, got {self.head_lr_scale}")
         if self.revive_every < 0:
             raise FmnistEdgeError(f"revive_every must be 0 or more, got {self.revive_every}")
         if self.schedule not in ("none", "cosine"):
             raise FmnistEdgeError(f"unknown schedule {self.schedule!r}")
+
+
+def recipe_lr(recipe: str, model_cfg: ModelConfig) -> float:
+    """The learning rate a recipe trains a model with when none is given.
+
+    The report's 1e-3 under-trains the classifier in 40 epochs (train accuracy stays below
+    validation accuracy); measured on case 1, 3e-3 with the cosine schedule gained 0.6 points.
+    A frozen encoder leaves only the linear head to learn, from small fixed features: 1e-2."""
+    if recipe != "best" or model_cfg.kind != "classifier":
+        return 1e-3
+    return 1e-2 if model_cfg.frozen_encoder else 3e-3
 
 
 def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
@@ -110,9 +118,8 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
         cfg.revive_every = 50  # about half of the latent units die in the first steps otherwise
         cfg.dropout_off_last = 0.25  # the last epochs train the network that evaluation runs
     elif model_cfg.frozen_encoder:
-        # Only the linear head learns, on fixed features: a larger step, no augmentation (so the
-        # features are computed once), no dropout to adapt to.
-        cfg.head_lr_scale = 10.0
+        # Only the linear head learns, on fixed features: no augmentation, so that the features
+        # are computed once, and no dropout to adapt to.
         cfg.label_smoothing = 0.1
         cfg.ema = 0.999
     else:

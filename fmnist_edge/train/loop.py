@@ -125,14 +125,9 @@ class Trainer:
 
     def _make_optimizer(self) -> None:
         # A frozen encoder's parameters stay out of the optimizer: no updates, no optimizer state.
-        if self.model_cfg.kind == "classifier":
-            head = list(self.model.head.parameters())
-            body = [p for p in self.model.trainable_parameters() if all(p is not h for h in head)]
-            groups = ([{"params": body}] if body else []) + [
-                {"params": head, "lr": self.cfg.lr * self.cfg.head_lr_scale}]
-        else:
-            groups = [{"params": list(self.model.parameters())}]
-        self.optimizer = make_optimizer(groups, self.cfg)
+        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
+                  else list(self.model.parameters()))
+        self.optimizer = make_optimizer(params, self.cfg)
         self.scheduler = make_scheduler(self.optimizer, self.cfg)
 
     def _save_resume_point(self) -> None:

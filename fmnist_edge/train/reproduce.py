@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fmnist_edge.fileio import write_json
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe
+from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
 BASE = dict(n=64, dropout=0.2, optimizer="adam", lr=1e-3, batch_size=100)
 # Table I: one hyper-parameter changed at a time. The base run serves experiments 1-6.
@@ -77,8 +77,8 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
             runs.append(RunSpec(f"ae-{name}", seed, mcfg, apply_recipe(tcfg, mcfg)))
         for case in CASES:
             mcfg = ModelConfig(kind="classifier", n=64, dropout=0.1, case=case)
-            tcfg = TrainConfig(optimizer="adam", lr=1e-3, batch_size=100, max_epochs=clf_epochs, patience=wait,
-                               seed=seed, limit=limit, recipe=recipe)
+            tcfg = TrainConfig(optimizer="adam", lr=recipe_lr(recipe, mcfg), batch_size=100, max_epochs=clf_epochs,
+                               patience=wait, seed=seed, limit=limit, recipe=recipe)
             runs.append(RunSpec(f"clf-case{case}", seed, mcfg, apply_recipe(tcfg, mcfg),
                                 encoder_from=f"ae-{TRANSFER_ENCODER}" if case in (1, 2) else None))
     return runs
