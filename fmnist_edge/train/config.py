@@ -60,7 +60,8 @@ class TrainConfig:
     recipe: str = "best"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
-    augment: bool = False  # random horizontal flips and 2-pixel shifts
+    augment: bool = False  # random horizontal flips
+    augment_shift: int = 0  # with augment, also random shifts of up to this many pixels
     schedule: str = "none"  # or "cosine"
     bf16: bool = False  # bf16 autocast (AMX); off by default: fp32 keeps curves comparable
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
@@ -92,6 +93,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.ema < 1.0):
             raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
+        if not (0 <= self.augment_shift <= 8):
+            raise FmnistEdgeError(f"augment_shift must be 0 to 8 pixels, got {self.augment_shift}")
         if self.revive_every < 0:
             raise FmnistEdgeError(f"revive_every must be 0 or more, got {self.revive_every}")
         if self.schedule not in ("none", "cosine"):
@@ -124,7 +127,7 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
         cfg.ema = 0.999
     else:
         cfg.revive_every = 50
-        cfg.augment = True
+        cfg.augment = True  # flips only: 2-pixel shifts cost this small network 2 points in 15 epochs
         cfg.label_smoothing = 0.1
         cfg.weight_decay = 5e-4
         cfg.ema = 0.999

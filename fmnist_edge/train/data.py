@@ -57,11 +57,13 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
         yield order[start:start + batch_size]
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 0) -> torch.Tensor:
     """Random horizontal flips and shifts of up to `shift` pixels, per image. (B, 1, 28, 28)."""
     b, _, h, w = x.shape
     flip = torch.rand(b, generator=generator) < 0.5
     x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
+    if shift == 0:
+        return x
     padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator)

@@ -252,7 +252,7 @@ class Trainer:
             x = train.images[idx]
             y = train.labels[idx]
             if cfg.augment:
-                x = augment(x, self.aug_gen)
+                x = augment(x, self.aug_gen, cfg.augment_shift)
             x, y = x.to(self.device), y.to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = step_module(x)
