@@ -106,6 +106,7 @@ def test_evaluate_json(cli, trained_ae, tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["kind"] == "autoencoder" and 0 < out["mse"] < 1 and out["checkpoint"] == str(trained_ae)
+    assert 0 <= out["dead_latent_units"] <= 16
     assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "clf", *FAST).exit_code == 0
     result = cli("evaluate", tmp_path / "clf" / "model.pt", "--json")
     out = json.loads(result.stdout)

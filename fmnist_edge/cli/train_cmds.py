@@ -178,11 +178,15 @@ def register(app: typer.Typer) -> None:
         from fmnist_edge.train.checkpoint import load_model
         from fmnist_edge.train.data import load_test
         from fmnist_edge.train.evaluate import evaluate
+        from fmnist_edge.train.recipe import dead_units
 
         model, payload = load_model(ckpt)
         kind = payload["model_config_obj"].kind
-        result = evaluate(model, load_test(data_dir), kind)
+        test = load_test(data_dir)
+        result = evaluate(model, test, kind)
+        dead = dead_units(model, test.images)
         result = {"checkpoint": str(ckpt), "kind": kind, **{k: v for k, v in result.items() if k != "confusion"},
+                  "dead_latent_units": dead,
                   **({"confusion": result["confusion"]} if json_out and "confusion" in result else {})}
         if json_out:
             typer.echo(json.dumps(result))
@@ -192,9 +196,11 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         if kind == "autoencoder":
-            console.print(f"{ckpt}: autoencoder, test MSE per pixel {result['mse']:.6f} (10,000 test images)")
+            console.print(f"{ckpt}: autoencoder, test MSE per pixel {result['mse']:.6f} ({len(test):,} test images), "
+                          f"{dead} of {model.encoder.n} latent units dead")
             return
-        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f}")
+        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f}; "
+                            f"{dead} of {model.encoder.n} latent units dead")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         for name, acc in result["per_class_accuracy"].items():
