@@ -96,6 +96,27 @@ def test_second_reproduce_skips_finished_runs(quick):
 
 
 @pytest.mark.torch
+def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs)
+    from fmnist_edge.train import config
+
+    real = config.apply_recipe
+
+    def newer_recipe(cfg, model_cfg):  # as if a later version changed what "best" means
+        cfg = real(cfg, model_cfg)
+        cfg.label_smoothing = 0.2 if model_cfg.kind == "classifier" else cfg.label_smoothing
+        return cfg
+
+    monkeypatch.setattr("fmnist_edge.train.reproduce.apply_recipe", newer_recipe)
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
+                                      "--device", "cpu", "--no-report"])
+    assert result.exit_code == 1
+    assert "other settings (configs=" in result.stderr and "use another --out" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.torch
 def test_report_tolerates_missing_and_diverged_runs(quick, tmp_path):
     from fmnist_edge.train.report import write_report
 

@@ -10,10 +10,11 @@ Finished runs are skipped; an interrupted run resumes from its last.pt.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from fmnist_edge.fileio import write_json
@@ -84,6 +85,14 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
     return runs
 
 
+def configs_fingerprint(runs: list[RunSpec]) -> str:
+    """A digest of every run's model and training config (seed aside): a recipe that changed
+    between versions changes it, so a resumed folder never mixes two recipes."""
+    configs = [[r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items() if k != "seed"}]
+               for r in runs if r.seed == 0]
+    return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def machine_info() -> dict:
     import os
 
@@ -102,7 +111,8 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
 
     root = Path(root)
     runs = plan(seeds, recipe, quick, max_epochs, patience)
-    settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience}
+    settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience,
+                "configs": configs_fingerprint(runs)}
     plan_path = root / "plan.json"
     if plan_path.is_file():
         before = json.loads(plan_path.read_text())
