@@ -368,37 +368,54 @@ def _kill_units(model, units):
         bottleneck(model).bias[units] = -1e3  # negative for every image: a dead ReLU
 
 
-def test_revive_dead_units_brings_back_exactly_the_dead_ones():
-    from fmnist_edge.train.recipe import bottleneck, dead_units, make_optimizer, revive_dead_units
+@pytest.mark.parametrize("kind", ["autoencoder", "classifier"])
+def test_revive_dead_units_brings_back_exactly_the_dead_ones(kind):
+    from fmnist_edge.train.recipe import (bottleneck, dead_units, latent_consumer, make_optimizer,
+                                          revive_dead_units)
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig("autoencoder", n=16, dropout=0.2))
+    model = build_model(ModelConfig(kind, n=16, dropout=0.2, case=3 if kind == "classifier" else None))
     probe = torch.rand(200, 1, 28, 28)
     optimizer = make_optimizer(model.parameters(), TrainConfig())
     model(probe[:10]).mean().backward()
     optimizer.step()  # Adam now has momentum for every parameter
     killed = [0, 3, 7]
     _kill_units(model, killed)
+    model.eval()
+    with torch.no_grad():
+        out_before = model(probe)
+    model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     dead_before = dead_units(model, probe)
     assert dead_before >= len(killed)
 
-    assert revive_dead_units(model, optimizer, probe) == dead_before
-    assert dead_units(model, probe) == 0
-    layer = bottleneck(model)
+    assert revive_dead_units(model, optimizer, probe, torch.Generator().manual_seed(1)) == dead_before
     assert model.training  # the probe ran in eval mode, and the mode came back
+    assert dead_units(model, probe) == 0
+    layer, consumer = bottleneck(model), latent_consumer(model)
+    model.eval()
     with torch.no_grad():
-        active = (layer(model.eval().encoder.net[:9](probe)) > 0).float().mean(0)
-    for unit in killed:  # the bias moved to the median: about half of the probe activates the unit
+        active = (layer(model.encoder.net[:9](probe)) > 0).float().mean(0)
+        out_after = model(probe)
+    for unit in killed:  # fresh weights, and a bias that lets half of the probe through
         assert 0.4 <= active[unit] <= 0.6
+        assert not torch.equal(layer.weight[unit], before["encoder.net.9.weight"][unit])
+        assert torch.all(consumer.weight[:, unit] == 0)
+    # The outgoing weights are zero: at the moment of revival the network computes the same function.
+    torch.testing.assert_close(out_after, out_before, rtol=0, atol=1e-6)
+    revived = [u for u in range(16) if not torch.equal(layer.weight[u], before["encoder.net.9.weight"][u])]
+    assert set(killed) <= set(revived) and len(revived) == dead_before
     after = model.state_dict()
-    for name in before:  # nothing else moved: not the weights, not the live units' biases
-        if name != "encoder.net.9.bias":
+    consumer_name = "head.weight" if kind == "classifier" else "decoder.net.0.weight"
+    for name in before:  # nothing else moved
+        if name not in ("encoder.net.9.weight", "encoder.net.9.bias", consumer_name):
             assert torch.equal(after[name], before[name]), name
-    alive = [u for u in range(16) if before["encoder.net.9.bias"][u] != after["encoder.net.9.bias"][u]]
-    assert set(killed) <= set(alive) and len(alive) == dead_before
-    momentum = optimizer.state[layer.bias]["exp_avg"]
-    assert torch.all(momentum[killed] == 0) and torch.any(momentum != 0)
+    live = [u for u in range(16) if u not in revived]
+    assert torch.equal(after[consumer_name][:, live], before[consumer_name][:, live])
+    for param, index in ((layer.bias, killed), (layer.weight, killed)):
+        momentum = optimizer.state[param]["exp_avg"]
+        assert torch.all(momentum[index] == 0) and torch.any(momentum != 0)
+    assert torch.all(optimizer.state[consumer.weight]["exp_avg"][:, killed] == 0)
 
 
 def test_training_revives_and_reports_dead_units(tmp_path, fake_data_dir):
@@ -445,3 +462,22 @@ def test_frozen_encoder_features_are_computed_once_with_the_same_result(tmp_path
     assert_same_weights(weights(cached.model_path), weights(full.model_path), atol=1e-5)
     assert cached.history[-1]["val_loss"] == pytest.approx(full.history[-1]["val_loss"], rel=1e-5)
 
+
+
+def test_revival_resumes_to_the_same_weights(tmp_path, fake_data_dir, monkeypatch):
+    # Units killed at the start so that revival really happens in both epochs.
+    real_fresh_state = Trainer._fresh_state
+
+    def with_dead_units(self):
+        real_fresh_state(self)
+        _kill_units(self.model, list(range(8)))
+
+    monkeypatch.setattr(Trainer, "_fresh_state", with_dead_units)
+    full = ae_trainer(tmp_path / "full", fake_data_dir, max_epochs=3, patience=10, revive_every=2).run()
+    assert sum(r["revived_units"] for r in full.history) >= 8
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, revive_every=2,
+                   on_epoch=interrupt_after_epoch(1)).run()
+    resumed = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, revive_every=2, resume=True).run()
+    assert_same_weights(weights(resumed.model_path), weights(full.model_path), atol=1e-5)

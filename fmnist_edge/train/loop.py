@@ -264,7 +264,9 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             if revive and (i + 1) % cfg.revive_every == 0:
-                p["revived"] = p.get("revived", 0) + revive_dead_units(model, self.optimizer, probe)
+                # A generator of its own per step: a resumed run revives with the same weights.
+                fresh = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch * 10_007 + i)
+                p["revived"] = p.get("revived", 0) + revive_dead_units(model, self.optimizer, probe, fresh)
             if self.ema is not None:
                 self.ema.update(model)
             p["loss_sum"] += loss_value * len(idx)

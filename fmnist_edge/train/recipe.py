@@ -48,32 +48,49 @@ def dead_units(model: nn.Module, images: torch.Tensor) -> int:
     return int((pre.max(0).values <= 0).sum())
 
 
-def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe: torch.Tensor) -> int:
-    """Bring back bottleneck units that no probe image activates; returns how many there were.
+def latent_consumer(model: nn.Module) -> nn.Linear:
+    """The layer that reads the latent code: the decoder's first Linear, or the classifier's head."""
+    return model.head if hasattr(model, "head") else model.decoder.net[0]
+
+
+def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe: torch.Tensor,
+                      generator: torch.Generator) -> int:
+    """Re-initialise bottleneck units that no probe image activates; returns how many there were.
 
     With the report's settings about half of the n latent units die in the first 50 Adam steps
     (their ReLU is negative for every image, so no gradient ever reaches them again) and stay
-    dead: the code has n/2 useful numbers. A dead unit's bias is moved so that half of the probe
-    images activate it again, and its Adam momentum is cleared so the next step does not undo it.
+    dead: the code has n/2 useful numbers. A dead unit gets fresh incoming weights (PyTorch's
+    Linear initialisation) and a bias that lets half of the probe images through; its outgoing
+    weights are set to zero, so the network computes exactly the same function at the moment of
+    revival and the unit is then learned like any other. Its optimizer momentum is cleared.
     The architecture is unchanged; only where training sends the weights.
     """
-    layer = bottleneck(model)
+    layer, consumer = bottleneck(model), latent_consumer(model)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        pre = layer(model.encoder.net[:9](probe))
-        dead = pre.max(0).values <= 0
+        features = model.encoder.net[:9](probe)
+        dead = layer(features).max(0).values <= 0
         count = int(dead.sum())
         if count:
-            layer.bias[dead] -= pre[:, dead].median(0).values
-            for param in (layer.weight, layer.bias):
-                state = optimizer.state.get(param, {})
-                if "exp_avg" in state:
-                    state["exp_avg"][dead] = 0
-                if "momentum_buffer" in state and state["momentum_buffer"] is not None:
-                    state["momentum_buffer"][dead] = 0
+            bound = layer.in_features ** -0.5
+            fresh = (torch.rand(count, layer.in_features, generator=generator) * 2 - 1).mul_(bound)
+            fresh = fresh.to(layer.weight)
+            layer.weight[dead] = fresh
+            layer.bias[dead] = -(features @ fresh.T).median(0).values
+            consumer.weight[:, dead] = 0
+            _clear_momentum(optimizer, layer.weight, dead)
+            _clear_momentum(optimizer, layer.bias, dead)
+            _clear_momentum(optimizer, consumer.weight, (slice(None), dead))
     model.train(was_training)
     return count
+
+
+def _clear_momentum(optimizer: torch.optim.Optimizer, param: torch.Tensor, index) -> None:
+    state = optimizer.state.get(param, {})
+    for key in ("exp_avg", "momentum_buffer"):  # Adam(W), SGD
+        if state.get(key) is not None:
+            state[key][index] = 0
 
 
 def cpu_state(model: nn.Module) -> dict:
