@@ -1,0 +1,50 @@
+"""Train one model with any TrainConfig field set by hand: the ablations behind the best recipe.
+
+    python tools/train_variant.py OUT kind=classifier case=1 encoder=runs/ae/model.pt \
+        lr=0.003 schedule=cosine augment=1 label_smoothing=0.1 ema=0.999 revive_every=50 max_epochs=30
+
+Model keys: kind (autoencoder|classifier), case, n, p, encoder. Every other key is a TrainConfig
+field (fmnist_edge/train/config.py), starting from the report's recipe ("paper") with nothing
+added, so that a variant differs from it by exactly the fields named. Prints metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from fmnist_edge.train.config import ModelConfig, TrainConfig
+from fmnist_edge.train.loop import Trainer
+
+
+def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
+    if not argv or "=" in argv[0]:
+        raise SystemExit(__doc__)
+    out, pairs = Path(argv[0]), dict(a.split("=", 1) for a in argv[1:])
+    model_cfg = ModelConfig(kind=pairs.pop("kind", "classifier"), n=int(pairs.pop("n", 64)),
+                            dropout=float(pairs.pop("p", 0.1)))
+    if model_cfg.kind == "classifier":
+        model_cfg.case = int(pairs.pop("case", 1))
+    encoder = pairs.pop("encoder", None)
+    train_cfg = TrainConfig(recipe="paper")
+    types = {f.name: type(getattr(train_cfg, f.name)) for f in fields(TrainConfig)}
+    for key, value in pairs.items():
+        if key not in types or key in ("recipe", "extra"):
+            raise SystemExit(f"unknown TrainConfig field {key!r}")
+        kind = int if types[key] is type(None) else types[key]  # limit: None or a count
+        setattr(train_cfg, key, value in ("1", "true", "True") if kind is bool else kind(value))
+    return out, model_cfg, train_cfg, encoder
+
+
+def main() -> None:
+    out, model_cfg, train_cfg, encoder = parse(sys.argv[1:])
+    print(model_cfg, train_cfg, flush=True)
+    Trainer(model_cfg, train_cfg, out, encoder_ckpt=encoder, force=True).run()
+    metrics = json.loads((out / "metrics.json").read_text())
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("confusion", "per_class_accuracy")}))
+
+
+if __name__ == "__main__":
+    main()
