@@ -481,3 +481,17 @@ def test_revival_resumes_to_the_same_weights(tmp_path, fake_data_dir, monkeypatc
                    on_epoch=interrupt_after_epoch(1)).run()
     resumed = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, revive_every=2, resume=True).run()
     assert_same_weights(weights(resumed.model_path), weights(full.model_path), atol=1e-5)
+
+
+def test_early_stopping_waits_for_the_dropout_free_epochs(tmp_path, fake_data_dir, monkeypatch):
+    # Validation never improves after epoch 1: patience 1 would stop after epoch 2, but the last
+    # half of 6 epochs is dropout-free, so training runs into it (to epoch 4) before stopping.
+    losses = iter([0.5] + [0.9] * 10)
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {"mse": next(losses)})
+    seen = []
+    result = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=6, patience=1, dropout_off_last=0.5,
+                        on_epoch=lambda r: seen.append(r["epoch"])).run()
+    assert seen == [1, 2, 3, 4] and result.metrics["stop_reason"] == "early-stop"
+    losses = iter([0.5] + [0.9] * 10)
+    plain = ae_trainer(tmp_path / "plain", fake_data_dir, max_epochs=6, patience=1).run()
+    assert plain.metrics["epochs"] == 2

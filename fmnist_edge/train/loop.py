@@ -185,7 +185,10 @@ class Trainer:
                     record = self._train_epoch(step_module, train, val, objective, progress)
                     if self.on_epoch:
                         self.on_epoch(record)
-                    if self.best["bad_epochs"] >= self.cfg.patience:
+                    # With dropout-free epochs planned, early stopping gives them their own patience: a
+                    # plateau with dropout on says nothing of the network they make, which evaluation runs.
+                    waiting = self.cfg.dropout_off_last and self.epoch < self._dropout_off_from() + self.cfg.patience
+                    if self.best["bad_epochs"] >= self.cfg.patience and not waiting:
                         stop_reason = "early-stop"
                         break
         except KeyboardInterrupt:
@@ -213,6 +216,10 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def _dropout_off_from(self) -> int:
+        """The first epoch (0-based) trained without dropout; max_epochs when there is none."""
+        return self.cfg.max_epochs - round(self.cfg.dropout_off_last * self.cfg.max_epochs)
+
     def _training_view(self, train: Tensors, val: Tensors) -> tuple[nn.Module, Tensors, Tensors]:
         """What the steps run on: the model and images, or, when a frozen encoder sees unaugmented
         images, the head and the encoder's features computed once (the same numbers: a frozen
@@ -231,7 +238,7 @@ class Trainer:
     def _train_epoch(self, step_module: nn.Module, train: Tensors, val: Tensors, objective, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
         model.train()
-        dropout_on = self.epoch < cfg.max_epochs - round(cfg.dropout_off_last * cfg.max_epochs)
+        dropout_on = self.epoch < self._dropout_off_from()
         for module in model.modules():
             if isinstance(module, nn.Dropout):  # p is not in the state dict: export is unchanged
                 module.p = self.model_cfg.dropout if dropout_on else 0.0
