@@ -13,7 +13,7 @@ RunsDir = Annotated[Path, typer.Option("--out", help="Folder for every run (resu
 Seeds = Annotated[int, typer.Option(help="Repeat every run with seeds 0..K-1.", min=1)]
 Quick = Annotated[bool, typer.Option("--quick", help="Whole pipeline on a small subset, 2 epochs (tests, CI).")]
 Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: the improved classifier recipe.")]
-MaxEpochs = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: 20 for autoencoders, 40 for classifiers; quick 2).",
+MaxEpochs = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: 20 for autoencoders, 30 for classifiers; quick 2).",
                                                   show_default=False)]
 Patience = Annotated[Optional[int], typer.Option(help="Early-stopping patience (default 6, quick 1).",
                                                  show_default=False)]
