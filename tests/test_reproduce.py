@@ -73,6 +73,7 @@ def test_report_command_writes_sane_summary_json(quick, tmp_path):
     for run in s["autoencoder"].values():
         assert {"n", "p", "optimizer", "lr", "batch_size", "test_mse_mean", "test_mse_std", "epochs"} <= set(run)
         assert run["test_mse_mean"] is None or 0.0 < run["test_mse_mean"] < 0.5
+        assert run["dead_latent_units"] is None or 0 <= run["dead_latent_units"] <= run["n"]
     assert s["autoencoder"]["ae-sgd"]["optimizer"] == "sgd" and s["autoencoder"]["ae-n32"]["n"] == 32
     pca = [s["pca_mse"][k] for k in ("32", "64", "128")]
     assert all(0.0 < v < 0.2 for v in pca) and pca[0] > pca[1] > pca[2]

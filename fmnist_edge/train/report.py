@@ -95,6 +95,7 @@ def summarise_autoencoders(runs: dict) -> dict:
             "best_val_loss": _mean_std([m["best_val_loss"] for m in done.values()])[0],
             "best_val_loss_std": _mean_std([m["best_val_loss"] for m in done.values()])[1],
             "wall_time_s": _mean_std([m["wall_time_s"] for m in done.values()])[0],
+            "dead_latent_units": _dead_units(done),
             "stop_reasons": sorted({m["stop_reason"] for m in done.values()}),
             "seeds": sorted(done),
             "diverged_seeds": sorted(s for s, r in per_seed.items() if r["status"] == "diverged"),
@@ -116,9 +117,16 @@ def summarise_classifiers(runs: dict) -> dict:
             "per_class_accuracy": per_class if done else None, "confusion": confusion,
             "epochs": _mean_std([m["epochs"] for m in done.values()])[0],
             "wall_time_s": _mean_std([m["wall_time_s"] for m in done.values()])[0],
+            "dead_latent_units": _dead_units(done),
             "test_limited": any(m.get("test_limited") for m in done.values()),
         }
     return out
+
+
+def _dead_units(done: dict[int, dict]) -> float | None:
+    """Mean over seeds of the latent units no test image activates (runs before 0.2 lack it)."""
+    counts = [m["dead_latent_units"] for m in done.values() if m.get("dead_latent_units") is not None]
+    return _mean_std(counts)[0] if counts else None
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -270,24 +278,24 @@ def render_markdown(s: dict) -> str:
         lines += ["## Notes", ""] + [f"- {n}" for n in s["notes"]] + [""]
     lines += ["## Autoencoders (Table I)", "",
               "| run | n | p | optimizer | lr | batch | best val loss | test MSE | PCA MSE, same n | epochs "
-              "(best) | stop | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "(best) | stop | dead latent units | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in s["autoencoder"].items():
         pca = s["pca_mse"].get(str(r["n"])) if name in PANEL_RUNS.values() else None
         diverged = f" (diverged: seeds {r['diverged_seeds']})" if r["diverged_seeds"] else ""
         lines.append(f"| {name}{diverged} | {r['n']} | {r['p']} | {r['optimizer']} | {r['lr']:g} | {r['batch_size']} "
                      f"| {_num(r['best_val_loss'])} | {_pm(r['test_mse_mean'], r['test_mse_std'])} | {_num(pca)} "
                      f"| {_num(r['epochs'], '.1f')} ({_num(r['best_epoch'], '.1f')}) | {', '.join(r['stop_reasons'])} "
-                     f"| {_num(r['wall_time_s'], '.0f')} s |")
+                     f"| {_num(r['dead_latent_units'], '.1f')} / {r['n']} | {_num(r['wall_time_s'], '.0f')} s |")
     limited = any(r["test_limited"] for r in s["autoencoder"].values())
     lines += ["", f"PCA: {s['pca']}." + (" These runs were tested on at most the first "
                                          f"{QUICK_LIMIT} test images (--quick)." if limited else ""), ""]
-    lines += ["## Classifier (four cases)", "", "| case | | test accuracy | report | seeds | epochs |",
-              "|---|---|---|---|---|---|"]
+    lines += ["## Classifier (four cases)", "", "| case | | test accuracy | report | seeds | epochs | dead latent units |",
+              "|---|---|---|---|---|---|---|"]
     for case, r in s["classifier"].items():
         accuracy = _pm(r["test_accuracy_mean"], r["test_accuracy_std"], ".1f", 100)
         lines.append(f"| {case} | {r['description']} | {accuracy}"
                      f"{'%' if r['test_accuracy_mean'] is not None else ''} | {_pct(r['report_accuracy'])} "
-                     f"| {len(r['seeds'])} | {_num(r['epochs'], '.1f')} |")
+                     f"| {len(r['seeds'])} | {_num(r['epochs'], '.1f')} | {_num(r['dead_latent_units'], '.1f')} / 64 |")
     lines += ["", "Per-class test accuracy (mean over seeds):", "",
               "| class | " + " | ".join(f"case {c}" for c in s["classifier"]) + " |",
               "|---|" + "---|" * len(s["classifier"])]
