@@ -97,6 +97,24 @@ def test_second_reproduce_skips_finished_runs(quick):
 
 
 @pytest.mark.torch
+def test_report_on_the_finished_seeds_of_a_running_reproduction(quick, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs)
+    plan = json.loads((runs / "plan.json").read_text())
+    (runs / "plan.json").write_text(json.dumps({**plan, "seeds": 3}))  # as if seeds 1 and 2 were still to run
+    args = ["report", str(runs), "--data-dir", str(quick["data"])]
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "all")])
+    assert result.exit_code == 0, result.output
+    notes = json.loads((tmp_path / "all" / "summary.json").read_text())["notes"]
+    assert "seed 1 ae-base: missing" in notes
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "first"), "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "first" / "summary.json").read_text())
+    assert summary["seeds"] == [0] and not any(n.startswith("seed 1") for n in summary["notes"])
+    assert any(n.startswith("seeds 0 of the 3 planned") for n in summary["notes"])
+
+
+@pytest.mark.torch
 def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     shutil.copytree(quick["runs"], runs)

@@ -52,15 +52,18 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Optional[Path], typer.Option(help="Folder for the figures and summaries "
                                                          "(default RUNS/report).", show_default=False)] = None,
         data_dir: DataDir = None,
+        seeds: Annotated[Optional[int], typer.Option(
+            min=1, help="Report seeds 0..K-1 only (default: every seed the reproduction planned).",
+            show_default=False)] = None,
     ):
         """Figures 2-9, reconstructions, the PCA baseline, summary.md and summary.json from RUNS."""
-        _report(runs, out or runs / "report", data_dir)
+        _report(runs, out or runs / "report", data_dir, seeds)
 
 
-def _report(runs: Path, out: Path, data_dir) -> None:
+def _report(runs: Path, out: Path, data_dir, seeds: int | None = None) -> None:
     from fmnist_edge.train.report import write_report
 
-    summary = write_report(runs, out, data_dir=data_dir)
+    summary = write_report(runs, out, data_dir=data_dir, only_seeds=seeds)
     verdicts = ", ".join(f"{k} {v['verdict']}" for k, v in summary["findings"].items())
     typer.echo(f"report: {out / 'summary.md'} ({len(summary['figures'])} figures); findings: {verdicts}")
     for note in summary["notes"]:

@@ -39,11 +39,14 @@ def _read_json(path: Path):
         return None
 
 
-def load_runs(root: Path) -> tuple[dict[str, dict[int, dict]], list[int], list[str]]:
-    """name -> seed -> {status, history, metrics}; the seeds; notes on what is missing or odd."""
+def load_runs(root: Path, only_seeds: int | None = None) -> tuple[dict[str, dict[int, dict]], list[int], list[str]]:
+    """name -> seed -> {status, history, metrics}; the seeds; notes on what is missing or odd.
+    With `only_seeds` K, seeds 0..K-1 alone (a finished part of a reproduction still running)."""
     plan = _read_json(root / "plan.json") or {}
     found = sorted(int(m.group(1)) for p in root.glob("seed*") if (m := re.fullmatch(r"seed(\d+)", p.name)))
     seeds = sorted(set(found) | set(range(int(plan.get("seeds", 0)))))
+    if only_seeds is not None:
+        seeds = [s for s in seeds if s < only_seeds]
     names = plan.get("runs") or [f"ae-{k}" for k in AUTOENCODER_RUNS] + [f"clf-case{c}" for c in CASES]
     runs: dict[str, dict[int, dict]] = {name: {} for name in names}
     notes = []
@@ -130,12 +133,16 @@ def _dead_units(done: dict[int, dict]) -> float | None:
 
 
 # -- writing -----------------------------------------------------------------------------------
-def write_report(runs_dir, out_dir, data_dir=None) -> dict:
+def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None) -> dict:
     """Figures, summary.md and summary.json for the reproduction in `runs_dir`; returns the summary."""
     root, out = Path(runs_dir), Path(out_dir)
     if not root.is_dir():
         raise FmnistEdgeError(f"{root}: no such runs folder (make one with `fmnist-edge reproduce --out {root}`)")
-    runs, seeds, notes = load_runs(root)
+    runs, seeds, notes = load_runs(root, only_seeds)
+    planned = int((_read_json(root / "plan.json") or {}).get("seeds", len(seeds)))
+    if only_seeds is not None and planned > len(seeds):
+        notes.append(f"seeds {', '.join(map(str, seeds))} of the {planned} planned; the wall time is the "
+                     "reproduction's total when this report was written (reproduction.json)")
     if not seeds:
         raise FmnistEdgeError(f"{root}: holds no seed* run folders; is it a `fmnist-edge reproduce` output?")
     record = _read_json(root / "reproduction.json") or {}
