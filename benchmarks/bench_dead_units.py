@@ -38,7 +38,7 @@ def train(revive_every: int, epochs: int, seed: int, val_images: torch.Tensor) -
 
         def record(epoch: dict) -> None:
             rows.append({"epoch": epoch["epoch"], "val_mse": epoch["val_loss"],
-                         "dead_units": dead_units(trainer.model, val_images),
+                         "dead_units": dead_units(trainer.model, val_images.to(trainer.device)),
                          "revived_units": epoch.get("revived_units", 0)})
 
         trainer.on_epoch = record

@@ -150,3 +150,11 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     del payload["model_config"]
     torch.save(payload, tmp_path / "bad3.pt")
     refused(tmp_path / "bad3.pt", "does not match")
+
+
+def test_configs_saved_before_augment_shift_keep_their_shifts():
+    from fmnist_edge.train.config import TrainConfig, from_dict
+
+    assert from_dict(TrainConfig, {"augment": True}).augment_shift == 2  # flips and 2-pixel shifts, as then
+    assert from_dict(TrainConfig, {"augment": True, "augment_shift": 0}).augment_shift == 0
+    assert from_dict(TrainConfig, {"augment": False}).augment_shift == 0

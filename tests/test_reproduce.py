@@ -136,6 +136,18 @@ def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
 
 
 @pytest.mark.torch
+def test_a_folder_of_an_earlier_version_is_refused(quick, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs)
+    plan = json.loads((runs / "plan.json").read_text())
+    del plan["configs"]
+    (runs / "plan.json").write_text(json.dumps(plan))
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
+                                      "--device", "cpu", "--no-report"])
+    assert result.exit_code == 1 and "made by an earlier version of fmnist-edge" in result.stderr
+
+
+@pytest.mark.torch
 def test_report_tolerates_missing_and_diverged_runs(quick, tmp_path):
     from fmnist_edge.train.report import write_report
 

@@ -418,6 +418,39 @@ def test_revive_dead_units_brings_back_exactly_the_dead_ones(kind):
     assert torch.all(optimizer.state[consumer.weight]["exp_avg"][:, killed] == 0)
 
 
+def test_revival_reaches_the_moving_average():
+    from fmnist_edge.train.recipe import (WeightAverage, bottleneck, cpu_state, latent_consumer, make_optimizer,
+                                          revive_dead_units)
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("classifier", n=16, dropout=0.1, case=3))
+    probe = torch.rand(200, 1, 28, 28)
+    average = WeightAverage(0.99, cpu_state(model))
+    _kill_units(model, [2, 5])
+    average.update(model)  # the average's biases of units 2 and 5: a blend of -1e3 and the old ones
+    before = {k: v.clone() for k, v in average.state.items()}
+    weights_before = bottleneck(model).weight.detach().clone()
+    revive_dead_units(model, make_optimizer(model.parameters(), TrainConfig()), probe,
+                      torch.Generator().manual_seed(1), average)
+    layer, consumer = bottleneck(model), latent_consumer(model)
+    for unit in (2, 5):  # the average holds the fresh unit, not a blend with the dead one
+        assert torch.equal(average.state["encoder.net.9.weight"][unit], layer.weight[unit])
+        assert torch.equal(average.state["encoder.net.9.bias"][unit], layer.bias[unit])
+        assert torch.all(average.state["head.weight"][:, unit] == 0)
+    live = [u for u in range(16) if torch.equal(layer.weight[u], weights_before[u])]  # not revived
+    assert 2 not in live and 5 not in live and live
+    for name in ("encoder.net.9.weight", "encoder.net.9.bias"):  # living units' averages untouched
+        assert torch.equal(average.state[name][live], before[name][live])
+    assert torch.equal(average.state["head.weight"][:, live], before["head.weight"][:, live])
+
+
+def test_revival_period_counts_steps_over_the_run(tmp_path, fake_data_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(loop, "revive_dead_units", lambda *a: calls.append(1) or 0)
+    ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2, revive_every=4).run()
+    assert len(calls) == 2 * STEPS_PER_EPOCH // 4  # steps 4, 8 and 12: an epoch of 6 steps still revives
+
+
 def test_training_revives_and_reports_dead_units(tmp_path, fake_data_dir):
     result = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2, revive_every=2).run()
     assert all("revived_units" in r for r in result.history)

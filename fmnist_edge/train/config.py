@@ -137,7 +137,10 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
 def from_dict(cls, data: dict):
     """Rebuild a config from a checkpoint's plain dict, ignoring keys a newer version added."""
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+    cfg = cls(**{k: v for k, v in data.items() if k in names})
+    if cls is TrainConfig and data.get("augment") and "augment_shift" not in data:
+        cfg.augment_shift = 2  # before augment_shift existed, augment meant flips and 2-pixel shifts
+    return cfg
 
 
 def to_dict(cfg) -> dict:

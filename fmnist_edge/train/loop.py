@@ -187,7 +187,9 @@ class Trainer:
                         self.on_epoch(record)
                     # With dropout-free epochs planned, early stopping gives them their own patience: a
                     # plateau with dropout on says nothing of the network they make, which evaluation runs.
-                    waiting = self.cfg.dropout_off_last and self.epoch < self._dropout_off_from() + self.cfg.patience
+                    off_from = self._dropout_off_from()
+                    waiting = (self.model_cfg.dropout > 0 and off_from < self.cfg.max_epochs
+                               and self.epoch < off_from + self.cfg.patience)
                     if self.best["bad_epochs"] >= self.cfg.patience and not waiting:
                         stop_reason = "early-stop"
                         break
@@ -270,10 +272,12 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            if revive and (i + 1) % cfg.revive_every == 0:
+            # Counted over the run, not the epoch: epochs shorter than the period still revive.
+            if revive and (self.epoch * len(all_batches) + i + 1) % cfg.revive_every == 0:
                 # A generator of its own per step: a resumed run revives with the same weights.
                 fresh = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.epoch * 10_007 + i)
-                p["revived"] = p.get("revived", 0) + revive_dead_units(model, self.optimizer, probe, fresh)
+                p["revived"] = p.get("revived", 0) + revive_dead_units(model, self.optimizer, probe, fresh,
+                                                                       self.ema)
             if self.ema is not None:
                 self.ema.update(model)
             p["loss_sum"] += loss_value * len(idx)

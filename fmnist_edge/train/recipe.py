@@ -54,7 +54,7 @@ def latent_consumer(model: nn.Module) -> nn.Linear:
 
 
 def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe: torch.Tensor,
-                      generator: torch.Generator) -> int:
+                      generator: torch.Generator, average: "WeightAverage | None" = None) -> int:
     """Re-initialise bottleneck units that no probe image activates; returns how many there were.
 
     With the report's settings about half of the n latent units die in the first 50 Adam steps
@@ -62,7 +62,9 @@ def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe:
     dead: the code has n/2 useful numbers. A dead unit gets fresh incoming weights (PyTorch's
     Linear initialisation) and a bias that lets half of the probe images through; its outgoing
     weights are set to zero, so the network computes exactly the same function at the moment of
-    revival and the unit is then learned like any other. Its optimizer momentum is cleared.
+    revival and the unit is then learned like any other. Its optimizer momentum is cleared, and
+    a moving average of the weights gets the same rows, so the average stays a function of
+    living units too.
     The architecture is unchanged; only where training sends the weights.
     """
     layer, consumer = bottleneck(model), latent_consumer(model)
@@ -82,6 +84,11 @@ def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe:
             _clear_momentum(optimizer, layer.weight, dead)
             _clear_momentum(optimizer, layer.bias, dead)
             _clear_momentum(optimizer, consumer.weight, (slice(None), dead))
+            if average is not None:
+                names = {id(p): n for n, p in model.named_parameters()}
+                for param, index in ((layer.weight, dead), (layer.bias, dead), (consumer.weight, (slice(None), dead))):
+                    average.state[names[id(param)]][index] = param.detach()[index].to(
+                        average.state[names[id(param)]].device)
     model.train(was_training)
     return count
 

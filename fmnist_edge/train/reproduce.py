@@ -86,11 +86,18 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
     return runs
 
 
+# Raised whenever the training code changes what a run computes for the same configs, so that
+# a folder started by the previous code is refused instead of resumed with mixed results.
+TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches the weight average
+
+
 def configs_fingerprint(runs: list[RunSpec]) -> str:
-    """A digest of every run's model and training config (seed aside): a recipe that changed
-    between versions changes it, so a resumed folder never mixes two recipes."""
-    configs = [[r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items() if k != "seed"}]
-               for r in runs if r.seed == 0]
+    """A digest of every run's model and training config (seed aside) and of the training code's
+    version: a recipe that changed between versions changes it, so a resumed folder never mixes
+    two recipes."""
+    configs = [TRAINING_CODE_VERSION] + [
+        [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items() if k != "seed"}]
+        for r in runs if r.seed == 0]
     return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -118,6 +125,9 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     if plan_path.is_file():
         before = json.loads(plan_path.read_text())
         changed = [k for k, v in settings.items() if before.get(k) != v]
+        if "configs" not in before:
+            raise FmnistEdgeError(f"{root} holds a reproduction made by an earlier version of fmnist-edge, whose "
+                                  "recipes differ; use another --out")
         if changed:  # finished runs would be skipped and silently mixed with runs of other settings
             raise FmnistEdgeError(f"{root} holds a reproduction with other settings "
                                   f"({', '.join(f'{k}={before.get(k)}' for k in changed)}); use another --out")
