@@ -15,8 +15,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.train.checkpoint import load_raw
 from fmnist_edge.train.config import ModelConfig, TrainConfig
 from fmnist_edge.train.loop import Trainer
+
+
+def argv_keys(argv: list[str]) -> set[str]:
+    return {a.split("=", 1)[0] for a in argv[1:]}
 
 
 def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
@@ -28,6 +34,9 @@ def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
     if model_cfg.kind == "classifier":
         model_cfg.case = int(pairs.pop("case", 1))
     encoder = pairs.pop("encoder", None)
+    if encoder and "p" not in argv_keys(argv) and "n" not in argv_keys(argv):
+        saved = load_raw(Path(encoder)).get("model_config", {})  # the encoder decides its own shape
+        model_cfg.n, model_cfg.dropout = saved.get("n", model_cfg.n), saved.get("dropout", model_cfg.dropout)
     train_cfg = TrainConfig(recipe="paper")
     types = {f.name: type(getattr(train_cfg, f.name)) for f in fields(TrainConfig)}
     for key, value in pairs.items():
@@ -39,9 +48,12 @@ def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
 
 
 def main() -> None:
-    out, model_cfg, train_cfg, encoder = parse(sys.argv[1:])
-    print(model_cfg, train_cfg, flush=True)
-    Trainer(model_cfg, train_cfg, out, encoder_ckpt=encoder, force=True).run()
+    try:
+        out, model_cfg, train_cfg, encoder = parse(sys.argv[1:])
+        print(model_cfg, train_cfg, flush=True)
+        Trainer(model_cfg, train_cfg, out, encoder_ckpt=encoder, force=True).run()
+    except (FmnistEdgeError, ValueError) as exc:
+        raise SystemExit(f"train_variant: error: {exc}") from None
     metrics = json.loads((out / "metrics.json").read_text())
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("confusion", "per_class_accuracy")}))
 
