@@ -13,19 +13,18 @@ It also counts the dead units of any checkpoints named with --checkpoints.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from fmnist_edge.fileio import write_json, write_text
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import ModelConfig, TrainConfig
 from fmnist_edge.train.data import load_test, load_train_val
 from fmnist_edge.train.loop import Trainer
 from fmnist_edge.train.recipe import dead_units
+
+from benchlib import command_line, publish
 
 
 def train(revive_every: int, epochs: int, seed: int, val_images: torch.Tensor) -> list[dict]:
@@ -64,7 +63,7 @@ def main() -> None:
         result["checkpoints"][str(path)] = {"n": model.encoder.n, "dead_units": dead_units(model, test_images),
                                             "recipe": payload["train_config"].get("recipe"),
                                             "revive_every": payload["train_config"].get("revive_every", 0)}
-    command = "python benchmarks/bench_dead_units.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     result["command"] = command
     lines = [f"# Dead latent units (autoencoder n=64, p=0.2, seed {args.seed})", "",
              f"Produced by `{command}`. A unit is dead when no image activates its ReLU.", "",
@@ -79,10 +78,7 @@ def main() -> None:
         for path, c in result["checkpoints"].items():
             lines.append(f"| `{path}` | {c['recipe']} | {c['revive_every']} | {c['dead_units']} / {c['n']} |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        write_json(args.out / "results.json", result)
-        write_text(args.out / "results.md", text)
+    publish(args.out, result, text)
 
 
 if __name__ == "__main__":

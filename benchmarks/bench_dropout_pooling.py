@@ -12,15 +12,14 @@ the eval-mode model against the average of several train-mode passes.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 import torch
 
 from fmnist_edge.export.baseline import model_from_onnx
-from fmnist_edge.fileio import write_json, write_text
 from fmnist_edge.train.data import load_test
+
+from benchlib import command_line, publish
 
 
 def main() -> None:
@@ -47,7 +46,7 @@ def main() -> None:
         model.train()
         averaged = torch.stack([model(x) for _ in range(args.passes)]).mean(0)
         result["train_mode_average_mse"] = ((averaged - x) ** 2).mean().item()
-    command = "python benchmarks/bench_dropout_pooling.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     result["command"] = command
     text = (f"# Dropout before max-pooling ({args.models}, n={result['n']}, p={result['p']})\n\n"
             f"Produced by `{command}`.\n\n| measure | value |\n|---|---|\n"
@@ -55,10 +54,7 @@ def main() -> None:
             f"| pooled activations, block 2, train / eval | {result['block2_pooled_mean_train_over_eval']:.3f} |\n"
             f"| test MSE, eval-mode model | {result['eval_mode_mse']:.5f} |\n"
             f"| test MSE, average of {args.passes} train-mode passes | {result['train_mode_average_mse']:.5f} |\n")
-    print(text)
-    if args.out:
-        write_json(args.out / "results.json", result)
-        write_text(args.out / "results.md", text)
+    publish(args.out, result, text)
 
 
 if __name__ == "__main__":

@@ -10,18 +10,17 @@ graphs give bit-identical logits on the test images, and times them interleaved 
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from fmnist_edge.fileio import write_json, write_text
 from fmnist_edge.idx import load_split
 from fmnist_edge.runtime.bench import summarise, time_calls
 from fmnist_edge.runtime.session import OnnxModel
+
+from benchlib import command_line, publish
 
 
 def without_crop(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -66,7 +65,7 @@ def main() -> None:
             rows.append({"batch": batch, "threads": args.threads, "cropped_p50_us": stats["cropped"]["p50_us"],
                          "plain_p50_us": stats["plain"]["p50_us"],
                          "speedup": stats["plain"]["p50_us"] / stats["cropped"]["p50_us"]})
-    command = "python benchmarks/bench_input_crop.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     result = {"model": str(args.model), "max_abs_diff_on_10000_test_images": max_diff, "rows": rows,
               "command": command}
     lines = [f"# Input crop ({args.model}, {args.threads} thread(s))", "", f"Produced by `{command}`.", "",
@@ -75,10 +74,7 @@ def main() -> None:
     lines += [f"| {r['batch']} | {r['plain_p50_us']:.1f} | {r['cropped_p50_us']:.1f} | {r['speedup']:.2f}x |"
               for r in rows]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        write_json(args.out / "results.json", result)
-        write_text(args.out / "results.md", text)
+    publish(args.out, result, text)
 
 
 if __name__ == "__main__":

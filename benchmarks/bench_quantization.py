@@ -11,8 +11,6 @@ alongside (runs interleaved, so machine noise hits every variant alike).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +19,10 @@ import numpy as np
 
 from fmnist_edge.export.pipeline import load_calibration
 from fmnist_edge.export.quantize import METHODS, QuantizeConfig, quantize_model
-from fmnist_edge.fileio import write_json, write_text
 from fmnist_edge.idx import load_split
 from fmnist_edge.runtime.session import OnnxModel
+
+from benchlib import command_line, publish
 
 BATCHES, THREADS = (1, 64), (1, 2)
 
@@ -87,7 +86,7 @@ def main() -> None:
                 us = float(np.median(timings[(r["variant"], t, b)]))
                 r[f"p50_us_t{t}_b{b}"] = us
                 r[f"speed_vs_fp32_t{t}_b{b}"] = float(np.median(timings[("fp32", t, b)])) / us
-    command = "python benchmarks/bench_quantization.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     lines = [f"# int8 variants of {args.model}", "", f"Produced by `{command}` (one run; latency ratios are",
              "fp32 p50 / variant p50, measured interleaved; > 1 means faster than fp32).", "",
              "| variant | size (bytes) | smaller | accuracy | drop (pp) | agrees with fp32 | "
@@ -99,10 +98,7 @@ def main() -> None:
                      + " | ".join(f"{r[f'speed_vs_fp32_t{t}_b{b}']:.2f}x ({r[f'p50_us_t{t}_b{b}']:.0f} us)"
                                   for t in THREADS for b in BATCHES) + " |")
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        write_json(args.out / "results.json", {"command": command, "model": str(args.model), "rows": rows})
-        write_text(args.out / "results.md", text)
+    publish(args.out, {"command": command, "model": str(args.model), "rows": rows}, text)
 
 
 if __name__ == "__main__":

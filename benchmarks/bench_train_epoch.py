@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmnist_edge.fileio import write_json, write_text
 from fmnist_edge.idx import SPLITS, _find_file, find_data_dir, load_split
 from fmnist_edge.train import evaluate as evaluate_mod
 from fmnist_edge.train.config import TrainConfig
@@ -36,6 +35,8 @@ from fmnist_edge.train.data import batches, load_test, to_tensors
 from fmnist_edge.train.dropout import FastDropout
 from fmnist_edge.train.recipe import loss_fn, make_optimizer
 from fmnist_edge.train.models import ConvAutoencoder
+
+from benchlib import publish
 
 BATCH, N, P, LR, EPOCH_IMAGES = 100, 64, 0.2, 1e-3, 60_000
 
@@ -264,11 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
         "variants": results, "eval": eval_speed(images, test),
     }
-    text = markdown(report)
-    print(text)
-    if args.out:
-        write_json(args.out / "results.json", report)
-        write_text(args.out / "results.md", text)
+    publish(args.out, report, markdown(report))
     return 0
 
 
