@@ -97,12 +97,16 @@ def tiny_autoencoder(tmp_path_factory, fake_data_dir) -> Path:
     return result.model_path
 
 
-@pytest.fixture
-def run():
-    """Invoke the CLI in-process: run("classify", path, ...) -> typer's Result (stdout, stderr, exit_code)."""
+def invoke(*args):
+    """The CLI in-process: invoke("classify", path, ...) -> typer's Result (stdout, stderr, exit_code)."""
     from typer.testing import CliRunner
 
     from fmnist_edge.cli import app
 
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def run():
+    """`invoke` as a fixture."""
+    return invoke

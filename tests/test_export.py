@@ -29,7 +29,7 @@ from fmnist_edge.spec import (CLASS_NAMES, CLASSIFIER, DECODER, FP32_MAX_ABS_DIF
                               META_QUANTIZATION, MODELS, OPSET)
 from fmnist_edge.train.checkpoint import load_model, load_raw  # noqa: E402
 from fmnist_edge.train.models import Decoder, Encoder  # noqa: E402
-from conftest import refused  # noqa: E402
+from conftest import invoke as cli, refused  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -38,15 +38,6 @@ KINDS = ("encoder", "decoder", "classifier")
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-def cli(*args):
-    """The CLI in-process, for module-scoped fixtures (the `run` fixture is per test)."""
-    from typer.testing import CliRunner
-
-    from fmnist_edge.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
-
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -419,8 +419,7 @@ def test_revive_dead_units_brings_back_exactly_the_dead_ones(kind):
 
 
 def test_revival_reaches_the_moving_average():
-    from fmnist_edge.train.recipe import (WeightAverage, bottleneck, cpu_state, latent_consumer, make_optimizer,
-                                          revive_dead_units)
+    from fmnist_edge.train.recipe import WeightAverage, bottleneck, cpu_state, make_optimizer, revive_dead_units
 
     torch.manual_seed(0)
     model = build_model(ModelConfig("classifier", n=16, dropout=0.1, case=3))
@@ -432,7 +431,7 @@ def test_revival_reaches_the_moving_average():
     weights_before = bottleneck(model).weight.detach().clone()
     revive_dead_units(model, make_optimizer(model.parameters(), TrainConfig()), probe,
                       torch.Generator().manual_seed(1), average)
-    layer, consumer = bottleneck(model), latent_consumer(model)
+    layer = bottleneck(model)
     for unit in (2, 5):  # the average holds the fresh unit, not a blend with the dead one
         assert torch.equal(average.state["encoder.net.9.weight"][unit], layer.weight[unit])
         assert torch.equal(average.state["encoder.net.9.bias"][unit], layer.bias[unit])

@@ -16,27 +16,23 @@ from dataclasses import fields
 from pathlib import Path
 
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.train.checkpoint import load_raw
+from fmnist_edge.train.checkpoint import encoder_shape
 from fmnist_edge.train.config import ModelConfig, TrainConfig
 from fmnist_edge.train.loop import Trainer
-
-
-def argv_keys(argv: list[str]) -> set[str]:
-    return {a.split("=", 1)[0] for a in argv[1:]}
 
 
 def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
     if not argv or "=" in argv[0]:
         raise SystemExit(__doc__)
     out, pairs = Path(argv[0]), dict(a.split("=", 1) for a in argv[1:])
+    shape_given = "n" in pairs or "p" in pairs
     model_cfg = ModelConfig(kind=pairs.pop("kind", "classifier"), n=int(pairs.pop("n", 64)),
                             dropout=float(pairs.pop("p", 0.1)))
     if model_cfg.kind == "classifier":
         model_cfg.case = int(pairs.pop("case", 1))
     encoder = pairs.pop("encoder", None)
-    if encoder and "p" not in argv_keys(argv) and "n" not in argv_keys(argv):
-        saved = load_raw(Path(encoder)).get("model_config", {})  # the encoder decides its own shape
-        model_cfg.n, model_cfg.dropout = saved.get("n", model_cfg.n), saved.get("dropout", model_cfg.dropout)
+    if encoder and not shape_given:
+        model_cfg.n, model_cfg.dropout = encoder_shape(encoder)  # the encoder decides its own shape
     train_cfg = TrainConfig(recipe="paper")
     types = {f.name: type(getattr(train_cfg, f.name)) for f in fields(TrainConfig)}
     for key, value in pairs.items():

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command
-from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
 DEFAULT_TRAIN_DIR = Path("runs/train")
@@ -57,7 +56,6 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.dropout_off_last = dropout_off_last
     if revive_every is not None:
         train_cfg.revive_every = revive_every
-    model_cfg.check()
     train_cfg.check()
     return model_cfg, train_cfg
 
@@ -156,12 +154,9 @@ def register(app: typer.Typer) -> None:
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
-            from fmnist_edge.train.checkpoint import load_raw
+            from fmnist_edge.train.checkpoint import encoder_shape
 
-            enc_cfg = load_raw(encoder).get("model_config", {})
-            if enc_cfg.get("kind") != "autoencoder":
-                raise FmnistEdgeError(f"{encoder}: is not an autoencoder checkpoint")
-            n, dropout = enc_cfg["n"], enc_cfg["dropout"]  # the encoder decides its own shape
+            n, dropout = encoder_shape(encoder)  # the encoder decides its own shape
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,
                         revive_every=revive_every)

@@ -55,8 +55,6 @@ def used_input_extent(encoder: nn.Module, size: int = IMAGE_SIZE) -> int:
         k, s, p, d = (_pair(getattr(layer, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
         extent = (extent + 2 * p - d * (k - 1) - 1) // s + 1
     for layer in reversed(layers):  # backward pass: the input rows the last map depends on
-        if isinstance(layer.padding, str):
-            return size  # "same"/"valid" padding: keep the whole image
         k, s, p, d = (_pair(getattr(layer, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
         if p:
             return size  # padded layers read the border: nothing to crop

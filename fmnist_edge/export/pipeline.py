@@ -65,15 +65,6 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
     return (images.astype(np.float32) / 255.0)[:, None]
 
 
-def _encode(encoder_path: Path, images: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """The latents of `images` by an exported encoder, in ONNX Runtime."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(encoder_path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {"image": images[i:i + batch]})[0]
-                           for i in range(0, len(images), batch)])
-
-
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2). False where the call is unavailable."""
     libc_name = ctypes.util.find_library("c")
@@ -127,6 +118,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     """Export, quantize, validate and install; returns the written manifest."""
     from fmnist_edge.export.onnx_export import export_checkpoint
     from fmnist_edge.export.quantize import DEFAULT_METHOD, QuantizeConfig, quantize_model
+    from fmnist_edge.runtime.session import OnnxModel
 
     qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size)
     qcfg.check()
@@ -166,7 +158,8 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 model_calib = calib
                 if calib is not None and spec.inputs[0].name == "latent":
                     # a decoder is calibrated on what the fp32 encoder (exported above) makes of the images
-                    model_calib = _encode(staging / MODELS["encoder"].filename, calib)
+                    encoder = OnnxModel(staging / MODELS["encoder"].filename, "encoder")
+                    model_calib = encoder.run(calib, batch_size=1000)
                 details = quantize_model(staging / name, staging / spec.int8_filename, qcfg, model_calib)
                 entries[spec.int8_filename] = {**entry, **details}
         entries = {**_carry_over(out_dir, staging, set(entries)), **entries}

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmnist_edge.errors import ModelError
+from fmnist_edge.errors import FmnistEdgeError, ModelError
 from fmnist_edge.fileio import write_with
 from fmnist_edge.train.config import ModelConfig, TrainConfig, from_dict, to_dict
 from fmnist_edge.train.models import build_model
@@ -79,3 +79,11 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
     payload["model_config_obj"] = model_cfg
     payload["train_config_obj"] = from_dict(TrainConfig, payload.get("train_config", {}))
     return model.eval(), payload
+
+
+def encoder_shape(path: str | Path) -> tuple[int, float]:
+    """(n, p) of an autoencoder checkpoint: a classifier built on its encoder takes that shape."""
+    saved = load_raw(path).get("model_config", {})
+    if saved.get("kind") != "autoencoder":
+        raise FmnistEdgeError(f"{path}: is not an autoencoder checkpoint")
+    return saved["n"], saved["dropout"]

@@ -120,17 +120,15 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
     if model_cfg.kind == "autoencoder":
         cfg.revive_every = 50  # about half of the latent units die in the first steps otherwise
         cfg.dropout_off_last = 0.25  # the last epochs train the network that evaluation runs
-    elif model_cfg.frozen_encoder:
-        # Only the linear head learns, on fixed features: no augmentation, so that the features
-        # are computed once, and no dropout to adapt to.
-        cfg.label_smoothing = 0.1
-        cfg.ema = 0.999
     else:
-        cfg.revive_every = 50
-        cfg.augment = True  # flips only: 2-pixel shifts cost this small network 2 points in 15 epochs
         cfg.label_smoothing = 0.1
-        cfg.weight_decay = 5e-4
         cfg.ema = 0.999
+        # A frozen encoder leaves the linear head to learn on fixed features: no augmentation, so
+        # that the features are computed once, and nothing of the encoder to revive or decay.
+        if not model_cfg.frozen_encoder:
+            cfg.revive_every = 50
+            cfg.augment = True  # flips only: 2-pixel shifts cost this small network 2 points in 15 epochs
+            cfg.weight_decay = 5e-4
     return cfg
 
 

@@ -226,9 +226,9 @@ class Trainer:
         """What the steps run on: the model and images, or, when a frozen encoder sees unaugmented
         images, the head and the encoder's features computed once (the same numbers: a frozen
         encoder runs without dropout; 40 epochs take seconds instead of minutes)."""
-        if not (getattr(self.model, "freeze_encoder", False) and not self.cfg.augment):
+        if not (self.model_cfg.frozen_encoder and not self.cfg.augment):
             return self.model, train, val
-        encoder = self.model.encoder.to(self.device)
+        encoder = self.model.encoder
 
         @torch.no_grad()
         def features(data: Tensors) -> Tensors:
@@ -249,7 +249,7 @@ class Trainer:
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
         progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
         # A frozen encoder is a fixed feature extractor: nothing of it is revived.
-        revive = cfg.revive_every and not getattr(model, "freeze_encoder", False)
+        revive = cfg.revive_every and not self.model_cfg.frozen_encoder
         probe = train.images[:1000].to(self.device) if revive else None
         started = time.perf_counter()
         p = self.partial

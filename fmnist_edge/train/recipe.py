@@ -37,14 +37,20 @@ def bottleneck(model: nn.Module) -> nn.Linear:
     return model.encoder.net[9]
 
 
-def dead_units(model: nn.Module, images: torch.Tensor) -> int:
-    """How many latent units no image activates (in evaluation mode)."""
+@torch.no_grad()
+def _before_bottleneck(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The flattened features the bottleneck reads, in evaluation mode, 1000 images at a time."""
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        pre = torch.cat([bottleneck(model)(model.encoder.net[:9](images[i:i + 1000]))
-                         for i in range(0, len(images), 1000)])
+    features = torch.cat([model.encoder.net[:9](images[i:i + 1000]) for i in range(0, len(images), 1000)])
     model.train(was_training)
+    return features
+
+
+def dead_units(model: nn.Module, images: torch.Tensor) -> int:
+    """How many latent units no image activates (in evaluation mode)."""
+    with torch.no_grad():
+        pre = bottleneck(model)(_before_bottleneck(model, images))
     return int((pre.max(0).values <= 0).sum())
 
 
@@ -68,10 +74,8 @@ def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe:
     The architecture is unchanged; only where training sends the weights.
     """
     layer, consumer = bottleneck(model), latent_consumer(model)
-    was_training = model.training
-    model.eval()
+    features = _before_bottleneck(model, probe)
     with torch.no_grad():
-        features = model.encoder.net[:9](probe)
         dead = layer(features).max(0).values <= 0
         count = int(dead.sum())
         if count:
@@ -81,15 +85,12 @@ def revive_dead_units(model: nn.Module, optimizer: torch.optim.Optimizer, probe:
             layer.weight[dead] = fresh
             layer.bias[dead] = -(features @ fresh.T).median(0).values
             consumer.weight[:, dead] = 0
-            _clear_momentum(optimizer, layer.weight, dead)
-            _clear_momentum(optimizer, layer.bias, dead)
-            _clear_momentum(optimizer, consumer.weight, (slice(None), dead))
-            if average is not None:
-                names = {id(p): n for n, p in model.named_parameters()}
-                for param, index in ((layer.weight, dead), (layer.bias, dead), (consumer.weight, (slice(None), dead))):
-                    average.state[names[id(param)]][index] = param.detach()[index].to(
-                        average.state[names[id(param)]].device)
-    model.train(was_training)
+            names = {id(p): n for n, p in model.named_parameters()}
+            for param, index in ((layer.weight, dead), (layer.bias, dead), (consumer.weight, (slice(None), dead))):
+                _clear_momentum(optimizer, param, index)
+                if average is not None:
+                    averaged = average.state[names[id(param)]]
+                    averaged[index] = param.detach()[index].to(averaged.device)
     return count
 
 
