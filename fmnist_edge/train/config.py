@@ -96,7 +96,7 @@ class TrainConfig:
         if not (0 <= self.augment_shift <= 8):
             raise FmnistEdgeError(f"augment_shift must be 0 to 8 pixels, got {self.augment_shift}")
         if self.revive_every < 0:
-            raise FmnistEdgeError(f"revive_every must be 0 or more, got {self.revive_every}")
+            raise FmnistEdgeError(f"--revive-every must be 0 or more, got {self.revive_every}")
         if self.schedule not in ("none", "cosine"):
             raise FmnistEdgeError(f"unknown schedule {self.schedule!r}")
 
