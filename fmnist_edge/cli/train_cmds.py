@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command
-from fmnist_edge.train.config import LATEST_TRAIN_POINTER
+from fmnist_edge.train.config import DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER
 
 DEFAULT_TRAIN_DIR = Path("runs/train")
 LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
@@ -41,9 +41,16 @@ ReviveEvery = Annotated[Optional[int], typer.Option(
     help="Every N steps, revive latent units that no image activates (0: never; default: the recipe's).",
     show_default=False)]
 
+Teacher = Annotated[Optional[Path], typer.Option(
+    help="Distil from this checkpoint (from `fmnist-edge train teacher`): its soft predictions join the labels.",
+    show_default=False)]
+Distill = Annotated[float, typer.Option(help="With --teacher: the share of the loss that follows the teacher.")]
+Temperature = Annotated[float, typer.Option(help="With --teacher: the softmax temperature of distillation.")]
+
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-             recipe, bf16, case=None, dropout_off_last=None, revive_every=None):
+             recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
+             distill=DEFAULT_DISTILL, temperature=DEFAULT_TEMPERATURE):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
@@ -56,6 +63,8 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.dropout_off_last = dropout_off_last
     if revive_every is not None:
         train_cfg.revive_every = revive_every
+    if teacher is not None:
+        train_cfg.teacher, train_cfg.distill, train_cfg.temperature = str(teacher), distill, temperature
     train_cfg.check()
     return model_cfg, train_cfg
 
@@ -150,7 +159,8 @@ def register(app: typer.Typer) -> None:
                                                     show_default=False)] = None,
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
-        revive_every: ReviveEvery = None,
+        revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = DEFAULT_DISTILL,
+        temperature: Temperature = DEFAULT_TEMPERATURE,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
@@ -159,9 +169,26 @@ def register(app: typer.Typer) -> None:
             n, dropout = encoder_shape(encoder)  # the encoder decides its own shape
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,
-                        revive_every=revive_every)
+                        revive_every=revive_every, teacher=teacher, distill=distill, temperature=temperature)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
              encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
+
+    @train_app.command("teacher")
+    @command
+    def train_teacher(
+        n: Annotated[int, typer.Option("--n", help="Width of the hidden layer before the head.")] = 256,
+        dropout: Dropout = 0.3, optimizer: Optimizer = "adam", lr: ClassifierLr = None,
+        batch_size: BatchSize = 100, max_epochs: MaxEpochs = 30, patience: Patience = 8, seed: Seed = 0,
+        limit: Limit = None, recipe: Recipe = "best",
+        out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/teacher"),
+        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
+        data_dir: DataDir = None, quiet: Quiet = False,
+    ):
+        """Train a larger CNN whose predictions teach the classifier (train classifier --teacher).
+        It is never exported: the classifier it teaches keeps the report's architecture."""
+        cfgs = _configs("teacher", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
+                        recipe, bf16)
+        _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
 
     @app.command("evaluate")
     @command
@@ -179,7 +206,7 @@ def register(app: typer.Typer) -> None:
         kind = payload["model_config_obj"].kind
         test = load_test(data_dir)
         result = evaluate(model, test, kind)
-        dead = dead_units(model, test.images)
+        dead = None if kind == "teacher" else dead_units(model, test.images)
         result = {"checkpoint": str(ckpt), "kind": kind, **{k: v for k, v in result.items() if k != "confusion"},
                   "dead_latent_units": dead,
                   **({"confusion": result["confusion"]} if json_out and "confusion" in result else {})}
@@ -194,8 +221,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"{ckpt}: autoencoder, test MSE per pixel {result['mse']:.6f} ({len(test):,} test images), "
                           f"{dead} of {model.encoder.n} latent units dead")
             return
-        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f}; "
-                            f"{dead} of {model.encoder.n} latent units dead")
+        dead_note = "" if dead is None else f"; {dead} of {model.encoder.n} latent units dead"
+        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f}{dead_note}")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         for name, acc in result["per_class_accuracy"].items():

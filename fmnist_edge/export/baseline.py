@@ -20,7 +20,8 @@ def _initializers(path: Path) -> tuple[dict, dict]:
 
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
-    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in proto.graph.initializer}, meta
+    weights = (i for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)  # not the crop's int64s
+    return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in weights}, meta
 
 
 def model_from_onnx(*paths: Path):

@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -93,6 +94,27 @@ def _strip_initializer_prefix(graph: onnx.GraphProto, prefix: str) -> None:
                 node.input[i] = renamed[name]
 
 
+def _merge_crop_slices(graph: onnx.GraphProto, extent: int) -> None:
+    """One Slice over rows and columns instead of the exporter's one per axis: at batch 1 each
+    ONNX Runtime node costs about half a microsecond of a 20 us call."""
+    image = graph.input[0].name
+    first = next((n for n in graph.node if n.op_type == "Slice" and n.input[0] == image), None)
+    second = first and next((n for n in graph.node if n.op_type == "Slice" and n.input[0] == first.output[0]), None)
+    if second is None or sum(first.output[0] in n.input for n in graph.node) != 1:
+        return  # not the exporter's two-slice crop: leave the graph alone
+    names = [f"crop.{part}" for part in ("starts", "ends", "axes")]
+    for name, values in zip(names, ([0, 0], [extent, extent], [2, 3])):
+        graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
+    merged = onnx.helper.make_node("Slice", [image, *names], [second.output[0]], name="/crop/Slice")
+    position = list(graph.node).index(first)
+    graph.node.remove(first)
+    graph.node.remove(second)
+    graph.node.insert(position, merged)
+    used = {name for node in graph.node for name in node.input}
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        graph.node.remove(node)  # the two slices' starts, ends and axes
+
+
 def export_module(module: nn.Module, spec: ModelSpec, n: int, path: Path, metadata: dict[str, str]) -> None:
     """Export one module to `path` (weights inside, dynamic batch axis), check it, add metadata."""
     module = module.eval()
@@ -112,6 +134,7 @@ def export_module(module: nn.Module, spec: ModelSpec, n: int, path: Path, metada
     model = onnx.load(str(path))
     if isinstance(module, CroppedInput):
         _strip_initializer_prefix(model.graph, "module.")
+        _merge_crop_slices(model.graph, extent)
     model.producer_name = META_PRODUCER
     model.producer_version = __version__
     model.doc_string = f"fmnist-edge {spec.kind}: {spec.inputs[0].name} -> {spec.outputs[0].name}"
@@ -133,8 +156,8 @@ def export_checkpoint(ckpt: Path, out_dir: Path) -> dict[str, dict]:
         parts = ((ENCODER, model.encoder), (DECODER, model.decoder))
     elif cfg.kind == "classifier":
         parts = ((CLASSIFIER, model),)
-    else:  # pragma: no cover - load_model refuses other kinds
-        raise ModelError(f"{ckpt}: cannot export a {cfg.kind}")
+    else:  # a teacher's architecture is not in the spec: it only trains the classifier that ships
+        raise ModelError(f"{ckpt}: is a {cfg.kind}, which is not exported; export the classifier it taught")
     for spec, module in parts:
         path = out_dir / spec.filename
         export_module(module, spec, cfg.n, path, _metadata(spec, cfg.n, payload, ckpt_sha))

@@ -108,17 +108,15 @@ def onnx_loader(path: str | os.PathLike, kind: str = "classifier",
                 chunk: int | None = None) -> tuple[Callable[[int], Runner], tuple]:
     """A loader that opens a fresh session per thread count, and the model's input shape.
 
-    With `chunk`, a call runs as the runtime's API does: in sub-batches of `chunk` images."""
+    Every call goes through OnnxModel.run, as the runtime's API does; with `chunk`, in
+    sub-batches of `chunk` images."""
     probe = OnnxModel(path, kind, threads=1)
     shape = probe.input_shape
     del probe
 
     def load(threads: int) -> Runner:
         model = OnnxModel(path, kind, threads=threads)
-        if chunk:
-            return lambda x: model.run(x, batch_size=chunk)
-        session, feed_name, outputs = model.session, model.input_name, [model.output_name]
-        return lambda x: session.run(outputs, {feed_name: x})
+        return lambda x: model.run(x, batch_size=chunk)  # the API's own path, checks included
 
     return load, shape
 

@@ -57,16 +57,17 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
         yield order[start:start + batch_size]
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 0) -> torch.Tensor:
-    """Random horizontal flips and shifts of up to `shift` pixels, per image. (B, 1, 28, 28)."""
+def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random horizontal flips and shifts of up to `shift` pixels, per image. (B, 1, 28, 28);
+    also returns which images were flipped."""
     b, _, h, w = x.shape
     flip = torch.rand(b, generator=generator) < 0.5
     x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
     if shift == 0:
-        return x
+        return x, flip
     padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
     rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (B, H, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (B, 1, W)
-    return padded[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1)
+    return padded[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1), flip

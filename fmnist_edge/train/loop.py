@@ -22,8 +22,8 @@ from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import build_model
-from fmnist_edge.train.recipe import (WeightAverage, cpu_state, dead_units, loss_fn, make_optimizer, make_scheduler,
-                                      revive_dead_units)
+from fmnist_edge.train.recipe import (WeightAverage, cpu_state, dead_units, distillation_loss, loss_fn, make_optimizer,
+                                      make_scheduler, revive_dead_units)
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
@@ -101,6 +101,10 @@ class Trainer:
             raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
+        if train_cfg.teacher and not self.resume:
+            from fmnist_edge.train.distill import load_teacher
+
+            load_teacher(train_cfg.teacher)  # a wrong teacher is refused before anything is written
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -172,6 +176,12 @@ class Trainer:
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
+        self.teacher = None
+        if self.cfg.teacher:
+            from fmnist_edge.train.distill import TeacherLogits
+
+            self.teacher = TeacherLogits(self.cfg.teacher, train.images, self.device,
+                                         flips_only=self.cfg.augment_shift == 0 or not self.cfg.augment)
         step_module, train, val = self._training_view(train, val)
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
@@ -248,8 +258,8 @@ class Trainer:
         order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
         progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
-        # A frozen encoder is a fixed feature extractor: nothing of it is revived.
-        revive = cfg.revive_every and not self.model_cfg.frozen_encoder
+        # A frozen encoder is a fixed feature extractor: nothing of it is revived. A teacher has no latent code.
+        revive = cfg.revive_every and self.model_cfg.kind != "teacher" and not self.model_cfg.frozen_encoder
         probe = train.images[:1000].to(self.device) if revive else None
         started = time.perf_counter()
         p = self.partial
@@ -260,12 +270,16 @@ class Trainer:
             idx = all_batches[i]
             x = train.images[idx]
             y = train.labels[idx]
+            flipped = None
             if cfg.augment:
-                x = augment(x, self.aug_gen, cfg.augment_shift)
+                x, flipped = augment(x, self.aug_gen, cfg.augment_shift)
             x, y = x.to(self.device), y.to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = step_module(x)
             loss = objective(out.float(), x, y)
+            if self.teacher is not None and cfg.distill > 0:
+                taught = self.teacher.for_batch(idx, x, flipped)
+                loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(out.float(), taught, cfg.temperature)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 self._diverged(loss_value, i)
@@ -282,7 +296,7 @@ class Trainer:
                 self.ema.update(model)
             p["loss_sum"] += loss_value * len(idx)
             p["seen"] += len(idx)
-            if kind == "classifier":
+            if self.model_cfg.predicts_labels:
                 p["correct"] += (out.argmax(1) == y).sum().item()
             self.step = i + 1
             progress.advance(p["loss_sum"] / p["seen"])
@@ -298,7 +312,7 @@ class Trainer:
                   "seconds": round(seconds, 3)}
         if revive:
             record["revived_units"] = p.get("revived", 0)
-        if kind == "classifier":
+        if self.model_cfg.predicts_labels:
             record["train_accuracy"] = p["correct"] / max(p["seen"], 1)
             record["val_accuracy"] = val_metrics["accuracy"]
         if self.scheduler:
@@ -337,10 +351,12 @@ class Trainer:
             "test_mse" if kind == "autoencoder" else "test_accuracy":
                 test["mse"] if kind == "autoencoder" else test["accuracy"],
             "test_limited": self.cfg.limit is not None,
-            "dead_latent_units": dead_units(self.model, test_set.images.to(self.device)),
+            "dead_latent_units": (None if kind == "teacher" else
+                                  dead_units(self.model, test_set.images.to(self.device))),
             "encoder_source": self.encoder_source,
+            "teacher_source": self.cfg.teacher,
         }
-        if kind == "classifier":
+        if self.model_cfg.predicts_labels:
             metrics["test_loss"] = test["loss"]
             metrics["per_class_accuracy"] = test["per_class_accuracy"]
             metrics["confusion"] = test["confusion"]

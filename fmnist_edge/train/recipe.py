@@ -32,6 +32,15 @@ def loss_fn(kind: str, cfg: TrainConfig):
     return lambda out, x, y: nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target loss: KL(teacher || student) at `temperature`, times T^2 so that
+    its gradients keep their size whatever the temperature."""
+    t = temperature
+    return nn.functional.kl_div(nn.functional.log_softmax(student_logits / t, 1),
+                                nn.functional.log_softmax(teacher_logits / t, 1),
+                                reduction="batchmean", log_target=True) * t * t
+
+
 def bottleneck(model: nn.Module) -> nn.Linear:
     """The encoder's Linear(800, n), whose ReLU outputs are the latent code."""
     return model.encoder.net[9]
