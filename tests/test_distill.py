@@ -149,3 +149,37 @@ def test_cli_trains_a_teacher_evaluates_it_and_refuses_to_export_it(tmp_path, fa
     result = invoke("export", tiny_teacher, "--out", tmp_path / "exported")
     refused(result, "teacher", "not exported")
     assert not (tmp_path / "exported").exists()
+
+
+def test_plain_train_refuses_a_bad_teacher_before_training_anything(tmp_path, fake_data_dir, tiny_autoencoder):
+    result = invoke("train", "--out", tmp_path / "deploy", "--teacher", tiny_autoencoder, "--data-dir", fake_data_dir,
+                    "--limit", "200", "--max-epochs", "1")
+    refused(result, "a teacher must predict labels")
+    assert not (tmp_path / "deploy").exists()
+
+
+def test_plain_train_distils_the_classifier_from_the_teacher(tmp_path, fake_data_dir, tiny_teacher, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # plain train writes runs/latest.json
+    result = invoke("train", "--out", tmp_path / "deploy", "--teacher", tiny_teacher, "--distill", "0.7",
+                    "--data-dir", fake_data_dir, "--limit", "200", "--max-epochs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    saved = checkpoint.load_raw(tmp_path / "deploy" / "classifier" / "model.pt")["train_config"]
+    assert (saved["teacher"], saved["distill"]) == (str(tiny_teacher), 0.7)
+    assert checkpoint.load_raw(tmp_path / "deploy" / "autoencoder" / "model.pt")["train_config"]["teacher"] is None
+
+
+def test_validation_loss_of_a_distilled_run_is_its_training_objective(tiny_teacher, fake_data_dir):
+    from fmnist_edge.train.evaluate import evaluate
+
+    val = load_train_val(TrainConfig(), fake_data_dir)[1]
+    torch.manual_seed(0)
+    student = build_model(STUDENT).eval()
+    teacher = TeacherLogits(tiny_teacher, val.images, "cpu", flips_only=False)
+    taught = teacher.logits(val.images, "cpu")
+    with torch.no_grad():
+        out = student(val.images)
+    for share in (0.0, 0.3, 1.0):
+        got = evaluate(student, val, "classifier", label_smoothing=0.1, distill=(taught, share, 3.0))["loss"]
+        want = ((1 - share) * torch.nn.functional.cross_entropy(out, val.labels, label_smoothing=0.1)
+                + share * distillation_loss(out, taught, 3.0))
+        assert got == pytest.approx(want.item(), rel=1e-4)

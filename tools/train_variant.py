@@ -3,7 +3,7 @@
     python tools/train_variant.py OUT kind=classifier case=1 encoder=runs/ae/model.pt \
         lr=0.003 schedule=cosine augment=1 label_smoothing=0.1 ema=0.999 revive_every=50 max_epochs=30
 
-Model keys: kind (autoencoder|classifier), case, n, p, encoder. Every other key is a TrainConfig
+Model keys: kind (autoencoder|classifier|teacher), case, n, p, encoder. Every other key is a TrainConfig
 field (fmnist_edge/train/config.py), starting from the report's recipe ("paper") with nothing
 added, so that a variant differs from it by exactly the fields named. Prints metrics.json.
 """
@@ -19,6 +19,9 @@ from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.train.checkpoint import encoder_shape
 from fmnist_edge.train.config import ModelConfig, TrainConfig
 from fmnist_edge.train.loop import Trainer
+
+
+OPTIONAL_FIELDS = {"limit": int, "teacher": str}
 
 
 def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
@@ -38,7 +41,7 @@ def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
     for key, value in pairs.items():
         if key not in types or key in ("recipe", "extra"):
             raise SystemExit(f"unknown TrainConfig field {key!r}")
-        kind = int if types[key] is type(None) else types[key]  # limit: None or a count
+        kind = OPTIONAL_FIELDS.get(key, types[key])  # fields whose default is None
         setattr(train_cfg, key, value in ("1", "true", "True") if kind is bool else kind(value))
     return out, model_cfg, train_cfg, encoder
 

@@ -102,15 +102,20 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Folder for both runs.")] = DEFAULT_TRAIN_DIR,
         max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0, limit: Limit = None,
         recipe: Recipe = "best", resume: Resume = False, force: Force = False, device: Device = "auto",
-        data_dir: DataDir = None, quiet: Quiet = False,
+        data_dir: DataDir = None, quiet: Quiet = False, teacher: Teacher = None,
+        distill: Distill = DEFAULT_DISTILL, temperature: Temperature = DEFAULT_TEMPERATURE,
     ):
         """With no subcommand: train what the report deploys, the n=64, p=0.1 autoencoder and then
-        the case-1 classifier on its encoder."""
+        the case-1 classifier on its encoder (taught by --teacher when given)."""
         if ctx.invoked_subcommand is not None:
             return
         from fmnist_edge.fileio import write_json
         from fmnist_edge.train.loop import run_state
 
+        if teacher is not None:  # refused now, not after the autoencoder's minutes of training
+            from fmnist_edge.train.distill import load_teacher
+
+            load_teacher(teacher)
         ae_cfgs = _configs("autoencoder", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
                            recipe, False)
         ae_dir, clf_dir = out / "autoencoder", out / "classifier"
@@ -119,7 +124,7 @@ def register(app: typer.Typer) -> None:
         else:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
         clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
-                            recipe, False, case=1)
+                            recipe, False, case=1, teacher=teacher, distill=distill, temperature=temperature)
         if run_state(clf_dir) == "finished" and not force:
             typer.echo(f"classifier already trained in {clf_dir}; nothing to do (--force retrains)", err=True)
         else:

@@ -35,10 +35,11 @@ class TeacherLogits:
         self.test_accuracy = (payload.get("metrics") or {}).get("test_accuracy")
         self.table = None
         if flips_only:
-            self.table = torch.stack([self._run(images, device), self._run(images.flip(3), device)], 1)  # (N, 2, 10)
+            self.table = torch.stack([self.logits(images, device), self.logits(images.flip(3), device)], 1)  # (N, 2, 10)
 
     @torch.no_grad()
-    def _run(self, images: torch.Tensor, device: str) -> torch.Tensor:
+    def logits(self, images: torch.Tensor, device: str) -> torch.Tensor:
+        """The teacher's logits for `images`, on the CPU."""
         return torch.cat([self.model(images[i:i + TEACHER_BATCH].to(device)).float().cpu()
                           for i in range(0, len(images), TEACHER_BATCH)])
 

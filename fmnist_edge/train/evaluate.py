@@ -7,15 +7,18 @@ from torch import nn
 
 from fmnist_edge.spec import CLASS_NAMES, NUM_CLASSES
 from fmnist_edge.train.data import Tensors, batches
+from fmnist_edge.train.recipe import distillation_loss
 
 EVAL_BATCH = 100  # measured (benchmarks/train_epoch): 1.6x faster than 1000, whose activations spill the cache
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", label_smoothing: float = 0.0) -> dict:
+def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", label_smoothing: float = 0.0,
+             distill: tuple[torch.Tensor, float, float] | None = None) -> dict:
     """Mean loss over `data`; for classifiers also accuracy, per-class accuracy and confusion.
 
-    `label_smoothing` makes the loss the training objective, so that early stopping on it
+    `label_smoothing`, and `distill` = (the teacher's logits for `data`, its share of the loss,
+    the temperature), make the loss the training objective, so that early stopping on it
     follows what the optimizer minimises."""
     was_training = model.training
     model.eval()
@@ -28,7 +31,12 @@ def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", la
             total += nn.functional.mse_loss(out, x, reduction="sum").item() / x[0].numel()
         else:
             y = data.labels[idx].to(device)
-            total += nn.functional.cross_entropy(out, y, reduction="sum", label_smoothing=label_smoothing).item()
+            loss = nn.functional.cross_entropy(out, y, reduction="sum", label_smoothing=label_smoothing).item()
+            if distill is not None:
+                teacher_logits, share, temperature = distill
+                taught = distillation_loss(out, teacher_logits[idx].to(device), temperature).item() * len(idx)
+                loss = (1 - share) * loss + share * taught
+            total += loss
             pred = out.argmax(1).cpu()
             confusion += torch.bincount(y.cpu() * NUM_CLASSES + pred, minlength=NUM_CLASSES ** 2).view(
                 NUM_CLASSES, NUM_CLASSES)

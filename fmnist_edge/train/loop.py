@@ -182,6 +182,11 @@ class Trainer:
 
             self.teacher = TeacherLogits(self.cfg.teacher, train.images, self.device,
                                          flips_only=self.cfg.augment_shift == 0 or not self.cfg.augment)
+        # Validation loss is the training objective, the teacher's share included: with T=4 the
+        # labels' cross-entropy alone rises while the distilled student still improves.
+        self.val_distill = None
+        if self.teacher is not None and self.cfg.distill > 0:
+            self.val_distill = (self.teacher.logits(val.images, self.device), self.cfg.distill, self.cfg.temperature)
         step_module, train, val = self._training_view(train, val)
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
@@ -302,7 +307,8 @@ class Trainer:
             progress.advance(p["loss_sum"] / p["seen"])
         seconds = p["seconds"] + time.perf_counter() - started
         with self.ema.applied_to(model) if self.ema else contextlib.nullcontext():
-            val_metrics = evaluate(step_module, val, kind, self.device, label_smoothing=cfg.label_smoothing)
+            val_metrics = evaluate(step_module, val, kind, self.device, label_smoothing=cfg.label_smoothing,
+                                   distill=self.val_distill)
             snapshot = cpu_state(model)  # the weights just validated (the average, with EMA)
         val_loss = val_metrics["mse" if kind == "autoencoder" else "loss"]
         if not math.isfinite(val_loss):
