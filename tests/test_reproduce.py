@@ -134,6 +134,20 @@ def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
     refused(result, "other settings (configs=", "use another --out")
 
 
+def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
+    """runs/reproduction3 was planned before TrainConfig had teacher, distill and temperature:
+    at their neutral values they stay out of the digest (its value then: 60c32582c864b1cb);
+    set, they change it."""
+    pytest.importorskip("torch")
+    from fmnist_edge.train.reproduce import configs_fingerprint, plan
+
+    runs = plan(3, "best", False, None, None)
+    assert configs_fingerprint(runs) == "60c32582c864b1cb"
+    case1 = next(r for r in runs if r.seed == 0 and r.name == "clf-case1")
+    case1.train_cfg.teacher, case1.train_cfg.distill = "teacher.pt", 0.9
+    assert configs_fingerprint(runs) != "60c32582c864b1cb"
+
+
 @pytest.mark.torch
 def test_a_folder_of_an_earlier_version_is_refused(quick, tmp_path):
     runs = tmp_path / "runs"

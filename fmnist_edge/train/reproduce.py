@@ -91,12 +91,18 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
 TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches the weight average
 
 
+# TrainConfig fields added since, with the values that leave a run as it was: at these values
+# they stay out of the digest, so a folder started before they existed still resumes.
+ADDED_FIELDS = {"teacher": None, "distill": 0.0, "temperature": 4.0}
+
+
 def configs_fingerprint(runs: list[RunSpec]) -> str:
     """A digest of every run's model and training config (seed aside) and of the training code's
     version: a recipe that changed between versions changes it, so a resumed folder never mixes
     two recipes."""
     configs = [TRAINING_CODE_VERSION] + [
-        [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items() if k != "seed"}]
+        [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
+                                       if k != "seed" and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}]
         for r in runs if r.seed == 0]
     return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
 
