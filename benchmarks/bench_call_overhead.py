@@ -1,0 +1,97 @@
+"""Where a batch-1 call's time goes: ONNX Runtime's fixed cost, Python's checks, the graph.
+
+Times, interleaved in one run on one thread, one 1x1x28x28 image:
+- an Identity graph through InferenceSession.run and through the compiled session it wraps
+  (the fixed cost of a call, and the share of it that is Python-side input checking);
+- the exported classifier through InferenceSession.run, the compiled session, and OnnxModel.run
+  (what the runtime's API calls);
+- the same classifier with the exporter's two per-axis Slice nodes instead of the one crop.
+
+    .venv/bin/python benchmarks/bench_call_overhead.py --model exported/classifier.onnx --out benchmarks/call_overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from fmnist_edge.runtime.bench import time_calls
+from fmnist_edge.runtime.session import OnnxModel, session_options
+
+from benchlib import command_line, publish
+
+
+def identity_model(path: Path) -> None:
+    shape = ["batch", 1, 28, 28]
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["logits"])], "identity",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, shape)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def two_slice_crop(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The classifier with its one crop split back into a Slice per axis, as the exporter writes it."""
+    graph = model.graph
+    crop = next(n for n in graph.node if n.op_type == "Slice" and n.input[0] == graph.input[0].name)
+    ends = numpy_helper.to_array(next(i for i in graph.initializer if i.name == crop.input[2]))
+    for name, values in (("rows", [2]), ("cols", [3]), ("zero", [0]), ("end", [int(ends[0])])):
+        graph.initializer.append(numpy_helper.from_array(np.asarray(values, dtype=np.int64), f"split.{name}"))
+    first = helper.make_node("Slice", [crop.input[0], "split.zero", "split.end", "split.rows"], ["split.mid"])
+    second = helper.make_node("Slice", ["split.mid", "split.zero", "split.end", "split.cols"], [crop.output[0]])
+    position = list(graph.node).index(crop)
+    graph.node.remove(crop)
+    graph.node.insert(position, second)
+    graph.node.insert(position, first)
+    del model.metadata_props[:]
+    onnx.checker.check_model(model)
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    parser.add_argument("--seconds", type=float, default=0.2, help="per variant, per round")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        identity_path, split_path = Path(tmp) / "identity.onnx", Path(tmp) / "classifier.onnx"
+        identity_model(identity_path)
+        onnx.save(two_slice_crop(onnx.load(str(args.model))), str(split_path))
+
+        def session(path: Path) -> ort.InferenceSession:
+            return ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+
+        identity, split = session(identity_path), session(split_path)
+        model = OnnxModel(args.model, "classifier", threads=1)
+        assert np.array_equal(split.run(None, {"image": x})[0], model.run(x))  # the same function
+        feed, out = {"image": x}, ["logits"]
+        variants = {
+            "identity graph, InferenceSession.run": lambda v: identity.run(out, feed),
+            "identity graph, compiled session": lambda v: identity._sess.run(out, feed, None),
+            "classifier, InferenceSession.run": lambda v: model.session.run(out, feed),
+            "classifier, compiled session": lambda v: model.session._sess.run(out, feed, None),
+            "classifier, OnnxModel.run (the API)": model.run,
+            "classifier with two crop Slices, compiled session": lambda v: split._sess.run(out, feed, None),
+        }
+        times = {name: [] for name in variants}
+        for _ in range(args.rounds):  # interleaved: every variant sees the same machine load
+            for name, run in variants.items():
+                times[name].append(float(np.median(time_calls(run, x, args.seconds))) / 1e3)
+    p50 = {name: float(np.median(t)) for name, t in times.items()}
+    lines = [f"# Batch-1 call overhead ({args.model}, 1 thread)", "",
+             f"Produced by `{command_line()}`: median over {args.rounds} interleaved rounds of each "
+             "variant's p50.", "", "| variant | p50 us |", "|---|---|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in p50.items()]
+    publish(args.out, {"command": command_line(), "p50_us": p50, "rounds": args.rounds}, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
