@@ -102,21 +102,65 @@ def test_a_student_taught_by_a_teacher_alone_learns_the_teachers_answers(tmp_pat
     assert result.metrics["teacher_source"] == str(swapped)
 
 
-def test_distilled_run_resumes_to_the_same_weights(tmp_path, tiny_teacher, fake_data_dir):
-    kw = dict(max_epochs=2, patience=5, teacher=str(tiny_teacher), distill=0.5, augment=True)
+@pytest.mark.parametrize("shift", [0, 1], ids=["logits-looked-up", "teacher-run-per-batch"])
+def test_distilled_run_resumes_mid_epoch_to_the_same_weights(tmp_path, tiny_teacher, fake_data_dir, monkeypatch,
+                                                             shift):
+    from fmnist_edge.train.progress import EpochProgress
+
+    kw = dict(max_epochs=2, patience=5, teacher=str(tiny_teacher), distill=0.5, augment=True, augment_shift=shift)
     whole = train(tmp_path / "whole", fake_data_dir, **kw)
+    calls, original = {"n": 0}, EpochProgress.advance
+
+    def stop_in_epoch_two(self, loss):  # 6 steps an epoch: stop after the 3rd step of the 2nd
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt
+        original(self, loss)
+
+    monkeypatch.setattr(EpochProgress, "advance", stop_in_epoch_two)
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
+        train(tmp_path / "resumed", fake_data_dir, **kw)
+    monkeypatch.undo()
+    resumed = train(tmp_path / "resumed", fake_data_dir, resume=True, **kw)
+    a, b = (torch.load(r.model_path, weights_only=True)["state_dict"] for r in (whole, resumed))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
+    assert math.isclose(whole.history[-1]["train_loss"], resumed.history[-1]["train_loss"], rel_tol=1e-5)
+
+
+def test_a_resumed_run_refuses_a_changed_teacher_and_force_keeps_the_old_run(tmp_path, tiny_teacher,
+                                                                              fake_data_dir):
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(tiny_teacher.read_bytes())
+    kw = dict(max_epochs=2, patience=5, teacher=str(teacher), distill=0.5)
 
     def stop_after_first(record):
         if record["epoch"] == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(FmnistEdgeError, match="interrupted"):
-        train(tmp_path / "resumed", fake_data_dir, on_epoch=stop_after_first, **kw)
-    resumed = train(tmp_path / "resumed", fake_data_dir, resume=True, **kw)
-    a, b = (torch.load(r.model_path, weights_only=True)["state_dict"] for r in (whole, resumed))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
-    assert math.isclose(whole.history[-1]["train_loss"], resumed.history[-1]["train_loss"], rel_tol=1e-5)
+        train(tmp_path / "run", fake_data_dir, on_epoch=stop_after_first, **kw)
+    saved = checkpoint.load_raw(tmp_path / "run" / "last.pt")
+    assert saved["train_config"]["teacher"] == str(teacher.resolve())  # absolute: resumable from anywhere
+    model, payload = checkpoint.load_model(teacher)
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    checkpoint.save(teacher, payload["model_config_obj"], payload["train_config_obj"], model)
+    with pytest.raises(FmnistEdgeError, match="teacher this run started with is gone or changed"):
+        train(tmp_path / "run", fake_data_dir, resume=True, **kw)
+
+    finished = train(tmp_path / "done", fake_data_dir, max_epochs=1).model_path.read_bytes()
+    with pytest.raises(FmnistEdgeError, match="no such checkpoint"):
+        Trainer(STUDENT, TrainConfig(recipe="paper", teacher=str(tmp_path / "missing.pt"), distill=0.5),
+                tmp_path / "done", data_dir=fake_data_dir, device="cpu", quiet=True, force=True)
+    assert (tmp_path / "done" / "model.pt").read_bytes() == finished  # --force deleted nothing
+
+
+def test_only_label_predictors_distil(tmp_path, tiny_teacher, fake_data_dir):
+    with pytest.raises(FmnistEdgeError, match="an autoencoder cannot distil"):
+        Trainer(ModelConfig("autoencoder", n=16, dropout=0.1), TrainConfig(teacher=str(tiny_teacher), distill=0.5),
+                tmp_path / "ae", data_dir=fake_data_dir, device="cpu", quiet=True)
+    assert not (tmp_path / "ae").exists()
 
 
 def test_distill_needs_a_teacher_and_a_share_in_range():
@@ -125,7 +169,9 @@ def test_distill_needs_a_teacher_and_a_share_in_range():
     with pytest.raises(FmnistEdgeError, match="--distill must be in"):
         TrainConfig(distill=1.5, teacher="t.pt").check()
     with pytest.raises(FmnistEdgeError, match="--temperature"):
-        TrainConfig(temperature=0, teacher="t.pt").check()
+        TrainConfig(temperature=0, teacher="t.pt", distill=0.5).check()
+    with pytest.raises(FmnistEdgeError, match="would teach nothing"):
+        TrainConfig(teacher="t.pt").check()
 
 
 def test_cli_refuses_a_teacher_that_predicts_no_labels(tmp_path, fake_data_dir, tiny_autoencoder):
@@ -136,14 +182,18 @@ def test_cli_refuses_a_teacher_that_predicts_no_labels(tmp_path, fake_data_dir, 
     result = invoke("train", "classifier", "--case", "3", "--teacher", tmp_path / "none.pt", "--out", tmp_path / "s",
                     "--data-dir", fake_data_dir)
     refused(result, "none.pt", "no such checkpoint")
+    result = invoke("train", "classifier", "--case", "3", "--distill", "0.5", "--out", tmp_path / "s",
+                    "--data-dir", fake_data_dir)
+    refused(result, "--distill and --temperature need a --teacher")
 
 
 def test_cli_trains_a_teacher_evaluates_it_and_refuses_to_export_it(tmp_path, fake_data_dir, tiny_teacher):
     result = invoke("train", "teacher", "--out", tmp_path / "t", "--data-dir", fake_data_dir, "--max-epochs", "1",
-                    "--limit", "200", "--n", "32", "-q")
+                    "--limit", "200", "--n", "32", "-q", "--no-bf16")
     assert result.exit_code == 0, result.output
-    metrics = checkpoint.load_raw(tmp_path / "t" / "model.pt")["metrics"]
-    assert metrics["kind"] == "teacher" and metrics["dead_latent_units"] is None
+    saved = checkpoint.load_raw(tmp_path / "t" / "model.pt")
+    assert saved["metrics"]["kind"] == "teacher" and saved["metrics"]["dead_latent_units"] is None
+    assert saved["train_config"]["bf16"] is False  # the option wins over the recipe's bf16
     result = invoke("evaluate", tiny_teacher, "--data-dir", fake_data_dir)
     assert result.exit_code == 0 and "test accuracy" in result.output
     result = invoke("export", tiny_teacher, "--out", tmp_path / "exported")

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command
+from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.train.config import DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER
 
 DEFAULT_TRAIN_DIR = Path("runs/train")
@@ -32,7 +33,9 @@ Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: add
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")]
 Force = Annotated[bool, typer.Option("--force", help="Start over even if --out holds a run.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
-Bf16 = Annotated[bool, typer.Option("--bf16", help="bf16 autocast (AMX on recent CPUs): faster, not bit-equal.")]
+Bf16 = Annotated[Optional[bool], typer.Option(
+    "--bf16/--no-bf16", help="bf16 autocast (AMX on recent CPUs): faster, not bit-equal (default: the recipe's; "
+                             "on for the best recipe's teacher only).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")]
 DropoutOffLast = Annotated[Optional[float], typer.Option(
     help="Train the last fraction of --max-epochs with dropout off (0 to 1; default: the recipe's).",
@@ -44,27 +47,37 @@ ReviveEvery = Annotated[Optional[int], typer.Option(
 Teacher = Annotated[Optional[Path], typer.Option(
     help="Distil from this checkpoint (from `fmnist-edge train teacher`): its soft predictions join the labels.",
     show_default=False)]
-Distill = Annotated[float, typer.Option(help="With --teacher: the share of the loss that follows the teacher.")]
-Temperature = Annotated[float, typer.Option(help="With --teacher: the softmax temperature of distillation.")]
+Distill = Annotated[Optional[float], typer.Option(
+    help=f"With --teacher: the share of the loss that follows the teacher (default {DEFAULT_DISTILL}).",
+    show_default=False)]
+Temperature = Annotated[Optional[float], typer.Option(
+    help=f"With --teacher: the softmax temperature of distillation (default {DEFAULT_TEMPERATURE}).",
+    show_default=False)]
 
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
-             distill=DEFAULT_DISTILL, temperature=DEFAULT_TEMPERATURE):
+             distill=None, temperature=None):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
     model_cfg.check()
     lr = recipe_lr(recipe, model_cfg) if lr is None else lr
     train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
-                            patience=patience, seed=seed, limit=limit, recipe=recipe, bf16=bf16)
+                            patience=patience, seed=seed, limit=limit, recipe=recipe)
     train_cfg = apply_recipe(train_cfg, model_cfg)
+    if bf16 is not None:
+        train_cfg.bf16 = bf16
     if dropout_off_last is not None:  # an explicit option wins over the recipe
         train_cfg.dropout_off_last = dropout_off_last
     if revive_every is not None:
         train_cfg.revive_every = revive_every
+    if teacher is None and (distill is not None or temperature is not None):
+        raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
-        train_cfg.teacher, train_cfg.distill, train_cfg.temperature = str(teacher), distill, temperature
+        train_cfg.teacher = str(teacher)
+        train_cfg.distill = DEFAULT_DISTILL if distill is None else distill
+        train_cfg.temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
     train_cfg.check()
     return model_cfg, train_cfg
 
@@ -103,7 +116,7 @@ def register(app: typer.Typer) -> None:
         max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0, limit: Limit = None,
         recipe: Recipe = "best", resume: Resume = False, force: Force = False, device: Device = "auto",
         data_dir: DataDir = None, quiet: Quiet = False, teacher: Teacher = None,
-        distill: Distill = DEFAULT_DISTILL, temperature: Temperature = DEFAULT_TEMPERATURE,
+        distill: Distill = None, temperature: Temperature = None,
     ):
         """With no subcommand: train what the report deploys, the n=64, p=0.1 autoencoder and then
         the case-1 classifier on its encoder (taught by --teacher when given)."""
@@ -117,14 +130,14 @@ def register(app: typer.Typer) -> None:
 
             load_teacher(teacher)
         ae_cfgs = _configs("autoencoder", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
-                           recipe, False)
+                           recipe, None)
         ae_dir, clf_dir = out / "autoencoder", out / "classifier"
         if run_state(ae_dir) == "finished" and not force:
             typer.echo(f"autoencoder already trained in {ae_dir}; reusing it", err=True)
         else:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
         clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
-                            recipe, False, case=1, teacher=teacher, distill=distill, temperature=temperature)
+                            recipe, None, case=1, teacher=teacher, distill=distill, temperature=temperature)
         if run_state(clf_dir) == "finished" and not force:
             typer.echo(f"classifier already trained in {clf_dir}; nothing to do (--force retrains)", err=True)
         else:
@@ -141,7 +154,7 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
         out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/autoencoder"),
-        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
+        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None,
     ):
@@ -162,10 +175,10 @@ def register(app: typer.Typer) -> None:
         limit: Limit = None, recipe: Recipe = "best",
         out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/classifier-caseK).",
                                                     show_default=False)] = None,
-        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
+        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
-        revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = DEFAULT_DISTILL,
-        temperature: Temperature = DEFAULT_TEMPERATURE,
+        revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = None,
+        temperature: Temperature = None,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
@@ -186,7 +199,7 @@ def register(app: typer.Typer) -> None:
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 30, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
         out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/teacher"),
-        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = False,
+        resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False,
     ):
         """Train a larger CNN whose predictions teach the classifier (train classifier --teacher).

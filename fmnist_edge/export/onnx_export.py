@@ -95,24 +95,40 @@ def _strip_initializer_prefix(graph: onnx.GraphProto, prefix: str) -> None:
 
 
 def _merge_crop_slices(graph: onnx.GraphProto, extent: int) -> None:
-    """One Slice over rows and columns instead of the exporter's one per axis: at batch 1 each
-    ONNX Runtime node costs about half a microsecond of a 20 us call."""
+    """One Slice over rows and columns instead of the exporter's one per axis (one ONNX Runtime
+    node fewer per call). Rewrites only the exact crop it expects: [0:extent] on axis 2, then on
+    axis 3, step 1, with constant parameters; anything else is left as it is."""
     image = graph.input[0].name
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+
+    def crop_axis(node: onnx.NodeProto) -> int | None:
+        """The axis `node` crops to [0:extent], or None if it is anything else."""
+        try:
+            values = [onnx.numpy_helper.to_array(constants[name].attribute[0].t).tolist() for name in node.input[1:]]
+        except (KeyError, IndexError):
+            return None
+        starts, ends, axes, *steps = values
+        ok = starts == [0] and ends == [extent] and len(axes) == 1 and steps in ([], [[1]])
+        return axes[0] if ok else None
+
     first = next((n for n in graph.node if n.op_type == "Slice" and n.input[0] == image), None)
     second = first and next((n for n in graph.node if n.op_type == "Slice" and n.input[0] == first.output[0]), None)
     if second is None or sum(first.output[0] in n.input for n in graph.node) != 1:
-        return  # not the exporter's two-slice crop: leave the graph alone
+        return
+    if (crop_axis(first), crop_axis(second)) not in ((2, 3), (3, 2)):
+        return
     names = [f"crop.{part}" for part in ("starts", "ends", "axes")]
     for name, values in zip(names, ([0, 0], [extent, extent], [2, 3])):
         graph.initializer.append(onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64), name))
     merged = onnx.helper.make_node("Slice", [image, *names], [second.output[0]], name="/crop/Slice")
     position = list(graph.node).index(first)
+    own = set(first.input[1:]) | set(second.input[1:])
     graph.node.remove(first)
     graph.node.remove(second)
     graph.node.insert(position, merged)
     used = {name for node in graph.node for name in node.input}
-    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
-        graph.node.remove(node)  # the two slices' starts, ends and axes
+    for name in own - used:  # the two slices' starts, ends and axes, unless something else reads them
+        graph.node.remove(constants[name])
 
 
 def export_module(module: nn.Module, spec: ModelSpec, n: int, path: Path, metadata: dict[str, str]) -> None:

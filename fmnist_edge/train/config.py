@@ -115,6 +115,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--distill must be in [0, 1], got {self.distill}")
         if self.distill > 0 and not self.teacher:
             raise FmnistEdgeError("--distill needs a --teacher checkpoint")
+        if self.teacher and self.distill == 0:
+            raise FmnistEdgeError("--teacher with --distill 0 would teach nothing; give --distill above 0")
         if not (0.0 < self.temperature <= 100.0):
             raise FmnistEdgeError(f"--temperature must be in (0, 100], got {self.temperature}")
 

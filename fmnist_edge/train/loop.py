@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fmnist_edge.errors import FmnistEdgeError, ModelError
-from fmnist_edge.fileio import write_json
+from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
@@ -93,10 +93,7 @@ class Trainer:
                                   "or --force to start over")
         find_data_dir(data_dir)  # no data: say so before anything is printed or written
         self.resume = resume and state == "partial"
-        if force and state != "new":
-            # Starting over: an old model.pt left beside a new, interrupted run would look finished.
-            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
-                (self.run_dir / name).unlink(missing_ok=True)
+        # Everything a run needs is checked before --force deletes the run it replaces.
         if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
             raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
@@ -104,7 +101,14 @@ class Trainer:
         if train_cfg.teacher and not self.resume:
             from fmnist_edge.train.distill import load_teacher
 
-            load_teacher(train_cfg.teacher)  # a wrong teacher is refused before anything is written
+            if not model_cfg.predicts_labels:
+                raise FmnistEdgeError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
+            load_teacher(train_cfg.teacher)
+            train_cfg.teacher = str(Path(train_cfg.teacher).resolve())  # a resume from elsewhere finds it
+        if force and state != "new":
+            # Starting over: an old model.pt left beside a new, interrupted run would look finished.
+            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
+                (self.run_dir / name).unlink(missing_ok=True)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -126,6 +130,9 @@ class Trainer:
         self.best = {"val_loss": math.inf, "epoch": -1, "state": None, "bad_epochs": 0}
         self.wall_time = 0.0
         self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model)) if self.cfg.ema else None
+        self.teacher_sha256 = None
+        if self.cfg.teacher:
+            self.teacher_sha256 = sha256_file(Path(self.cfg.teacher))
 
     def _make_optimizer(self) -> None:
         # A frozen encoder's parameters stay out of the optimizer: no updates, no optimizer state.
@@ -144,7 +151,7 @@ class Trainer:
             best_state=self.best["state"], bad_epochs=self.best["bad_epochs"],
             torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
             wall_time=self.wall_time, ema=self.ema and self.ema.state, ema_steps=self.ema and self.ema.steps,
-            encoder_source=self.encoder_source,
+            encoder_source=self.encoder_source, teacher_sha256=self.teacher_sha256,
         )
 
     def _restore(self) -> None:
@@ -168,6 +175,7 @@ class Trainer:
         self.wall_time = payload["wall_time"]
         self.ema = WeightAverage(self.cfg.ema, payload["ema"], payload["ema_steps"]) if payload.get("ema") else None
         self.encoder_source = payload.get("encoder_source")
+        self.teacher_sha256 = payload.get("teacher_sha256")
 
     # -- loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -179,6 +187,11 @@ class Trainer:
         self.teacher = None
         if self.cfg.teacher:
             from fmnist_edge.train.distill import TeacherLogits
+
+            teacher_path = Path(self.cfg.teacher)
+            if not teacher_path.is_file() or sha256_file(teacher_path) != self.teacher_sha256:
+                raise FmnistEdgeError(f"{teacher_path}: the teacher this run started with is gone or changed; "
+                                      "a resumed run would learn from another teacher (--force starts over)")
 
             self.teacher = TeacherLogits(self.cfg.teacher, train.images, self.device,
                                          flips_only=self.cfg.augment_shift == 0 or not self.cfg.augment)
@@ -361,6 +374,7 @@ class Trainer:
                                   dead_units(self.model, test_set.images.to(self.device))),
             "encoder_source": self.encoder_source,
             "teacher_source": self.cfg.teacher,
+            "teacher_sha256": self.teacher_sha256,
         }
         if self.model_cfg.predicts_labels:
             metrics["test_loss"] = test["loss"]
