@@ -527,3 +527,46 @@ def test_early_stopping_waits_for_the_dropout_free_epochs(tmp_path, fake_data_di
     losses = iter([0.5] + [0.9] * 10)
     plain = ae_trainer(tmp_path / "plain", fake_data_dir, max_epochs=6, patience=1).run()
     assert plain.metrics["epochs"] == 2
+
+
+# -- a calibrated random encoder ------------------------------------------------------------
+
+def test_calibrated_biases_make_every_unit_active_on_half_the_probe(fake_data_dir):
+    from fmnist_edge.train.recipe import calibrate_biases, dead_units
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("classifier", n=16, dropout=0.1, case=4))
+    probe = load_train_val(TrainConfig(), fake_data_dir)[0].images[:300]
+    weights_before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("weight")}
+    calibrate_biases(model, probe)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights_before.items())  # weights untouched
+    net = model.encoder.net
+    with torch.no_grad():
+        for end, layer in ((1, net[0]), (5, net[4]), (10, net[9])):  # each layer's pre-activation
+            pre = net[:end](probe)
+            per_unit = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() == 4 else pre.T
+            active = (per_unit > 0).float().mean(1)
+            assert torch.all((active > 0.45) & (active < 0.55)), (layer, active)
+    assert dead_units(model, probe) == 0
+
+
+def test_case_4_with_calibration_keeps_the_calibrated_frozen_encoder(tmp_path, fake_data_dir):
+    from fmnist_edge.train.recipe import calibrate_biases
+
+    model_cfg = ModelConfig("classifier", n=16, dropout=0.1, case=4)
+    train_cfg = apply_recipe(TrainConfig(max_epochs=2, recipe="best", calibrate_init=True), model_cfg)
+    result = Trainer(model_cfg, train_cfg, tmp_path / "run", data_dir=fake_data_dir, device="cpu", quiet=True).run()
+    torch.manual_seed(train_cfg.seed)
+    expected = build_model(model_cfg)
+    calibrate_biases(expected, load_train_val(train_cfg, fake_data_dir)[0].images[:1000])
+    # the weight average (kept as the model) started from the calibrated encoder, not the drawn one
+    assert_same_weights(encoder_weights(weights(result.model_path)), encoder_weights(expected.state_dict()),
+                        atol=1e-6)
+    assert result.metrics["dead_latent_units"] == 0
+
+
+def test_calibration_is_refused_for_a_pretrained_encoder(tmp_path, fake_data_dir, tiny_autoencoder):
+    with pytest.raises(FmnistEdgeError, match="for classifier cases 3 and 4"):
+        ae_trainer(tmp_path / "run", fake_data_dir, ModelConfig("classifier", n=16, dropout=0.1, case=1),
+                   calibrate_init=True, encoder_ckpt=tiny_autoencoder)
+    assert not (tmp_path / "run").exists()

@@ -77,6 +77,9 @@ class TrainConfig:
     dropout_off_last: float = 0.0
     # Every this many steps, revive bottleneck units that no image activates (0 = never).
     revive_every: int = 0
+    # A random encoder's biases set from unlabelled training images, layer by layer, so that every
+    # unit is active on half of them (no dead units, every feature informative); weights stay random.
+    calibrate_init: bool = False
     # Knowledge distillation: a teacher checkpoint whose softened predictions (at `temperature`)
     # make up the `distill` fraction of the loss; the labels' cross-entropy the rest.
     teacher: str | None = None

@@ -22,8 +22,8 @@ from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import build_model
-from fmnist_edge.train.recipe import (WeightAverage, cpu_state, dead_units, distillation_loss, loss_fn, make_optimizer,
-                                      make_scheduler, revive_dead_units)
+from fmnist_edge.train.recipe import (WeightAverage, calibrate_biases, cpu_state, dead_units, distillation_loss, loss_fn,
+                                      make_optimizer, make_scheduler, revive_dead_units)
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
@@ -98,6 +98,8 @@ class Trainer:
             raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
+        if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
+            raise FmnistEdgeError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
         if train_cfg.teacher and not self.resume:
             from fmnist_edge.train.distill import load_teacher
 
@@ -184,6 +186,10 @@ class Trainer:
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
+        if self.cfg.calibrate_init and not self.resume:
+            calibrate_biases(self.model, train.images[:1000].to(self.device))
+            if self.ema is not None:  # the average starts from the calibrated weights
+                self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model))
         self.teacher = None
         if self.cfg.teacher:
             from fmnist_edge.train.distill import TeacherLogits

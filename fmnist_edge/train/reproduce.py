@@ -93,7 +93,7 @@ TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches th
 
 # TrainConfig fields added since, with the values that leave a run as it was: at these values
 # they stay out of the digest, so a folder started before they existed still resumes.
-ADDED_FIELDS = {"teacher": None, "distill": 0.0, "temperature": 4.0}
+ADDED_FIELDS = {"teacher": None, "distill": 0.0, "temperature": 4.0, "calibrate_init": False}
 
 
 def configs_fingerprint(runs: list[RunSpec]) -> str:
