@@ -190,22 +190,7 @@ class Trainer:
             calibrate_biases(self.model, train.images[:1000].to(self.device))
             if self.ema is not None:  # the average starts from the calibrated weights
                 self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model))
-        self.teacher = None
-        if self.cfg.teacher:
-            from fmnist_edge.train.distill import TeacherLogits
-
-            teacher_path = Path(self.cfg.teacher)
-            if not teacher_path.is_file() or sha256_file(teacher_path) != self.teacher_sha256:
-                raise FmnistEdgeError(f"{teacher_path}: the teacher this run started with is gone or changed; "
-                                      "a resumed run would learn from another teacher (--force starts over)")
-
-            self.teacher = TeacherLogits(self.cfg.teacher, train.images, self.device,
-                                         flips_only=self.cfg.augment_shift == 0 or not self.cfg.augment)
-        # Validation loss is the training objective, the teacher's share included: with T=4 the
-        # labels' cross-entropy alone rises while the distilled student still improves.
-        self.val_distill = None
-        if self.teacher is not None and self.cfg.distill > 0:
-            self.val_distill = (self.teacher.logits(val.images, self.device), self.cfg.distill, self.cfg.temperature)
+        self._prepare_teacher(train, val)
         step_module, train, val = self._training_view(train, val)
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
@@ -256,6 +241,23 @@ class Trainer:
         """The first epoch (0-based) trained without dropout; max_epochs when there is none."""
         return self.cfg.max_epochs - round(self.cfg.dropout_off_last * self.cfg.max_epochs)
 
+    def _prepare_teacher(self, train: Tensors, val: Tensors) -> None:
+        """The teacher's logits for the training images and for validation, when distilling."""
+        self.teacher, self.val_distill = None, None
+        if not self.cfg.teacher:
+            return
+        from fmnist_edge.train.distill import TeacherLogits
+
+        teacher_path = Path(self.cfg.teacher)
+        if not teacher_path.is_file() or sha256_file(teacher_path) != self.teacher_sha256:
+            raise FmnistEdgeError(f"{teacher_path}: the teacher this run started with is gone or changed; "
+                                  "a resumed run would learn from another teacher (--force starts over)")
+        self.teacher = TeacherLogits(teacher_path, train.images, self.device,
+                                     flips_only=self.cfg.augment_shift == 0 or not self.cfg.augment)
+        # Validation loss is the training objective, the teacher's share included: with T=4 the
+        # labels' cross-entropy alone rises while the distilled student still improves.
+        self.val_distill = (self.teacher.logits(val.images, self.device), self.cfg.distill, self.cfg.temperature)
+
     def _training_view(self, train: Tensors, val: Tensors) -> tuple[nn.Module, Tensors, Tensors]:
         """What the steps run on: the model and images, or, when a frozen encoder sees unaugmented
         images, the head and the encoder's features computed once (the same numbers: a frozen
@@ -301,7 +303,7 @@ class Trainer:
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = step_module(x)
             loss = objective(out.float(), x, y)
-            if self.teacher is not None and cfg.distill > 0:
+            if self.teacher is not None:
                 taught = self.teacher.for_batch(idx, x, flipped)
                 loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(out.float(), taught, cfg.temperature)
             loss_value = loss.item()
