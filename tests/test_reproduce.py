@@ -79,6 +79,9 @@ def test_report_command_writes_sane_summary_json(quick, tmp_path):
     pca = [s["pca_mse"][k] for k in ("32", "64", "128")]
     assert all(0.0 < v < 0.2 for v in pca) and pca[0] > pca[1] > pca[2]
     assert s["wall_time_s"] > 0 and s["machine"]["cpu_count"] >= 1
+    run_times = [json.loads(p.read_text())["wall_time_s"] for p in quick["runs"].glob("seed0/*/metrics.json")]
+    assert len(run_times) == 14 and s["seed_training_time_s"]["0"] == pytest.approx(sum(run_times), abs=0.1)
+    assert "Training time per seed (the sum of its runs' times): seed 0" in (out / "summary.md").read_text()
     assert {f["verdict"] for f in s["findings"].values()} <= {"agree", "disagree", "inconclusive"}
     assert {"larger_n_lower_loss", "larger_p_higher_loss", "adam_faster_than_sgd", "lr_1e-2_unstable",
             "batch_50_overfits"} <= set(s["findings"])
@@ -113,6 +116,8 @@ def test_report_on_the_finished_seeds_of_a_running_reproduction(quick, tmp_path)
     summary = json.loads((tmp_path / "first" / "summary.json").read_text())
     assert summary["seeds"] == [0] and not any(n.startswith("seed 1") for n in summary["notes"])
     assert any(n.startswith("seeds 0 of the 3 planned") for n in summary["notes"])
+    all_seeds = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert set(all_seeds["seed_training_time_s"]) == {"0"}  # seeds with missing runs have no time
 
 
 @pytest.mark.torch

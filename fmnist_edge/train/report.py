@@ -126,6 +126,18 @@ def summarise_classifiers(runs: dict) -> dict:
     return out
 
 
+def seed_training_times(runs: dict, seeds: list[int]) -> dict[str, float]:
+    """Per seed whose every run finished, the sum of its runs' training times: what one seed
+    costs, the single-seed wall time, whatever else happened between its runs (a pause and a
+    --resume add nothing but the epoch they repeat)."""
+    out = {}
+    for seed in seeds:
+        per_run = [per_seed.get(seed) for per_seed in runs.values()]
+        if per_run and all(r is not None and r["status"] == "finished" for r in per_run):
+            out[str(seed)] = round(sum(r["metrics"]["wall_time_s"] for r in per_run), 1)
+    return out
+
+
 def _dead_units(done: dict[int, dict]) -> float | None:
     """Mean over seeds of the latent units no test image activates (runs before 0.2 lack it)."""
     counts = [m["dead_latent_units"] for m in done.values() if m.get("dead_latent_units") is not None]
@@ -202,7 +214,8 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
 
     summary = {
         "runs_dir": str(root.resolve()), "seeds": seeds, "recipe": plan_info.get("recipe", record.get("recipe")),
-        "quick": quick, "wall_time_s": record.get("wall_time_s"), "machine": record.get("machine"),
+        "quick": quick, "wall_time_s": record.get("wall_time_s"),
+        "seed_training_time_s": seed_training_times(runs, seeds), "machine": record.get("machine"),
         "autoencoder": autoencoders, "classifier": classifiers, "pca_mse": pca, "pca": pca_what,
         "findings": findings, "figures": [{"file": f, "caption": c} for f, c in figs], "notes": notes,
     }
@@ -281,6 +294,10 @@ def render_markdown(s: dict) -> str:
         "Test numbers are on the test set, never used for early stopping; ± is the sample standard "
         "deviation over seeds.", "",
     ]
+    per_seed = s.get("seed_training_time_s") or {}
+    if per_seed:
+        lines[-1:-1] = ["Training time per seed (the sum of its runs' times): "
+                        + ", ".join(f"seed {k} {v / 60:.1f} min" for k, v in per_seed.items()) + "."]
     if s["notes"]:
         lines += ["## Notes", ""] + [f"- {n}" for n in s["notes"]] + [""]
     lines += ["## Autoencoders (Table I)", "",
