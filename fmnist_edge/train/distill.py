@@ -29,10 +29,8 @@ class TeacherLogits:
 
     def __init__(self, path: str | Path, images: torch.Tensor, device: str, flips_only: bool):
         with torch.random.fork_rng(devices=[]):  # building the model draws random weights: keep the
-            self.model, payload = load_teacher(path)  # training's random stream as a resumed run has it
+            self.model = load_teacher(path)[0]  # training's random stream as a resumed run has it
         self.model.to(device)
-        self.source = str(path)
-        self.test_accuracy = (payload.get("metrics") or {}).get("test_accuracy")
         self.table = None
         if flips_only:
             self.table = torch.stack([self.logits(images, device), self.logits(images.flip(3), device)], 1)  # (N, 2, 10)

@@ -132,9 +132,7 @@ class Trainer:
         self.best = {"val_loss": math.inf, "epoch": -1, "state": None, "bad_epochs": 0}
         self.wall_time = 0.0
         self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model)) if self.cfg.ema else None
-        self.teacher_sha256 = None
-        if self.cfg.teacher:
-            self.teacher_sha256 = sha256_file(Path(self.cfg.teacher))
+        self.teacher_sha256 = None  # recorded when the teacher is first loaded
 
     def _make_optimizer(self) -> None:
         # A frozen encoder's parameters stay out of the optimizer: no updates, no optimizer state.
@@ -249,7 +247,10 @@ class Trainer:
         from fmnist_edge.train.distill import TeacherLogits
 
         teacher_path = Path(self.cfg.teacher)
-        if not teacher_path.is_file() or sha256_file(teacher_path) != self.teacher_sha256:
+        found = sha256_file(teacher_path) if teacher_path.is_file() else None
+        if self.teacher_sha256 is None and not self.resume:
+            self.teacher_sha256 = found
+        if found is None or found != self.teacher_sha256:
             raise FmnistEdgeError(f"{teacher_path}: the teacher this run started with is gone or changed; "
                                   "a resumed run would learn from another teacher (--force starts over)")
         self.teacher = TeacherLogits(teacher_path, train.images, self.device,
