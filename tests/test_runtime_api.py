@@ -139,3 +139,19 @@ def test_wrong_shape_and_wrong_kind_are_refused(tmp_path):
         FashionClassifier.load(junk)
     with pytest.raises(ModelError, match="no such model file"):
         model_file(tmp_path / "missing.onnx", "classifier")
+
+
+def test_tta_averages_each_picture_with_its_mirror_image(clf, samples):
+    from fmnist_edge.runtime.api import prepare
+
+    batch = prepare(samples)
+    plain, mirrored = clf.probabilities(batch), clf.probabilities(np.ascontiguousarray(batch[..., ::-1]))
+    assert not np.allclose(plain, mirrored, atol=1e-3)  # so the average below can differ from either
+    averaged = clf.probabilities(samples, tta=True)
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(averaged.sum(1), 1.0, atol=1e-6)
+    assert [p.index for p in clf.predict(samples, tta=True)] == list(averaged.argmax(1))
+    from_files = [p.probability for _, p in clf.classify_files(samples, batch_size=3, tta=True)]
+    np.testing.assert_allclose(from_files, averaged.max(1), rtol=1e-5)
+    symmetric = (batch + batch[..., ::-1]) / 2  # a mirror-symmetric picture gains nothing from its mirror
+    np.testing.assert_allclose(clf.probabilities(symmetric, tta=True), clf.probabilities(symmetric), rtol=1e-5)

@@ -111,3 +111,15 @@ def test_bench_bad_option(run):
 def test_empty_folder_is_an_error(run, tmp_path):
     result = run("classify", tmp_path, "--model", FIXTURES)
     assert result.exit_code == 1 and "no pictures found" in result.stderr
+
+
+def test_classify_tta_gives_the_apis_mirror_averaged_probability(run):
+    from fmnist_edge.runtime import FashionClassifier
+
+    shirt = SAMPLES / "shirt.png"
+    rows = [json.loads(line) for line in run("classify", shirt, "--model", FIXTURES, "--json", "--tta").stdout.splitlines()]
+    expected = FashionClassifier.load(FIXTURES).predict(shirt, tta=True)
+    assert rows[0]["label"] == expected.label
+    assert abs(rows[0]["probability"] - expected.probability) < 1e-5
+    plain = json.loads(run("classify", shirt, "--model", FIXTURES, "--json").stdout.splitlines()[0])
+    assert abs(plain["probability"] - rows[0]["probability"]) > 1e-4

@@ -73,8 +73,8 @@ def register(app: typer.Typer) -> None:
             from rich.table import Table
 
             table = Table(title=f"validation of {folder} on the test set")
-            for col in ("model", "max |ORT-PyTorch|", "top-1 vs PyTorch", "accuracy", "int8 drop (pp)",
-                        "top-1 vs fp32", "recon. MSE"):
+            for col in ("model", "max |ORT-PyTorch|", "top-1 vs PyTorch", "accuracy", "with --tta",
+                        "int8 drop (pp)", "top-1 vs fp32", "recon. MSE"):
                 table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
 
             def fmt(v, spec):
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
             for name, f in result["models"].items():
                 table.add_row(name, fmt(f.get("max_abs_diff_vs_torch"), ".2e"),
                               fmt(f.get("top1_agreement_vs_torch"), ".2%"), fmt(f.get("accuracy"), ".4f"),
-                              fmt(f.get("accuracy_drop_pp"), ".2f"), fmt(f.get("top1_agreement_vs_fp32"), ".2%"),
+                              fmt(f.get("accuracy_mirror_averaged"), ".4f"), fmt(f.get("accuracy_drop_pp"), ".2f"), fmt(f.get("top1_agreement_vs_fp32"), ".2%"),
                               fmt(f.get("reconstruction_mse"), ".5f"))
             Console(width=None if Console().is_terminal else 130).print(table)
         if result["failures"]:

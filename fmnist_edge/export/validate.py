@@ -74,6 +74,7 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         kind = entry.get("kind")
         if kind not in MODELS or not name.endswith(".onnx"):
             continue
+        from fmnist_edge.runtime.api import mirror_averaged
         from fmnist_edge.runtime.session import OnnxModel
 
         try:  # the runtime's own loader: names, shapes and the manifest checked as users get them
@@ -107,6 +108,8 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
                     failures.append(f"{name}: top-1 agrees with PyTorch on only {agree:.4%}")
         if kind == "classifier":
             figures["accuracy"] = float((out.argmax(1) == labels).mean())
+            averaged = mirror_averaged(session, model_in, BATCH)  # what `classify --tta` gives
+            figures["accuracy_mirror_averaged"] = float((averaged.argmax(1) == labels).mean())
         if kind == "decoder":
             figures["reconstruction_mse"] = float(((out - x) ** 2).mean())
             if not (out.min() >= 0.0 and out.max() <= 1.0):
