@@ -139,6 +139,75 @@ def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
     refused(result, "other settings (configs=", "use another --out")
 
 
+def _frozen_heads_without_smoothing(monkeypatch):
+    """As if a later version changed the recipe of the frozen-encoder cases (2 and 4) only."""
+    from fmnist_edge.train import config
+
+    real = config.apply_recipe
+
+    def newer_recipe(cfg, model_cfg):
+        cfg = real(cfg, model_cfg)
+        if model_cfg.kind == "classifier" and model_cfg.frozen_encoder:
+            cfg.label_smoothing = 0.05
+        return cfg
+
+    monkeypatch.setattr("fmnist_edge.train.reproduce.apply_recipe", newer_recipe)
+
+
+@pytest.mark.torch
+def test_rerun_changed_retrains_only_the_changed_runs_and_keeps_the_old_ones(quick, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs)
+    old_digest = json.loads((runs / "plan.json").read_text())["configs"]
+    before = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("seed0/*/model.pt")}
+    _frozen_heads_without_smoothing(monkeypatch)
+    args = ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]), "--device", "cpu",
+            "--no-report"]
+    refused(CliRunner().invoke(app, args), "--rerun-changed retrains just the changed runs")
+    assert {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("seed0/*/model.pt")} == before  # refused: untouched
+
+    result = CliRunner().invoke(app, args + ["--rerun-changed"])
+    assert result.exit_code == 0, result.output
+    assert "retraining 2 run(s) per seed whose configs changed: clf-case2, clf-case4" in result.stderr
+    after = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("seed0/*/model.pt")}
+    assert set(after) == set(before)
+    assert {name for name in before if after[name] != before[name]} == {"clf-case2", "clf-case4"}
+    shelf = runs / "superseded" / old_digest / "seed0"
+    assert sorted(p.name for p in shelf.iterdir()) == ["clf-case2", "clf-case4"]
+    assert (shelf / "clf-case2" / "model.pt").stat().st_mtime_ns == before["clf-case2"]  # the old run, kept
+    from fmnist_edge.train.checkpoint import load_raw
+
+    assert load_raw(runs / "seed0" / "clf-case2" / "model.pt")["train_config"]["label_smoothing"] == 0.05
+    again = CliRunner().invoke(app, args)  # the folder now matches the newer recipe: nothing to do
+    assert again.exit_code == 0 and "running" not in again.stdout
+
+
+def test_a_changed_encoder_makes_the_classifiers_on_it_stale():
+    pytest.importorskip("torch")
+    from fmnist_edge.train.reproduce import TRANSFER_ENCODER, plan, run_digests
+
+    runs = plan(1, "best", True)
+    before = run_digests(runs)
+    next(r for r in runs if r.name == f"ae-{TRANSFER_ENCODER}").train_cfg.weight_decay = 1e-4
+    after = run_digests(runs)
+    assert {name for name in before if before[name] != after[name]} == {f"ae-{TRANSFER_ENCODER}", "clf-case1",
+                                                                         "clf-case2"}
+
+
+@pytest.mark.torch
+def test_rerun_changed_refuses_a_plan_without_per_run_digests(quick, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs)
+    plan = json.loads((runs / "plan.json").read_text())
+    del plan["run_configs"]
+    (runs / "plan.json").write_text(json.dumps(plan))
+    _frozen_heads_without_smoothing(monkeypatch)
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
+                                      "--device", "cpu", "--no-report", "--rerun-changed"])
+    refused(result, "predates per-run digests")
+    assert not (runs / "superseded").exists()
+
+
 def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
     """runs/reproduction3 was planned before TrainConfig had teacher, distill and temperature:
     at their neutral values they stay out of the digest (its value then: 60c32582c864b1cb);

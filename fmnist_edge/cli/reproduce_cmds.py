@@ -18,6 +18,9 @@ MaxEpochs = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (d
 Patience = Annotated[Optional[int], typer.Option(help="Early-stopping patience (default 6, quick 1).",
                                                  show_default=False)]
 Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
+RerunChanged = Annotated[bool, typer.Option(
+    "--rerun-changed", help="In a folder made with an earlier recipe, retrain only the runs whose configs changed "
+                            "(and the classifiers on a changed encoder); their old folders move to OUT/superseded/.")]
 Report = Annotated[bool, typer.Option("--report/--no-report", help="Write the report into OUT/report afterwards.")]
 
 
@@ -27,7 +30,7 @@ def register(app: typer.Typer) -> None:
     def reproduce_cmd(
         out: RunsDir = Path("runs/reproduction"), seeds: Seeds = 1, quick: Quick = False, recipe: Recipe = "best",
         max_epochs: MaxEpochs = None, patience: Patience = None, device: Device = "auto",
-        data_dir: DataDir = None, report: Report = True,
+        data_dir: DataDir = None, report: Report = True, rerun_changed: RerunChanged = False,
     ):
         """Table I's ten autoencoder runs and the four classifier cases, per seed, then the report."""
         from fmnist_edge.errors import FmnistEdgeError
@@ -40,7 +43,8 @@ def register(app: typer.Typer) -> None:
 
         with Overview(root=out) as overview:
             record = reproduce(out, seeds=seeds, recipe=recipe, quick=quick, data_dir=data_dir,
-                               max_epochs=max_epochs, patience=patience, device=device, overview=overview)
+                               max_epochs=max_epochs, patience=patience, device=device, overview=overview,
+                               rerun_changed=rerun_changed, log=lambda msg: typer.echo(msg, err=True))
         typer.echo(f"reproduction in {out}: {record['wall_time_s'] / 60:.1f} min of training in all")
         if report:
             _report(out, out / "report", data_dir)

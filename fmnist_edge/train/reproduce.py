@@ -97,15 +97,46 @@ ADDED_FIELDS = {name: TrainConfig.__dataclass_fields__[name].default
                 for name in ("teacher", "distill", "temperature", "calibrate_init")}
 
 
+def _config_view(run: RunSpec) -> list:
+    """A run's configs as digested: the seed aside, later fields at their neutral values left out."""
+    return [run.name, asdict(run.model_cfg), {k: v for k, v in asdict(run.train_cfg).items()
+                                              if k != "seed" and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}]
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def configs_fingerprint(runs: list[RunSpec]) -> str:
     """A digest of every run's model and training config (seed aside) and of the training code's
     version: a recipe that changed between versions changes it, so a resumed folder never mixes
     two recipes."""
-    configs = [TRAINING_CODE_VERSION] + [
-        [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
-                                       if k != "seed" and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}]
-        for r in runs if r.seed == 0]
-    return hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
+    return _digest([TRAINING_CODE_VERSION] + [_config_view(r) for r in runs if r.seed == 0])
+
+
+def run_digests(runs: list[RunSpec]) -> dict[str, str]:
+    """Run name -> a digest of its configs, the training code's version and the digest of the run
+    whose encoder it reuses: a changed autoencoder makes the classifiers built on it stale too."""
+    digests: dict[str, str] = {}
+    for run in (r for r in runs if r.seed == 0):  # autoencoders come before their classifiers
+        digests[run.name] = _digest([TRAINING_CODE_VERSION, _config_view(run), digests.get(run.encoder_from)])
+    return digests
+
+
+def _supersede(root: Path, names: list[str], old_configs: str) -> Path:
+    """Move the folders of `names`, in every seed, to RUNS/superseded/<old digest>/: they are
+    retrained, and nothing finished is deleted. A rename is atomic, so a kill loses nothing."""
+    shelf = root / "superseded" / old_configs
+    for seed_dir in sorted(p for p in root.glob("seed*") if p.is_dir()):
+        for name in names:
+            if (seed_dir / name).exists():
+                target = shelf / seed_dir.name / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                suffix = 1
+                while target.exists():  # superseded twice under the same digest: keep both
+                    target, suffix = shelf / seed_dir.name / f"{name}.{suffix}", suffix + 1
+                (seed_dir / name).rename(target)
+    return shelf
 
 
 def machine_info() -> dict:
@@ -120,27 +151,28 @@ def machine_info() -> dict:
 
 def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: bool = False, data_dir=None,
               max_epochs: int | None = None, patience: int | None = None, device: str = "auto",
-              overview=None) -> dict:
-    """Run (or resume) every planned run; returns the reproduction record."""
+              overview=None, rerun_changed: bool = False, log=None) -> dict:
+    """Run (or resume) every planned run; returns the reproduction record. With `rerun_changed`, a
+    folder whose recipe changed since keeps its unchanged runs and retrains the others."""
     from fmnist_edge.train.loop import Diverged, Trainer
 
     root = Path(root)
     runs = plan(seeds, recipe, quick, max_epochs, patience)
     settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience,
                 "configs": configs_fingerprint(runs)}
+    digests = run_digests(runs)
     plan_path = root / "plan.json"
     if plan_path.is_file():
         before = json.loads(plan_path.read_text())
-        changed = [k for k, v in settings.items() if before.get(k) != v]
-        if "configs" not in before:
-            raise FmnistEdgeError(f"{root} holds a reproduction made by an earlier version of fmnist-edge, whose "
-                                  "recipes differ; use another --out")
-        if changed:  # finished runs would be skipped and silently mixed with runs of other settings
-            raise FmnistEdgeError(f"{root} holds a reproduction with other settings "
-                                  f"({', '.join(f'{k}={before.get(k)}' for k in changed)}); use another --out")
         seeds = max(seeds, before.get("seeds", seeds))
+        stale = _stale_runs(root, before, settings, digests, rerun_changed)
+        if stale:
+            shelf = _supersede(root, stale, before["configs"])
+            if log:
+                log(f"retraining {len(stale)} run(s) per seed whose configs changed: {', '.join(stale)} "
+                    f"(the old ones are in {shelf})")
     write_json(plan_path, {**settings, "seeds": seeds, "data_dir": str(data_dir) if data_dir else None,
-                           "runs": [r.name for r in runs if r.seed == 0]})
+                           "runs": [r.name for r in runs if r.seed == 0], "run_configs": digests})
     record_path = root / "reproduction.json"
     started = time.perf_counter()
     previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
@@ -176,6 +208,27 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     record = _record(seeds, recipe, quick, spent + time.perf_counter() - started)
     write_json(record_path, record)
     return record
+
+
+def _stale_runs(root: Path, before: dict, settings: dict, digests: dict[str, str], rerun_changed: bool) -> list[str]:
+    """The runs of an existing folder to retrain ([] when it matches the plan), or a refusal:
+    finished runs would otherwise be skipped and silently mixed with runs of other settings."""
+    if "configs" not in before:
+        raise FmnistEdgeError(f"{root} holds a reproduction made by an earlier version of fmnist-edge, whose "
+                              "recipes differ; use another --out")
+    changed = [k for k, v in settings.items() if before.get(k) != v]
+    if not changed:
+        return []
+    if changed != ["configs"]:  # another recipe, --quick or epoch budget: every run differs
+        raise FmnistEdgeError(f"{root} holds a reproduction with other settings "
+                              f"({', '.join(f'{k}={before.get(k)}' for k in changed)}); use another --out")
+    if not rerun_changed:
+        raise FmnistEdgeError(f"{root} holds a reproduction with other settings (configs={before['configs']}): "
+                              "--rerun-changed retrains just the changed runs, or use another --out")
+    if "run_configs" not in before:
+        raise FmnistEdgeError(f"{root}: its plan.json predates per-run digests, so the changed runs cannot be "
+                              "told apart; use another --out")
+    return [name for name, digest in digests.items() if before["run_configs"].get(name) != digest]
 
 
 def _state(folder: Path) -> str:
