@@ -101,6 +101,14 @@ def test_classifier_learning_rate_defaults_to_the_recipe(cli, tmp_path, args, lr
     assert saved["lr"] == pytest.approx(lr)
 
 
+@pytest.mark.parametrize("flag, calibrated", [([], True), (["--no-calibrate-init"], False)])
+def test_case_4_is_calibrated_by_the_recipe_unless_told_not_to(cli, tmp_path, flag, calibrated):
+    result = cli("train", "classifier", "--case", "4", "--n", "8", "--out", "clf", *flag, *FAST)
+    assert result.exit_code == 0, result.output
+    saved = torch.load(tmp_path / "clf" / "model.pt", weights_only=True)["train_config"]
+    assert saved["calibrate_init"] is calibrated
+
+
 def test_evaluate_json(cli, trained_ae, tmp_path):
     result = cli("evaluate", trained_ae, "--json")
     assert result.exit_code == 0, result.output

@@ -565,6 +565,15 @@ def test_case_4_with_calibration_keeps_the_calibrated_frozen_encoder(tmp_path, f
     assert result.metrics["dead_latent_units"] == 0
 
 
+def test_best_recipe_calibrates_case_4_and_smooths_labels_only_for_trained_encoders():
+    def recipe(case, kind="best"):
+        return apply_recipe(TrainConfig(recipe=kind), ModelConfig("classifier", n=16, dropout=0.1, case=case))
+
+    assert [recipe(case).calibrate_init for case in (1, 2, 3, 4)] == [False, False, False, True]
+    assert [recipe(case).label_smoothing for case in (1, 2, 3, 4)] == [0.1, 0.0, 0.1, 0.0]
+    assert not recipe(4, "paper").calibrate_init and recipe(4, "paper").label_smoothing == 0.0
+
+
 def test_calibration_is_refused_for_a_pretrained_encoder(tmp_path, fake_data_dir, tiny_autoencoder):
     with pytest.raises(FmnistEdgeError, match="for classifier cases 3 and 4"):
         ae_trainer(tmp_path / "run", fake_data_dir, ModelConfig("classifier", n=16, dropout=0.1, case=1),

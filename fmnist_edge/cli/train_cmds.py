@@ -55,14 +55,16 @@ Temperature = Annotated[Optional[float], typer.Option(
     show_default=False)]
 
 
-CalibrateInit = Annotated[bool, typer.Option(
-    "--calibrate-init", help="Cases 3 and 4: set the random encoder's biases from 1,000 unlabelled training "
-                             "images so that every unit is active on half of them (weights stay random).")]
+CalibrateInit = Annotated[Optional[bool], typer.Option(
+    "--calibrate-init/--no-calibrate-init",
+    help="Cases 3 and 4: set the random encoder's biases from 1,000 unlabelled training images so that every unit "
+         "is active on half of them; weights stay random (default: the recipe's; best: on for case 4).",
+    show_default=False)]
 
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
-             distill=None, temperature=None, calibrate_init=False):
+             distill=None, temperature=None, calibrate_init=None):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
@@ -77,7 +79,8 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.dropout_off_last = dropout_off_last
     if revive_every is not None:
         train_cfg.revive_every = revive_every
-    train_cfg.calibrate_init = calibrate_init
+    if calibrate_init is not None:
+        train_cfg.calibrate_init = calibrate_init
     if teacher is None and (distill is not None or temperature is not None):
         raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
@@ -184,7 +187,7 @@ def register(app: typer.Typer) -> None:
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = None,
-        temperature: Temperature = None, calibrate_init: CalibrateInit = False,
+        temperature: Temperature = None, calibrate_init: CalibrateInit = None,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
