@@ -20,7 +20,7 @@ Dropout = Annotated[float, typer.Option("--dropout", "-p", help="Dropout probabi
 Optimizer = Annotated[str, typer.Option(help="adam or sgd.")]
 Lr = Annotated[float, typer.Option("--lr", help="Learning rate.")]
 ClassifierLr = Annotated[Optional[float], typer.Option(
-    "--lr", help="Learning rate (default: the recipe's; best: 3e-3, or 1e-2 with a frozen encoder; paper: 1e-3).",
+    "--lr", help="Learning rate (default: the recipe's; best: 3e-3, or 3e-2 with a frozen encoder; paper: 1e-3).",
     show_default=False)]
 BatchSize = Annotated[int, typer.Option(help="Training batch size.")]
 MaxEpochs = Annotated[int, typer.Option(help="Upper bound on epochs; early stopping usually ends sooner.")]

@@ -129,10 +129,12 @@ def recipe_lr(recipe: str, model_cfg: ModelConfig) -> float:
 
     The report's 1e-3 under-trains the classifier in 30 epochs (train accuracy stays below
     validation accuracy); measured on case 1, 3e-3 with the cosine schedule gained 0.6 points.
-    A frozen encoder leaves only the linear head to learn, from small fixed features: 1e-2."""
+    A frozen encoder leaves only the linear head to learn, from fixed features: 3e-2, which
+    converges in 30 epochs where 1e-2 did not on case 4 (+0.8 points of validation accuracy over
+    3 seeds; case 2 the same either way)."""
     if recipe != "best" or model_cfg.kind == "autoencoder":
         return 1e-3
-    return 1e-2 if model_cfg.frozen_encoder else 3e-3
+    return 3e-2 if model_cfg.frozen_encoder else 3e-3
 
 
 def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:

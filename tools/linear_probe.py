@@ -1,0 +1,70 @@
+"""The best a linear head can do on an encoder's features: a converged logistic regression.
+
+Cases 2 and 4 train Linear(n, 10) on a frozen encoder. This fits the same head to convergence
+(L-BFGS on the whole training set, features standardised, a tiny L2 penalty) so that a run's
+test accuracy can be read against the ceiling of its features.
+
+    python tools/linear_probe.py runs/reproduction3/seed0/ae-p0.1/model.pt [more checkpoints]
+
+Each checkpoint is an autoencoder or a classifier (its encoder is used). Trains on all 60,000
+training images (the head has no hyper-parameter left to choose on validation) and prints
+train and test accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fmnist_edge.idx import load_split
+from fmnist_edge.train.checkpoint import load_model
+
+
+@torch.no_grad()
+def features(encoder: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
+    return torch.cat([encoder(x[i:i + 2000]) for i in range(0, len(x), 2000)])
+
+
+def fit_head(train: torch.Tensor, labels: torch.Tensor, iterations: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = torch.zeros(train.shape[1], 10, requires_grad=True)
+    bias = torch.zeros(10, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=iterations, history_size=50,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(train @ weight + bias, labels) + 1e-5 * (weight ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return weight.detach(), bias.detach()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    train_split, test_split = load_split("train", args.data_dir), load_split("test", args.data_dir)
+    y_train = torch.from_numpy(train_split.labels.astype(np.int64))
+    y_test = torch.from_numpy(test_split.labels.astype(np.int64))
+    for path in args.checkpoints:
+        model, _ = load_model(path)
+        encoder = model.encoder.eval()
+        f_train, f_test = features(encoder, train_split.images), features(encoder, test_split.images)
+        mean, std = f_train.mean(0), f_train.std(0) + 1e-6
+        f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
+        weight, bias = fit_head(f_train, y_train)
+        train_acc = ((f_train @ weight + bias).argmax(1) == y_train).float().mean().item()
+        test_acc = ((f_test @ weight + bias).argmax(1) == y_test).float().mean().item()
+        print(f"{path}: linear probe train {train_acc:.4f}, test {test_acc:.4f}")
+
+
+if __name__ == "__main__":
+    main()
