@@ -111,6 +111,13 @@ def test_random_bytes(tmp_path):
     refused(tmp_path / "r.pt", "not a readable PyTorch checkpoint|not a plain-data checkpoint")
 
 
+def test_a_text_file_is_named_as_such_not_given_torchs_advice(tmp_path):
+    (tmp_path / "notes.pt").write_text("epoch 3: loss 0.2\n")
+    with pytest.raises(ModelError) as info:
+        checkpoint.load_raw(tmp_path / "notes.pt")
+    assert str(info.value) == f"{tmp_path / 'notes.pt'}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle)"
+
+
 def test_empty_file(tmp_path):
     (tmp_path / "e.pt").write_bytes(b"")
     refused(tmp_path / "e.pt", "not a readable PyTorch checkpoint")

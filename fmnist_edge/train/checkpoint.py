@@ -43,12 +43,30 @@ def _torch_save(payload: dict, tmp: Path) -> None:
             raise
 
 
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's archive; the zip-less legacy format
+
+
+def _check_magic(path: Path) -> None:
+    """Refuse a file that is neither format torch.load reads, before torch's message (advice
+    about weights_only) can stand in for "this is a text file"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read it ({exc.strerror})") from None
+    if not head:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint (empty file)")
+    if head != ZIP_MAGIC and not head.startswith(PICKLE_MAGIC):
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle)")
+
+
 def load_raw(path: str | Path) -> dict:
     """The checkpoint's dict. Refuses anything that is not an fmnist-edge checkpoint, and
     never runs pickled code (weights_only=True)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint")
+    _check_magic(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
