@@ -221,7 +221,7 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
     for run in runs:  # the recipe as it was when runs/reproduction3 was planned
         run.train_cfg.calibrate_init = False
         if run.model_cfg.kind == "classifier" and run.model_cfg.frozen_encoder:
-            run.train_cfg.label_smoothing = 0.1
+            run.train_cfg.label_smoothing, run.train_cfg.lr = 0.1, 1e-2
     before_the_fields = reproduce._digest([reproduce.TRAINING_CODE_VERSION] + [
         [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
                                        if k != "seed" and k not in ADDED_FIELDS}] for r in runs if r.seed == 0])

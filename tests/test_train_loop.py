@@ -260,6 +260,7 @@ def encoder_weights(state: dict) -> dict:
 def test_classifier_cases(tmp_path, fake_data_dir, tiny_autoencoder, case):
     model_cfg = ModelConfig("classifier", n=16, dropout=0.1, case=case)
     train_cfg = apply_recipe(TrainConfig(max_epochs=1, recipe="best"), model_cfg)  # as the CLI does
+    train_cfg.calibrate_init = False  # it sets case 4's biases once, before training: tested on its own
     kw = {"encoder_ckpt": tiny_autoencoder} if case in (1, 2) else {}
     trainer = Trainer(model_cfg, train_cfg, tmp_path / "run", data_dir=fake_data_dir, device="cpu",
                       quiet=True, **kw)
