@@ -182,6 +182,18 @@ def test_rerun_changed_retrains_only_the_changed_runs_and_keeps_the_old_ones(qui
     assert again.exit_code == 0 and "running" not in again.stdout
 
 
+def test_frozen_heads_use_their_whole_budget_unless_patience_is_given():
+    pytest.importorskip("torch")
+    from fmnist_edge.train.reproduce import plan
+
+    def patience(runs):
+        return {r.name: r.train_cfg.patience for r in runs if r.name.startswith("clf")}
+
+    assert patience(plan(1, "best")) == {"clf-case1": 6, "clf-case2": 30, "clf-case3": 6, "clf-case4": 30}
+    assert set(patience(plan(1, "paper")).values()) == {6}  # the report's recipe stops early everywhere
+    assert set(patience(plan(1, "best", patience=4)).values()) == {4}
+
+
 def test_a_changed_encoder_makes_the_classifiers_on_it_stale():
     pytest.importorskip("torch")
     from fmnist_edge.train.reproduce import TRANSFER_ENCODER, plan, run_digests
@@ -221,7 +233,7 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
     for run in runs:  # the recipe as it was when runs/reproduction3 was planned
         run.train_cfg.calibrate_init = False
         if run.model_cfg.kind == "classifier" and run.model_cfg.frozen_encoder:
-            run.train_cfg.label_smoothing, run.train_cfg.lr = 0.1, 1e-2
+            run.train_cfg.label_smoothing, run.train_cfg.lr, run.train_cfg.patience = 0.1, 1e-2, 6
     before_the_fields = reproduce._digest([reproduce.TRAINING_CODE_VERSION] + [
         [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
                                        if k != "seed" and k not in ADDED_FIELDS}] for r in runs if r.seed == 0])
