@@ -83,8 +83,8 @@ def register(app: typer.Typer) -> None:
             for name, f in result["models"].items():
                 table.add_row(name, fmt(f.get("max_abs_diff_vs_torch"), ".2e"),
                               fmt(f.get("top1_agreement_vs_torch"), ".2%"), fmt(f.get("accuracy"), ".4f"),
-                              fmt(f.get("accuracy_mirror_averaged"), ".4f"), fmt(f.get("accuracy_drop_pp"), ".2f"), fmt(f.get("top1_agreement_vs_fp32"), ".2%"),
-                              fmt(f.get("reconstruction_mse"), ".5f"))
+                              fmt(f.get("accuracy_mirror_averaged"), ".4f"), fmt(f.get("accuracy_drop_pp"), ".2f"),
+                              fmt(f.get("top1_agreement_vs_fp32"), ".2%"), fmt(f.get("reconstruction_mse"), ".5f"))
             Console(width=None if Console().is_terminal else 130).print(table)
         if result["failures"]:
             raise FmnistEdgeError("; ".join(result["failures"]))
