@@ -587,6 +587,18 @@ def test_validate_passes_a_good_export(run, export_dir, full_test_split):
     assert format(accuracy, ".4f") in result.stdout  # the same figure export measured
 
 
+def test_validate_reports_the_accuracy_that_classify_tta_gives(export_dir, full_test_split):
+    from fmnist_edge.export.validate import validate_folder
+    from fmnist_edge.idx import load_split
+    from fmnist_edge.runtime import FashionClassifier
+
+    figures = validate_folder(export_dir, data_dir=full_test_split)["models"]["classifier.onnx"]
+    test = load_split("test", full_test_split)
+    images = (test.images.astype(np.float32) / 255.0)[:, None]
+    averaged = FashionClassifier.load(export_dir).probabilities(images, batch_size=1000, tta=True)
+    assert figures["accuracy_mirror_averaged"] == float((averaged.argmax(1) == test.labels).mean())
+
+
 def test_validate_refuses_an_altered_model(run, export_copy, full_test_split):
     path = export_copy / "classifier.onnx"
     data = bytearray(path.read_bytes())
