@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.idx import load_split
 from fmnist_edge.train.checkpoint import load_model
-
-
-@torch.no_grad()
-def features(encoder: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)[:, None]
-    return torch.cat([encoder(x[i:i + 2000]) for i in range(0, len(x), 2000)])
+from fmnist_edge.train.data import load_test, to_tensors
+from fmnist_edge.train.loop import encoded
 
 
 def fit_head(train: torch.Tensor, labels: torch.Tensor, iterations: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,20 +47,22 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
-    train_split, test_split = load_split("train", args.data_dir), load_split("test", args.data_dir)
-    y_train = torch.from_numpy(train_split.labels.astype(np.int64))
-    y_test = torch.from_numpy(test_split.labels.astype(np.int64))
+    train_split = load_split("train", args.data_dir)
+    train, test = to_tensors(train_split.images, train_split.labels), load_test(args.data_dir)
     for path in args.checkpoints:
         model, _ = load_model(path)
         encoder = model.encoder.eval()
-        f_train, f_test = features(encoder, train_split.images), features(encoder, test_split.images)
+        f_train, f_test = encoded(encoder, train).images, encoded(encoder, test).images
         mean, std = f_train.mean(0), f_train.std(0) + 1e-6
         f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
-        weight, bias = fit_head(f_train, y_train)
-        train_acc = ((f_train @ weight + bias).argmax(1) == y_train).float().mean().item()
-        test_acc = ((f_test @ weight + bias).argmax(1) == y_test).float().mean().item()
+        weight, bias = fit_head(f_train, train.labels)
+        train_acc = ((f_train @ weight + bias).argmax(1) == train.labels).float().mean().item()
+        test_acc = ((f_test @ weight + bias).argmax(1) == test.labels).float().mean().item()
         print(f"{path}: linear probe train {train_acc:.4f}, test {test_acc:.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except FmnistEdgeError as exc:
+        raise SystemExit(f"linear_probe: error: {exc}") from None

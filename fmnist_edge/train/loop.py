@@ -51,6 +51,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
+@torch.no_grad()
+def encoded(encoder: nn.Module, data: Tensors, device: str = "cpu") -> Tensors:
+    """`data` with its images replaced by `encoder`'s features (on the CPU), 1,000 at a time."""
+    return Tensors(torch.cat([encoder(data.images[i:i + 1000].to(device)).cpu()
+                              for i in range(0, len(data), 1000)]), data.labels)
+
+
 def run_state(run_dir: Path) -> str:
     """'finished', 'partial' (a resumable last.pt) or 'new'."""
     if (run_dir / checkpoint.MODEL_FILE).is_file():
@@ -266,13 +273,7 @@ class Trainer:
         if not (self.model_cfg.frozen_encoder and not self.cfg.augment):
             return self.model, train, val
         encoder = self.model.encoder
-
-        @torch.no_grad()
-        def features(data: Tensors) -> Tensors:
-            return Tensors(torch.cat([encoder(data.images[i:i + 1000].to(self.device)).cpu()
-                                      for i in range(0, len(data), 1000)]), data.labels)
-
-        return self.model.head, features(train), features(val)
+        return self.model.head, encoded(encoder, train, self.device), encoded(encoder, val, self.device)
 
     def _train_epoch(self, step_module: nn.Module, train: Tensors, val: Tensors, objective, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
