@@ -124,16 +124,7 @@ def test_report_on_the_finished_seeds_of_a_running_reproduction(quick, tmp_path)
 def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     shutil.copytree(quick["runs"], runs)
-    from fmnist_edge.train import config
-
-    real = config.apply_recipe
-
-    def newer_recipe(cfg, model_cfg):  # as if a later version changed what "best" means
-        cfg = real(cfg, model_cfg)
-        cfg.label_smoothing = 0.2 if model_cfg.kind == "classifier" else cfg.label_smoothing
-        return cfg
-
-    monkeypatch.setattr("fmnist_edge.train.reproduce.apply_recipe", newer_recipe)
+    _frozen_heads_without_smoothing(monkeypatch)  # as if a later version changed what "best" means
     result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
                                       "--device", "cpu", "--no-report"])
     refused(result, "other settings (configs=", "use another --out")
