@@ -135,14 +135,45 @@ def test_training_killed_mid_epoch_resumes_to_the_same_run(tmp_path, fake_data_d
 
 
 # -- reproduce killed mid-way ----------------------------------------------------------------
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.torch
-def test_reproduce_killed_midway_does_not_redo_finished_runs(tmp_path, fake_data_dir):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reproduce_killed_midway_does_not_redo_finished_runs(tmp_path, fake_data_dir, jobs):
+    """With --jobs 2 the workers outlive a SIGKILLed parent only long enough to save their
+    resume points: none of them trains on beside the reproduction that resumes."""
     pytest.importorskip("torch")
     root = tmp_path / "repro"
-    args = ["reproduce", "--quick", "--no-report", "--out", root, "--data-dir", fake_data_dir, "--device", "cpu"]
+    args = ["reproduce", "--quick", "--no-report", "--out", root, "--data-dir", fake_data_dir, "--device", "cpu",
+            "--jobs", jobs]
     proc = start(*args)
     wait_for(lambda: len(list(root.glob("seed0/*/model.pt"))) >= 3, proc)
+    workers = children(proc.pid)
     kill(proc)
+    if jobs > 1:
+        assert len(workers) >= 2  # the two workers (and multiprocessing's resource tracker)
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers), "a worker kept running after its parent was killed"
     finished = {p: p.stat().st_mtime_ns for p in root.glob("seed0/*/model.pt")}
     assert 3 <= len(finished) < 14
 

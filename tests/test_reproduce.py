@@ -101,6 +101,36 @@ def test_second_reproduce_skips_finished_runs(quick):
 
 
 @pytest.mark.torch
+def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(quick, tmp_path):
+    """--jobs 2: every run in a worker process with its share of the cores; with one thread each,
+    as the sequential fixture has, every run computes the same numbers, and a classifier starts
+    only once the autoencoder whose encoder it reuses is finished."""
+    from fmnist_edge.train.jobs import threads_per_job
+
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
+                                      "--device", "cpu", "--no-report", "--jobs", "2"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines.index("seed 0 clf-case1: running") > next(i for i, l in enumerate(lines)
+                                                             if l.startswith("seed 0 ae-p0.1: done"))
+    record = json.loads((runs / "reproduction.json").read_text())
+    assert record["jobs"] == 2 and record["machine"]["torch_threads"] == threads_per_job(2)
+    exact = threads_per_job(2) == 1
+    for name in RUN_NAMES:
+        ours = json.loads((runs / "seed0" / name / "metrics.json").read_text())
+        theirs = json.loads((quick["runs"] / "seed0" / name / "metrics.json").read_text())
+        for key in ("test_mse", "test_accuracy", "best_val_loss", "epochs"):
+            if key in theirs:
+                assert ours[key] == (theirs[key] if exact else pytest.approx(theirs[key], rel=1e-3)), (name, key)
+    from fmnist_edge.train.report import render_markdown
+
+    summary = json.loads((quick["runs"] / "report" / "summary.json").read_text())
+    assert "runs at a time" not in render_markdown(summary)
+    assert "threads per run, 2 runs at a time)" in render_markdown({**summary, "jobs": 2})
+
+
+@pytest.mark.torch
 def test_report_on_the_finished_seeds_of_a_running_reproduction(quick, tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(quick["runs"], runs)

@@ -21,6 +21,9 @@ Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or
 RerunChanged = Annotated[bool, typer.Option(
     "--rerun-changed", help="In a folder made with an earlier recipe, retrain only the runs whose configs changed "
                             "(and the classifiers on a changed encoder); their old folders move to OUT/superseded/.")]
+Jobs = Annotated[int, typer.Option(
+    "--jobs", min=1, help="Runs trained side by side, each in its own process with an equal share of the cores "
+                          "(a run that reuses an encoder waits for it). On a small CPU, one job per core is fastest.")]
 Report = Annotated[bool, typer.Option("--report/--no-report", help="Write the report into OUT/report afterwards.")]
 
 
@@ -31,6 +34,7 @@ def register(app: typer.Typer) -> None:
         out: RunsDir = Path("runs/reproduction"), seeds: Seeds = 1, quick: Quick = False, recipe: Recipe = "best",
         max_epochs: MaxEpochs = None, patience: Patience = None, device: Device = "auto",
         data_dir: DataDir = None, report: Report = True, rerun_changed: RerunChanged = False,
+        jobs: Jobs = 1,
     ):
         """Table I's ten autoencoder runs and the four classifier cases, per seed, then the report."""
         from fmnist_edge.errors import FmnistEdgeError
@@ -44,7 +48,7 @@ def register(app: typer.Typer) -> None:
         with Overview(root=out) as overview:
             record = reproduce(out, seeds=seeds, recipe=recipe, quick=quick, data_dir=data_dir,
                                max_epochs=max_epochs, patience=patience, device=device, overview=overview,
-                               rerun_changed=rerun_changed, log=lambda msg: typer.echo(msg, err=True))
+                               rerun_changed=rerun_changed, jobs=jobs, log=lambda msg: typer.echo(msg, err=True))
         typer.echo(f"reproduction in {out}: {record['wall_time_s'] / 60:.1f} min of training in all")
         if report:
             _report(out, out / "report", data_dir)

@@ -214,7 +214,7 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
 
     summary = {
         "runs_dir": str(root.resolve()), "seeds": seeds, "recipe": plan_info.get("recipe", record.get("recipe")),
-        "quick": quick, "wall_time_s": record.get("wall_time_s"),
+        "quick": quick, "wall_time_s": record.get("wall_time_s"), "jobs": record.get("jobs", 1),
         "seed_training_time_s": seed_training_times(runs, seeds), "machine": record.get("machine"),
         "autoencoder": autoencoders, "classifier": classifiers, "pca_mse": pca, "pca": pca_what,
         "findings": findings, "figures": [{"file": f, "caption": c} for f, c in figs], "notes": notes,
@@ -290,7 +290,8 @@ def render_markdown(s: dict) -> str:
         + ("; **quick** (small subset: a smoke test, not a result)" if s["quick"] else "") + ".",
         f"Wall time of the reproduction: {_num(wall and wall / 60, '.1f')} min"
         + (f" on {machine.get('processor')} ({machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, "
-           f"{machine.get('torch_threads')} threads)" if machine else "") + ".",
+           f"{machine.get('torch_threads')} threads" + (f" per run, {s['jobs']} runs at a time" if s.get("jobs", 1) > 1
+                                                          else "") + ")" if machine else "") + ".",
         "Test numbers are on the test set, never used for early stopping; ± is the sample standard "
         "deviation over seeds.", "",
     ]

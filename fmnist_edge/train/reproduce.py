@@ -154,11 +154,11 @@ def machine_info() -> dict:
 
 def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: bool = False, data_dir=None,
               max_epochs: int | None = None, patience: int | None = None, device: str = "auto",
-              overview=None, rerun_changed: bool = False, log=None) -> dict:
-    """Run (or resume) every planned run; returns the reproduction record. With `rerun_changed`, a
-    folder whose recipe changed since keeps its unchanged runs and retrains the others."""
-    from fmnist_edge.train.loop import Diverged, Trainer
-
+              overview=None, rerun_changed: bool = False, log=None, jobs: int = 1) -> dict:
+    """Run (or resume) every planned run, `jobs` at a time; returns the reproduction record. With
+    `rerun_changed`, a folder whose recipe changed since keeps its unchanged runs and retrains the others."""
+    if jobs < 1:
+        raise FmnistEdgeError(f"--jobs must be at least 1, got {jobs}")
     root = Path(root)
     runs = plan(seeds, recipe, quick, max_epochs, patience)
     settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience,
@@ -183,34 +183,61 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     statuses = {(r.seed, r.name): _state(r.folder(root)) for r in runs}
     if overview:
         overview.start(runs, statuses)
-    for run in runs:
-        folder = run.folder(root)
-        state = _state(folder)
-        if state in ("finished", "diverged"):
-            continue
+    todo = [r for r in runs if statuses[(r.seed, r.name)] not in ("finished", "diverged")]
+
+    def started_run(run: RunSpec) -> None:
         if overview:
             overview.running(run)
-        encoder = run.folder(root).parent / run.encoder_from / "model.pt" if run.encoder_from else None
-        if encoder is not None and not encoder.is_file():  # its autoencoder diverged: nothing to transfer
-            if overview:
-                overview.finished(run, "skipped", 0.0)
-            continue
-        t0 = time.perf_counter()
-        try:
-            Trainer(run.model_cfg, replace(run.train_cfg), folder, data_dir=data_dir, encoder_ckpt=encoder,
-                    resume=state == "partial", device=device, quiet=True).run()
-            outcome = "done"
-        except Diverged as exc:
-            # A diverging configuration (lr 1e-2 may) is a finding, not a crash: record it, go on.
-            write_json(folder / "diverged.json", {"message": str(exc)})
-            outcome = "diverged"
+
+    def finished_run(run: RunSpec, outcome: str, seconds: float) -> None:
         if overview:
-            overview.finished(run, outcome, time.perf_counter() - t0)
-        record = _record(seeds, recipe, quick, spent + time.perf_counter() - started)
-        write_json(record_path, record)  # after every run, so a kill loses no accounting
-    record = _record(seeds, recipe, quick, spent + time.perf_counter() - started)
+            overview.finished(run, outcome, seconds)
+        # after every run, so a kill loses no accounting
+        write_json(record_path, _record(seeds, recipe, quick, spent + time.perf_counter() - started, jobs))
+
+    if jobs == 1:
+        for run in todo:
+            started_run(run)
+            t0 = time.perf_counter()
+            finished_run(run, train_run(run, root, data_dir, device), time.perf_counter() - t0)
+    else:
+        from fmnist_edge.train.jobs import run_in_processes
+
+        run_in_processes(sorted(todo, key=_priority(todo)), jobs, key=lambda r: (r.seed, r.name),
+                         needs=lambda r: (r.seed, r.encoder_from) if r.encoder_from else None,
+                         target=train_run, args=lambda r: (r, root, data_dir, device),
+                         on_start=started_run, on_finish=finished_run)
+    record = _record(seeds, recipe, quick, spent + time.perf_counter() - started, jobs)
     write_json(record_path, record)
     return record
+
+
+def train_run(run: RunSpec, root: Path, data_dir, device: str) -> str:
+    """Train (or resume) one planned run: "done", "diverged", or "skipped" when the autoencoder
+    whose encoder it needs diverged. Top-level, so that a worker process can be handed it."""
+    from fmnist_edge.train.loop import Diverged, Trainer
+
+    folder = run.folder(root)
+    encoder = folder.parent / run.encoder_from / "model.pt" if run.encoder_from else None
+    if encoder is not None and not encoder.is_file():  # its autoencoder diverged: nothing to transfer
+        return "skipped"
+    try:
+        Trainer(run.model_cfg, replace(run.train_cfg), folder, data_dir=data_dir, encoder_ckpt=encoder,
+                resume=_state(folder) == "partial", device=device, quiet=True).run()
+        return "done"
+    except Diverged as exc:
+        # A diverging configuration (lr 1e-2 may) is a finding, not a crash: record it, go on.
+        write_json(folder / "diverged.json", {"message": str(exc)})
+        return "diverged"
+
+
+def _priority(todo: list[RunSpec]):
+    """Order for parallel runs: seed by seed; within a seed, the encoder others wait for first,
+    then the long classifiers whose encoder trains, so that no long run is left to finish alone."""
+    needed = {(r.seed, r.encoder_from) for r in todo if r.encoder_from}
+    index = {id(r): i for i, r in enumerate(todo)}
+    return lambda r: (r.seed, (r.seed, r.name) not in needed,
+                      not (r.model_cfg.kind == "classifier" and not r.model_cfg.frozen_encoder), index[id(r)])
 
 
 def _stale_runs(root: Path, before: dict, settings: dict, digests: dict[str, str], rerun_changed: bool) -> list[str]:
@@ -240,6 +267,11 @@ def _state(folder: Path) -> str:
     return "diverged" if (folder / "diverged.json").is_file() else run_state(folder)
 
 
-def _record(seeds: int, recipe: str, quick: bool, wall: float) -> dict:
-    return {"seeds": seeds, "recipe": recipe, "quick": quick, "wall_time_s": round(wall, 1),
-            "machine": machine_info()}
+def _record(seeds: int, recipe: str, quick: bool, wall: float, jobs: int = 1) -> dict:
+    from fmnist_edge.train.jobs import threads_per_job
+
+    machine = machine_info()
+    if jobs > 1:
+        machine["torch_threads"] = threads_per_job(jobs)  # what each run used, not this process
+    return {"seeds": seeds, "recipe": recipe, "quick": quick, "wall_time_s": round(wall, 1), "jobs": jobs,
+            "machine": machine}

@@ -1,0 +1,93 @@
+"""Runs side by side in worker processes: dependencies respected, outcomes back in the parent, and
+a failing run stops the others the way Ctrl-C does (each saves its work) with one clear error."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fmnist_edge.errors import FmnistEdgeError
+
+pytestmark = pytest.mark.torch  # the workers set PyTorch's thread count
+
+
+def times_ten(value: int, folder: str) -> int:
+    """A worker's job: leaves a file behind, so the test can tell when it ran."""
+    (Path(folder) / f"{value}.done").write_text(str(time.time()))
+    return value * 10
+
+
+def fail_or_wait(value: int, folder: str) -> int:
+    """Item 2 fails at once; item 1 runs until interrupted and then saves, as a Trainer does."""
+    (Path(folder) / f"{value}.started").touch()
+    if value == 2:
+        time.sleep(1.0)  # item 1 is surely running by then
+        raise FmnistEdgeError("item 2 is broken")
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        (Path(folder) / f"{value}.saved").write_text("resume point")
+        raise FmnistEdgeError("interrupted") from None
+    return value
+
+
+def _run(items, target, folder, needs=lambda i: None):
+    from fmnist_edge.train.jobs import run_in_processes
+
+    events = []
+    run_in_processes(items, 2, key=lambda i: i, needs=needs, target=target, args=lambda i: (i, str(folder)),
+                     on_start=lambda i: events.append(("start", i)),
+                     on_finish=lambda i, outcome, seconds: events.append(("finish", i, outcome)))
+    return events
+
+
+def test_runs_every_item_and_waits_for_what_an_item_needs(tmp_path):
+    # 3 needs 1, and 1 needs nothing; 2 and 4 are free.
+    events = _run([3, 1, 2, 4], times_ten, tmp_path, needs=lambda i: 1 if i == 3 else None)
+    finished = {e[1]: e[2] for e in events if e[0] == "finish"}
+    assert finished == {1: 10, 2: 20, 3: 30, 4: 40}
+    assert events.index(("start", 3)) > events.index(("finish", 1, 10))
+    assert all((tmp_path / f"{i}.done").is_file() for i in (1, 2, 3, 4))
+    # never more than two at once
+    active = peak = 0
+    for event in events:
+        active += 1 if event[0] == "start" else -1
+        peak = max(peak, active)
+    assert peak == 2
+
+
+def test_a_failing_run_interrupts_the_others_which_keep_their_work(tmp_path):
+    started = time.perf_counter()
+    with pytest.raises(FmnistEdgeError, match="item 2 is broken"):
+        _run([1, 2], fail_or_wait, tmp_path)
+    assert (tmp_path / "1.saved").read_text() == "resume point"
+    assert time.perf_counter() - started < 45  # item 1 was stopped, not waited for
+
+
+def test_an_item_waiting_for_itself_is_a_planning_error(tmp_path):
+    with pytest.raises(FmnistEdgeError, match="cycle"):
+        _run([1], times_ten, tmp_path, needs=lambda i: 1)
+
+
+def test_a_worker_whose_parent_is_killed_saves_and_stops(tmp_path):
+    """SIGKILL leaves the parent no chance to stop its workers: the kernel tells them (Linux)."""
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              f"from test_jobs import _run, fail_or_wait\n_run([1], fail_or_wait, {str(tmp_path)!r})\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "1.started").exists():
+            assert parent.poll() is None and time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.05)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "1.saved").exists():
+        assert time.monotonic() < deadline, "the orphaned worker was not interrupted"
+        time.sleep(0.05)
