@@ -36,7 +36,7 @@ def quick(tmp_path_factory, make_fake_data):
         data = make_fake_data(root / "data", 400, 200)
         runs = root / "runs"
         result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(data),
-                                          "--device", "cpu"])
+                                          "--device", "cpu", "--jobs", "1"])
         yield {"runs": runs, "data": data, "result": result, "root": root}
     finally:
         torch.set_num_threads(threads)
@@ -203,16 +203,20 @@ def test_rerun_changed_retrains_only_the_changed_runs_and_keeps_the_old_ones(qui
     assert again.exit_code == 0 and "running" not in again.stdout
 
 
-def test_frozen_heads_use_their_whole_budget_unless_patience_is_given():
+def test_best_classifiers_use_their_whole_budget_unless_patience_is_given():
     pytest.importorskip("torch")
     from fmnist_edge.train.reproduce import plan
 
-    def patience(runs):
-        return {r.name: r.train_cfg.patience for r in runs if r.name.startswith("clf")}
+    def budget(runs):
+        return {r.name: (r.train_cfg.max_epochs, r.train_cfg.patience, r.train_cfg.augment_shift)
+                for r in runs if r.name.startswith("clf")}
 
-    assert patience(plan(1, "best")) == {"clf-case1": 6, "clf-case2": 30, "clf-case3": 6, "clf-case4": 30}
-    assert set(patience(plan(1, "paper")).values()) == {6}  # the report's recipe stops early everywhere
-    assert set(patience(plan(1, "best", patience=4)).values()) == {4}
+    # trained encoders: 100 epochs of flips and 1-pixel shifts; frozen ones: 30 epochs on cached features
+    assert budget(plan(1, "best")) == {"clf-case1": (100, 100, 1), "clf-case2": (30, 30, 0),
+                                       "clf-case3": (100, 100, 1), "clf-case4": (30, 30, 0)}
+    assert set(budget(plan(1, "paper")).values()) == {(30, 6, 0)}  # the report's recipe stops early everywhere
+    assert {p for _, p, _ in budget(plan(1, "best", patience=4)).values()} == {4}
+    assert {e for e, _, _ in budget(plan(1, "best", max_epochs=7)).values()} == {7}
 
 
 def test_a_changed_encoder_makes_the_classifiers_on_it_stale():
@@ -255,6 +259,8 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
         run.train_cfg.calibrate_init = False
         if run.model_cfg.kind == "classifier" and run.model_cfg.frozen_encoder:
             run.train_cfg.label_smoothing, run.train_cfg.lr, run.train_cfg.patience = 0.1, 1e-2, 6
+        elif run.model_cfg.kind == "classifier":
+            run.train_cfg.augment_shift, run.train_cfg.max_epochs, run.train_cfg.patience = 0, 30, 6
     before_the_fields = reproduce._digest([reproduce.TRAINING_CODE_VERSION] + [
         [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
                                        if k != "seed" and k not in ADDED_FIELDS}] for r in runs if r.seed == 0])

@@ -21,9 +21,10 @@ Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or
 RerunChanged = Annotated[bool, typer.Option(
     "--rerun-changed", help="In a folder made with an earlier recipe, retrain only the runs whose configs changed "
                             "(and the classifiers on a changed encoder); their old folders move to OUT/superseded/.")]
-Jobs = Annotated[int, typer.Option(
-    "--jobs", min=1, help="Runs trained side by side, each in its own process with an equal share of the cores "
-                          "(a run that reuses an encoder waits for it). On a small CPU, one job per core is fastest.")]
+Jobs = Annotated[Optional[int], typer.Option(
+    "--jobs", min=1, show_default=False,
+    help="Runs trained side by side, each in its own process with an equal share of the cores (a classifier "
+         "waits for the autoencoder whose encoder it reuses). Default: one per core, at most 4; 1 on a GPU.")]
 Report = Annotated[bool, typer.Option("--report/--no-report", help="Write the report into OUT/report afterwards.")]
 
 
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         out: RunsDir = Path("runs/reproduction"), seeds: Seeds = 1, quick: Quick = False, recipe: Recipe = "best",
         max_epochs: MaxEpochs = None, patience: Patience = None, device: Device = "auto",
         data_dir: DataDir = None, report: Report = True, rerun_changed: RerunChanged = False,
-        jobs: Jobs = 1,
+        jobs: Jobs = None,
     ):
         """Table I's ten autoencoder runs and the four classifier cases, per seed, then the report."""
         from fmnist_edge.errors import FmnistEdgeError

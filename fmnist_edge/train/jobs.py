@@ -20,6 +20,21 @@ from fmnist_edge.errors import FmnistEdgeError
 GRACE_S = 120.0  # how long an interrupted run may take to save its resume point
 
 
+MAX_DEFAULT_JOBS = 4  # beyond this, more threads per run serve better than more runs at once
+
+
+def default_jobs(device: str) -> int:
+    """One run per core, up to MAX_DEFAULT_JOBS, on a CPU; on a GPU one run at a time."""
+    if device == "cuda":
+        return 1
+    if device == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_JOBS))
+
+
 def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
