@@ -23,15 +23,18 @@ def times_ten(value: int, folder: str) -> int:
 
 
 def fail_or_wait(value: int, folder: str) -> int:
-    """Item 2 fails at once; item 1 runs until interrupted and then saves, as a Trainer does."""
-    (Path(folder) / f"{value}.started").touch()
+    """Item 2 fails once item 1 runs; item 1 runs until interrupted and then saves, as a Trainer
+    does. Each file holds the time it was written."""
+    (Path(folder) / f"{value}.started").write_text(str(time.time()))
     if value == 2:
-        time.sleep(1.0)  # item 1 is surely running by then
+        deadline = time.time() + 120
+        while not (Path(folder) / "1.started").exists() and time.time() < deadline:
+            time.sleep(0.05)
         raise FmnistEdgeError("item 2 is broken")
     try:
         time.sleep(60)
     except KeyboardInterrupt:
-        (Path(folder) / f"{value}.saved").write_text("resume point")
+        (Path(folder) / f"{value}.saved").write_text(str(time.time()))
         raise FmnistEdgeError("interrupted") from None
     return value
 
@@ -62,11 +65,11 @@ def test_runs_every_item_and_waits_for_what_an_item_needs(tmp_path):
 
 
 def test_a_failing_run_interrupts_the_others_which_keep_their_work(tmp_path):
-    started = time.perf_counter()
-    with pytest.raises(FmnistEdgeError, match="item 2 is broken"):
+    with pytest.raises(FmnistEdgeError, match="^2: item 2 is broken$"):
         _run([1, 2], fail_or_wait, tmp_path)
-    assert (tmp_path / "1.saved").read_text() == "resume point"
-    assert time.perf_counter() - started < 45  # item 1 was stopped, not waited for
+    # item 1 saved on SIGINT, long before its 60 s were up: it was stopped, not waited for
+    ran_for = float((tmp_path / "1.saved").read_text()) - float((tmp_path / "1.started").read_text())
+    assert ran_for < 30
 
 
 def test_an_item_waiting_for_itself_is_a_planning_error(tmp_path):
@@ -80,7 +83,7 @@ def test_a_worker_whose_parent_is_killed_saves_and_stops(tmp_path):
               f"from test_jobs import _run, fail_or_wait\n_run([1], fail_or_wait, {str(tmp_path)!r})\n")
     parent = subprocess.Popen([sys.executable, "-c", script])
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # the worker imports PyTorch first
         while not (tmp_path / "1.started").exists():
             assert parent.poll() is None and time.monotonic() < deadline, "the worker never started"
             time.sleep(0.05)

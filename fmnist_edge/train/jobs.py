@@ -18,8 +18,6 @@ from typing import Callable, Hashable, Sequence
 from fmnist_edge.errors import FmnistEdgeError
 
 GRACE_S = 120.0  # how long an interrupted run may take to save its resume point
-
-
 MAX_DEFAULT_JOBS = 4  # beyond this, more threads per run serve better than more runs at once
 
 
@@ -42,10 +40,13 @@ def threads_per_job(jobs: int) -> int:
 def _worker(conn, threads: int, parent: int) -> None:
     """A worker process: runs `(target, args)` jobs from `conn` until it gets None, and sends back
     each one's outcome, or its error's first line. PyTorch is imported once per worker."""
-    _interrupt_when_orphaned(parent)
-    import torch
+    try:
+        _interrupt_when_orphaned(parent)
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
+    except KeyboardInterrupt:  # stopped while starting: nothing to save yet
+        return
     while True:
         try:
             job = conn.recv()
@@ -93,11 +94,13 @@ class _Worker:
 
 def run_in_processes(items: Sequence, jobs: int, key: Callable[[object], Hashable],
                      needs: Callable[[object], Hashable | None], target: Callable, args: Callable[[object], tuple],
-                     on_start: Callable[[object], None], on_finish: Callable[[object, object, float], None]) -> None:
+                     on_start: Callable[[object], None], on_finish: Callable[[object, object, float], None],
+                     label: Callable[[object], str] = str) -> None:
     """Run `target(*args(item))` for every item in `jobs` worker processes, an item only after the
     item it `needs` (by key; None or an item not in `items` means nothing to wait for) finished.
     `on_start(item)` and `on_finish(item, outcome, seconds)` are called in this process. A run
-    that fails stops the others (they save their resume point, as on Ctrl-C) and raises its error."""
+    that fails stops the others (they save their resume point, as on Ctrl-C) and raises its
+    error, prefixed with `label(item)`."""
     context = multiprocessing.get_context("spawn")
     waiting = list(items)
     unfinished = {key(item) for item in items}
@@ -129,7 +132,7 @@ def run_in_processes(items: Sequence, jobs: int, key: Callable[[object], Hashabl
                     status, value = "error", f"a training process died (exit status {worker.process.exitcode})"
                 item, worker.item = worker.item, None
                 if status == "error":
-                    raise FmnistEdgeError(value)
+                    raise FmnistEdgeError(f"{label(item)}: {value}")
                 unfinished.discard(key(item))
                 on_finish(item, value, time.perf_counter() - worker.started)
     finally:

@@ -215,7 +215,7 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
         run_in_processes(sorted(todo, key=_priority(todo)), jobs, key=lambda r: (r.seed, r.name),
                          needs=lambda r: (r.seed, r.encoder_from) if r.encoder_from else None,
                          target=train_run, args=lambda r: (r, root, data_dir, device),
-                         on_start=started_run, on_finish=finished_run)
+                         on_start=started_run, on_finish=finished_run, label=lambda r: f"seed {r.seed} {r.name}")
     record = _record(seeds, recipe, quick, spent + time.perf_counter() - started, jobs)
     write_json(record_path, record)
     return record
