@@ -16,17 +16,15 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import command_line, publish
+from benchlib import command_line, fmnist_edge_cli, publish
 
 
 def reproduce(folder: Path, jobs: int, epochs: int, data_dir: str | None) -> dict:
-    exe = Path(sys.executable).parent / "fmnist-edge"
-    cli = [str(exe)] if exe.is_file() else [sys.executable, "-m", "fmnist_edge"]
+    cli = fmnist_edge_cli()
     args = cli + ["reproduce", "--out", str(folder), "--seeds", "1", "--max-epochs", str(epochs), "--no-report",
                   "--jobs", str(jobs), "--device", "cpu"] + (["--data-dir", data_dir] if data_dir else [])
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from fmnist_edge.fileio import write_json, write_text
 
+from benchlib import fmnist_edge_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.3
 
@@ -63,8 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "runtime")
     args = parser.parse_args()
     model = args.model or default_model()
-    exe = Path(sys.executable).parent / "fmnist-edge"
-    cli = [str(exe)] if exe.is_file() else [sys.executable, "-m", "fmnist_edge"]
+    cli = fmnist_edge_cli()
     cli += ["classify", str(args.image), "--model", str(model)]
     with tempfile.TemporaryDirectory() as tmp:
         bare_script = Path(tmp) / "bare_classify.py"

@@ -14,6 +14,12 @@ def command_line() -> str:
     return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
+def fmnist_edge_cli() -> list[str]:
+    """The command that runs this environment's fmnist-edge: its console script, else `python -m`."""
+    exe = Path(sys.executable).parent / "fmnist-edge"
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "fmnist_edge"]
+
+
 def publish(out: Path | None, result: dict, text: str) -> None:
     """Print the Markdown; with --out, write OUT/results.json and OUT/results.md (atomically)."""
     print(text)

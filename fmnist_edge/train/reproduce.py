@@ -241,12 +241,12 @@ def train_run(run: RunSpec, root: Path, data_dir, device: str) -> str:
 
 
 def _priority(todo: list[RunSpec]):
-    """Order for parallel runs: seed by seed; within a seed, the encoder others wait for first,
-    then the long classifiers whose encoder trains, so that no long run is left to finish alone."""
+    """Sort key for parallel runs: seed by seed; within a seed, the encoder others wait for first,
+    then the long classifiers whose encoder trains, so that no long run is left to finish alone;
+    otherwise the plan's order (sorting is stable)."""
     needed = {(r.seed, r.encoder_from) for r in todo if r.encoder_from}
-    index = {id(r): i for i, r in enumerate(todo)}
     return lambda r: (r.seed, (r.seed, r.name) not in needed,
-                      not (r.model_cfg.kind == "classifier" and not r.model_cfg.frozen_encoder), index[id(r)])
+                      not (r.model_cfg.kind == "classifier" and not r.model_cfg.frozen_encoder))
 
 
 def _stale_runs(root: Path, before: dict, settings: dict, digests: dict[str, str], rerun_changed: bool) -> list[str]:
