@@ -360,6 +360,39 @@ def test_dropout_off_last_epochs_is_dropout_free_training(tmp_path, fake_data_di
     assert checkpoint.load_raw(half.model_path)["model_config"]["dropout"] == 0.5
 
 
+def test_denoising_masks_what_the_autoencoder_sees_and_targets_the_clean_image(tmp_path, fake_data_dir, monkeypatch):
+    seen_inputs, targets = [], []
+    original = Trainer._train_epoch
+
+    def spy(self, step_module, train, val, objective, progress):
+        def forward_hook(module, args):
+            seen_inputs.append(args[0].detach().clone())
+
+        def recording_objective(out, x, y):
+            targets.append(x.detach().clone())
+            return objective(out, x, y)
+
+        handle = step_module.register_forward_pre_hook(forward_hook)
+        try:
+            return original(self, step_module, train, val, recording_objective, progress)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(Trainer, "_train_epoch", spy)
+    ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=1, mask_inputs=0.3).run()
+    seen, clean = seen_inputs[0], targets[0]
+    lit = clean > 0
+    zeroed = (seen[lit] == 0).float().mean().item()
+    assert abs(zeroed - 0.3) < 0.05, zeroed  # about 30% of the image's pixels are masked ...
+    assert torch.equal(seen[seen > 0], clean[seen > 0])  # ... and the others are left as they were
+    assert not torch.equal(seen, clean)
+
+
+def test_mask_inputs_out_of_range_is_one_clear_error(tmp_path, fake_data_dir):
+    with pytest.raises(FmnistEdgeError, match="mask_inputs"):
+        ae_trainer(tmp_path / "run", fake_data_dir, mask_inputs=1.0).run()
+
+
 # -- dead latent units -----------------------------------------------------------------------
 
 def _kill_units(model, units):

@@ -80,6 +80,9 @@ class TrainConfig:
     # A random encoder's biases set from unlabelled training images, layer by layer, so that every
     # unit is active on half of them (no dead units, every feature informative); weights stay random.
     calibrate_init: bool = False
+    # Denoising (autoencoders): each input pixel is zeroed with this probability and the network
+    # learns to give back the clean image (masking noise, Vincent et al. 2010). 0 = off.
+    mask_inputs: float = 0.0
     # Knowledge distillation: a teacher checkpoint whose softened predictions (at `temperature`)
     # make up the `distill` fraction of the loss; the labels' cross-entropy the rest.
     teacher: str | None = None
@@ -104,6 +107,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--limit must be at least 1, got {self.limit}")
         if self.recipe not in RECIPES:
             raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if not (0.0 <= self.mask_inputs < 1.0):
+            raise FmnistEdgeError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
         if not (0.0 <= self.dropout_off_last <= 1.0):
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.ema < 1.0):

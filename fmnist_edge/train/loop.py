@@ -301,9 +301,12 @@ class Trainer:
             flipped = None
             if cfg.augment:
                 x, flipped = augment(x, self.aug_gen, cfg.augment_shift)
-            x, y = x.to(self.device), y.to(self.device)
+            seen = x
+            if cfg.mask_inputs and kind == "autoencoder":  # denoising: a masked input, the clean target
+                seen = x * (torch.rand(x.shape, generator=self.aug_gen) >= cfg.mask_inputs)
+            x, y, seen = x.to(self.device), y.to(self.device), seen.to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
-                out = step_module(x)
+                out = step_module(seen)
             loss = objective(out.float(), x, y)
             if self.teacher is not None:
                 taught = self.teacher.for_batch(idx, x, flipped)
