@@ -23,6 +23,7 @@ MIN_SIDE = 8  # smaller than this cannot show a garment
 BORDER = 0.05  # the outer 5% of each side decides polarity and background level
 TRIM = 0.05  # like Fashion-MNIST: pixels within 5% of the background colour are background
 QUANTUM = 1 / 255  # one level of an 8-bit picture: less variation than this is no noise
+NOISE_MAX = 0.05  # a camera's noise is a few levels; more variation than this on the border is garment
 NOISE_GRID = 512  # noisy pictures are told from their garment on at most this many pixels a side
 
 
@@ -138,6 +139,8 @@ def _background(gray: np.ndarray, border: tuple[np.ndarray, np.ndarray]) -> tupl
     design = np.stack([np.ones(int(keep.sum())), ys[keep], xs[keep]], axis=1)
     coef = np.linalg.lstsq(design, values[keep], rcond=None)[0]
     noise = 1.4826 * _median(np.abs(values[keep] - design @ coef))
+    if noise > NOISE_MAX:  # not a background but garment on the border: keep to its median
+        return centre, 0.0
     h, w = gray.shape
     rows, cols = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
     return (coef[0] + coef[1] * rows + coef[2] * cols).astype(np.float32), noise if noise >= QUANTUM else 0.0
