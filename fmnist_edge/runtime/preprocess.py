@@ -1,8 +1,9 @@
 """A user's picture -> what the model saw in training: float32 (1, 28, 28) in [0, 1], light on black.
 
 Follows Fashion-MNIST's own conversion of product photos: trim the background, resize so the
-longest side fills 28 pixels, centre, negate (photos show a dark garment on white). Pure
-functions of their input, so one process may preprocess from many threads at once.
+longest side fills 28 pixels, centre, negate (photos show a dark garment on white). A camera
+shot's background, unevenly lit and noisy, is removed before the trim. Pure functions of their
+input, so one process may preprocess from many threads at once.
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _above_noise(lifted: np.ndarray, floor: float) -> np.ndarray:
     a box-averaged copy at most NOISE_GRID pixels a side (Pillow's median filter takes a second
     on 12 megapixels); the mask's coarser edge is finer than the 28x28 the garment ends up in."""
     h, w = lifted.shape
-    factor = max(1, -(-max(h, w) // NOISE_GRID))
+    factor = max(1, -(-max(h, w) // NOISE_GRID))  # rounded up
     levels = Image.fromarray((np.clip(lifted, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))  # bytes: 10x faster
     if factor > 1:
         levels = levels.reduce(factor)
