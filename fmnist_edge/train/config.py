@@ -149,7 +149,12 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
     cfg.schedule = "cosine"  # the report's constant lr leaves validation loss noisy at its floor
     if model_cfg.kind == "autoencoder":
         cfg.revive_every = 50  # about half of the latent units die in the first steps otherwise
-        cfg.dropout_off_last = 0.25  # the last epochs train the network that evaluation runs
+        # The last epochs train the network that evaluation runs. Dropout before max-pooling holds
+        # the validation loss still while it is on (0.0137 at epoch 15 of the n=64, p=0.1 run), so
+        # it stays on for the first quarter only, where p still shapes the run: 3/4 dropout-free
+        # gave validation MSE 0.0098 against 0.0114 for the last quarter alone, and the same
+        # linear-probe accuracy (benchmarks/recipe_experiments, "Autoencoders with less dropout").
+        cfg.dropout_off_last = 0.75
     elif model_cfg.kind == "teacher":
         # No label smoothing: it erases what a teacher knows about which wrong classes are close
         # (Mueller et al. 2019), which is what distillation passes on. 27 times the classifier's

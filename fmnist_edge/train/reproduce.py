@@ -64,7 +64,7 @@ def plan(seeds: int = 1, recipe: str = "best", quick: bool = False, max_epochs: 
     """Every run, autoencoders before the classifiers that need them, seed by seed."""
     runs: list[RunSpec] = []
     # Budgeted for under an hour of 2-core CPU per seed with two jobs: the autoencoders' cosine
-    # schedule has done its work by epoch 20 (the last 5 without dropout). The best recipe's
+    # schedule has done its work by epoch 20 (the last 15 without dropout). The best recipe's
     # classifiers whose encoder trains learn from shifted images, which pays off over 100 epochs
     # (30 for the report's recipe); heads on frozen encoders level off by 30.
     ae_epochs = max_epochs or (2 if quick else 20)
