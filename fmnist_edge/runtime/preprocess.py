@@ -123,7 +123,9 @@ def _median(values: np.ndarray) -> float:
 
 
 def _background(gray: np.ndarray, border: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray | float, float]:
-    """The background level, and the noise around it (a robust standard deviation; 0 for none).
+    """The background level, in [0, 0.5], and the noise around it (a robust standard deviation;
+    0 for none). Called after inversion, so the background is dark; the bound keeps any pixel's
+    scale in `normalise` from dividing by less than one half.
 
     A flat border (Fashion-MNIST's black, a product photo's white) gives its median and no
     noise. A camera shot's background is neither flat nor clean: light falls off across the
@@ -135,16 +137,17 @@ def _background(gray: np.ndarray, border: tuple[np.ndarray, np.ndarray]) -> tupl
     centre = _median(values)
     spread = 1.4826 * _median(np.abs(values - centre))
     if spread < QUANTUM:
-        return centre, 0.0
+        return min(max(centre, 0.0), 0.5), 0.0
     keep = np.abs(values - centre) <= 3 * spread + 0.02  # garment pixels on the border stay out
     design = np.stack([np.ones(int(keep.sum())), ys[keep], xs[keep]], axis=1)
     coef = np.linalg.lstsq(design, values[keep], rcond=None)[0]
     noise = 1.4826 * _median(np.abs(values[keep] - design @ coef))
     if noise > NOISE_MAX:  # not a background but garment on the border: keep to its median
-        return centre, 0.0
+        return min(max(centre, 0.0), 0.5), 0.0
     h, w = gray.shape
     rows, cols = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
-    return (coef[0] + coef[1] * rows + coef[2] * cols).astype(np.float32), noise if noise >= QUANTUM else 0.0
+    plane = np.clip(coef[0] + coef[1] * rows + coef[2] * cols, 0.0, 0.5).astype(np.float32)
+    return plane, noise if noise >= QUANTUM else 0.0
 
 
 def normalise(gray: np.ndarray) -> np.ndarray:
@@ -154,9 +157,6 @@ def normalise(gray: np.ndarray) -> np.ndarray:
     if _median(gray[border]) > 0.5:  # a photo: dark garment on a light background
         gray = 1.0 - gray
     background, noise = _background(gray, border)
-    # After inversion the background is dark; a plane is clipped too, so that no pixel's
-    # scale below divides by less than one half.
-    background = np.clip(background, 0.0, 0.5) if isinstance(background, np.ndarray) else min(max(background, 0.0), 0.5)
     lifted = gray - background
     if noise > 0:
         lifted[~_above_noise(lifted, 4 * noise)] = 0.0
