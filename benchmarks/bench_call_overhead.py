@@ -24,7 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from fmnist_edge.runtime.bench import time_calls
 from fmnist_edge.runtime.session import OnnxModel, session_options
 
-from benchlib import command_line, publish
+from benchlib import checked_classifier, command_line, publish, run_main
 
 
 def identity_model(path: Path) -> None:
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.2, help="per variant, per round")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    checked_classifier(args.model)
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         identity_path, split_path = Path(tmp) / "identity.onnx", Path(tmp) / "classifier.onnx"
@@ -94,4 +95,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

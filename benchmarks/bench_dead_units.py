@@ -24,7 +24,7 @@ from fmnist_edge.train.data import load_test, load_train_val
 from fmnist_edge.train.loop import Trainer
 from fmnist_edge.train.recipe import dead_units
 
-from benchlib import command_line, publish
+from benchlib import command_line, publish, run_main
 
 
 def train(revive_every: int, epochs: int, seed: int, val_images: torch.Tensor) -> list[dict]:
@@ -82,4 +82,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,7 +19,7 @@ import torch
 from fmnist_edge.export.baseline import model_from_onnx
 from fmnist_edge.train.data import load_test
 
-from benchlib import command_line, publish
+from benchlib import command_line, publish, run_main
 
 
 def main() -> None:
@@ -58,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,7 +20,7 @@ from fmnist_edge.idx import load_split
 from fmnist_edge.runtime.bench import summarise, time_calls
 from fmnist_edge.runtime.session import OnnxModel
 
-from benchlib import command_line, publish
+from benchlib import checked_classifier, command_line, publish, run_main
 
 
 def without_crop(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.4, help="per model, per round")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    checked_classifier(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         plain_path = Path(tmp) / "classifier.onnx"
         onnx.save(without_crop(onnx.load(str(args.model))), str(plain_path))
@@ -78,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import command_line, fmnist_edge_cli, publish
+from benchlib import command_line, fmnist_edge_cli, publish, run_main
 
 
 def reproduce(folder: Path, jobs: int, epochs: int, data_dir: str | None) -> dict:
@@ -66,4 +66,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

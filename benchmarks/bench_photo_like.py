@@ -22,7 +22,7 @@ from fmnist_edge.photo_like import RENDERINGS, write_renderings
 from fmnist_edge.runtime import preprocess
 from fmnist_edge.runtime.api import FashionClassifier
 
-from benchlib import command_line, publish
+from benchlib import command_line, publish, run_main
 
 
 def accuracy(clf: FashionClassifier, inputs, labels: np.ndarray, tta: bool) -> float:
@@ -65,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,7 +22,7 @@ from fmnist_edge.export.quantize import METHODS, QuantizeConfig, quantize_model
 from fmnist_edge.idx import load_split
 from fmnist_edge.runtime.session import OnnxModel
 
-from benchlib import command_line, publish
+from benchlib import checked_classifier, command_line, publish, run_main
 
 BATCHES, THREADS = (1, 64), (1, 2)
 
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=400, help="timed calls per case and round")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is kept")
     args = parser.parse_args()
+    checked_classifier(args.model)
 
     test = load_split("test")
     x_test = (test.images.astype(np.float32) / 255.0)[:, None]
@@ -102,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fmnist_edge.fileio import write_json, write_text
 
-from benchlib import fmnist_edge_cli
+from benchlib import fmnist_edge_cli, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 1.3
@@ -102,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.fileio import write_json, write_text
 
 
@@ -26,3 +27,21 @@ def publish(out: Path | None, result: dict, text: str) -> None:
     if out:
         write_json(out / "results.json", result)
         write_text(out / "results.md", text)
+
+
+def run_main(main) -> None:
+    """Run a benchmark's main(): a project error (no data, no model, a bad file) is one line on
+    stderr and exit status 1, as in the CLI, never a traceback."""
+    try:
+        main()
+    except FmnistEdgeError as exc:
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {exc}") from None
+
+
+def checked_classifier(path: Path) -> Path:
+    """`path`, once the runtime has loaded it as a classifier: a missing, corrupt or foreign file
+    is refused with one line (through `run_main`) before a benchmark reads it any other way."""
+    from fmnist_edge.runtime.session import OnnxModel
+
+    OnnxModel(path, "classifier")
+    return path
