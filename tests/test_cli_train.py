@@ -121,8 +121,11 @@ def test_evaluate_json(cli, trained_ae, tmp_path):
     assert out["kind"] == "classifier" and 0 <= out["accuracy"] <= 1
     assert len(out["per_class_accuracy"]) == 10 and "Ankle boot" in out["per_class_accuracy"]
     assert len(out["confusion"]) == 10 and sum(map(sum, out["confusion"])) == 200  # the fake test set
+    trained = json.loads((tmp_path / "clf" / "metrics.json").read_text())
+    assert out["accuracy"] == trained["test_accuracy"] and out["accuracy_tta"] == trained["test_accuracy_tta"]
     table = cli("evaluate", tmp_path / "clf" / "model.pt")
     assert table.exit_code == 0 and "test accuracy" in table.stdout and "Pullover" in table.stdout
+    assert "with--tta" in "".join(table.stdout.split())  # the table's title wraps
 
 
 def test_plain_train_runs_both_and_says_where(cli, tmp_path):

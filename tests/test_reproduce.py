@@ -69,6 +69,7 @@ def test_report_command_writes_sane_summary_json(quick, tmp_path):
     assert set(s["classifier"]) == {"1", "2", "3", "4"}
     for case in s["classifier"].values():
         assert 0.0 <= case["test_accuracy_mean"] <= 1.0 and case["test_accuracy_std"] == 0.0
+        assert 0.0 <= case["test_accuracy_tta_mean"] <= 1.0 and case["test_accuracy_tta_std"] == 0.0
         assert case["seeds"] == [0] and set(case["per_class_accuracy"]) >= {"Shirt", "Coat"}
     assert len(s["autoencoder"]) == 10
     for run in s["autoencoder"].values():
@@ -282,6 +283,25 @@ def test_a_folder_of_an_earlier_version_is_refused(quick, tmp_path):
     result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(quick["data"]),
                                       "--device", "cpu", "--no-report"])
     refused(result, "made by an earlier version of fmnist-edge")
+
+
+@pytest.mark.torch
+def test_report_measures_the_mirrored_accuracy_that_older_runs_lack(quick, tmp_path):
+    """Runs trained before metrics.json held `test_accuracy_tta` get it from their model.pt: the
+    same figure training measured, and the run folder is left as it was."""
+    from fmnist_edge.train.report import write_report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    metrics_file = runs / "seed0" / "clf-case1" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    measured = metrics.pop("test_accuracy_tta")
+    metrics_file.write_text(json.dumps(metrics))
+    s = write_report(runs, tmp_path / "out", data_dir=quick["data"])
+    assert s["classifier"]["1"]["test_accuracy_tta_mean"] == pytest.approx(measured)
+    assert "test_accuracy_tta" not in json.loads(metrics_file.read_text())
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "| with --tta |" in md and f"| {100 * measured:.2f}% |" in md
 
 
 @pytest.mark.torch

@@ -12,11 +12,14 @@ from fmnist_edge.cli.common import DataDir, command
 RunsDir = Annotated[Path, typer.Option("--out", help="Folder for every run (resumable: finished runs are skipped).")]
 Seeds = Annotated[int, typer.Option(help="Repeat every run with seeds 0..K-1.", min=1)]
 Quick = Annotated[bool, typer.Option("--quick", help="Whole pipeline on a small subset, 2 epochs (tests, CI).")]
-Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: the improved classifier recipe.")]
-MaxEpochs = Annotated[Optional[int], typer.Option(help="Upper bound on epochs (default: 20 for autoencoders, 30 for classifiers; quick 2).",
-                                                  show_default=False)]
-Patience = Annotated[Optional[int], typer.Option(help="Early-stopping patience (default 6, quick 1).",
-                                                 show_default=False)]
+Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: the improved recipe for every run "
+                                           "(same architecture).")]
+MaxEpochs = Annotated[Optional[int], typer.Option(
+    help="Epochs per run (default: 20 for autoencoders; classifiers 30, or with --recipe best 100 for cases 1 "
+         "and 3; quick 2).", show_default=False)]
+Patience = Annotated[Optional[int], typer.Option(
+    help="Early-stopping patience (default 6, quick 1; with --recipe best the classifiers use their whole "
+         "budget unless this is given).", show_default=False)]
 Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
 RerunChanged = Annotated[bool, typer.Option(
     "--rerun-changed", help="In a folder made with an earlier recipe, retrain only the runs whose configs changed "

@@ -227,13 +227,15 @@ def register(app: typer.Typer) -> None:
         """Test-set MSE (autoencoder) or accuracy and per-class accuracy (classifier)."""
         from fmnist_edge.train.checkpoint import load_model
         from fmnist_edge.train.data import load_test
-        from fmnist_edge.train.evaluate import evaluate
+        from fmnist_edge.train.evaluate import evaluate, mirrored_accuracy
         from fmnist_edge.train.recipe import dead_units
 
         model, payload = load_model(ckpt)
         kind = payload["model_config_obj"].kind
         test = load_test(data_dir)
         result = evaluate(model, test, kind)
+        if kind != "autoencoder":
+            result["accuracy_tta"] = mirrored_accuracy(model, test)
         dead = None if kind == "teacher" else dead_units(model, test.images)
         result = {"checkpoint": str(ckpt), "kind": kind, **{k: v for k, v in result.items() if k != "confusion"},
                   "dead_latent_units": dead,
@@ -250,7 +252,8 @@ def register(app: typer.Typer) -> None:
                           f"{dead} of {model.encoder.n} latent units dead")
             return
         dead_note = "" if dead is None else f"; {dead} of {model.encoder.n} latent units dead"
-        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f}{dead_note}")
+        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f} "
+                            f"({result['accuracy_tta']:.4f} with --tta){dead_note}")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         for name, acc in result["per_class_accuracy"].items():

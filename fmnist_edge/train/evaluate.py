@@ -1,4 +1,5 @@
-"""Evaluation on a tensor set: MSE for an autoencoder, loss, accuracy and confusion for a classifier."""
+"""Evaluation on a tensor set: MSE for an autoencoder, loss, accuracy and confusion for a classifier,
+and a classifier's accuracy with its mirror averaged in (what `classify --tta` does)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from fmnist_edge.spec import CLASS_NAMES, NUM_CLASSES
 from fmnist_edge.train.data import Tensors, batches
 from fmnist_edge.train.recipe import distillation_loss
 
-EVAL_BATCH = 100  # measured (benchmarks/train_epoch): 1.6x faster than 1000, whose activations spill the cache
+EVAL_BATCH = 100  # small batches keep a conv layer's activations in cache (benchmarks/bench_train_epoch.py compares 1000)
 
 
 @torch.no_grad()
@@ -50,3 +51,18 @@ def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", la
         "per_class_accuracy": {name: round(per_class[i].item(), 6) for i, name in enumerate(CLASS_NAMES)},
         "confusion": confusion.tolist(),
     }
+
+
+@torch.no_grad()
+def mirrored_accuracy(model: nn.Module, data: Tensors, device: str = "cpu") -> float:
+    """Accuracy when each image's class probabilities are averaged with those of its left-right
+    mirror: the runtime's `--tta`, measured on the PyTorch model."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for idx in batches(len(data), EVAL_BATCH):
+        x = data.images[idx].to(device)
+        probs = model(x).softmax(1) + model(x.flip(-1)).softmax(1)
+        correct += (probs.argmax(1).cpu() == data.labels[idx]).sum().item()
+    model.train(was_training)
+    return correct / max(len(data), 1)

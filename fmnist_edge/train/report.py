@@ -112,10 +112,14 @@ def summarise_classifiers(runs: dict) -> dict:
     for case in CASES:
         done = _finished(runs.get(f"clf-case{case}", {}))
         acc_mean, acc_std = _mean_std([m["test_accuracy"] for m in done.values()])
+        mirrored = [m.get("test_accuracy_tta") for m in done.values()]
+        tta_mean, tta_std = _mean_std(mirrored) if None not in mirrored else (None, None)
         per_class = {c: _mean_std([m["per_class_accuracy"][c] for m in done.values()])[0] for c in CLASS_NAMES}
         confusion = (np.sum([np.asarray(m["confusion"]) for m in done.values()], axis=0).tolist() if done else None)
         out[str(case)] = {
             "description": CASE_TEXT[case], "test_accuracy_mean": acc_mean, "test_accuracy_std": acc_std,
+            "test_accuracy_tta_mean": tta_mean, "test_accuracy_tta_std": tta_std,
+            "test_accuracy_per_seed": {str(s): m["test_accuracy"] for s, m in done.items()},
             "report_accuracy": REPORT_ACCURACY[case], "seeds": sorted(done),
             "per_class_accuracy": per_class if done else None, "confusion": confusion,
             "epochs": _mean_std([m["epochs"] for m in done.values()])[0],
@@ -124,6 +128,28 @@ def summarise_classifiers(runs: dict) -> dict:
             "test_limited": any(m.get("test_limited") for m in done.values()),
         }
     return out
+
+
+def add_mirrored_accuracies(runs: dict, data_dir, quick: bool) -> str | None:
+    """Give finished classifier runs trained before fmnist-edge measured it their accuracy with
+    mirror averaging (`classify --tta`), from model.pt and the test set, in memory only.
+    Returns a note when it cannot (no torch, no data, an unreadable checkpoint)."""
+    lacking = [r for c in CASES for r in runs.get(f"clf-case{c}", {}).values()
+               if r["status"] == "finished" and "test_accuracy_tta" not in r["metrics"]]
+    if not lacking:
+        return None
+    try:
+        from fmnist_edge.train.checkpoint import load_model
+        from fmnist_edge.train.data import load_test
+        from fmnist_edge.train.evaluate import mirrored_accuracy
+
+        test_set = load_test(data_dir, limit=QUICK_LIMIT if quick else None)
+        for r in lacking:
+            model = load_model(r["folder"] / "model.pt", expect_kind="classifier")[0]
+            r["metrics"]["test_accuracy_tta"] = mirrored_accuracy(model, test_set)
+    except (ImportError, FmnistEdgeError) as exc:
+        return f"accuracy with --tta not measured for runs that lack it: {str(exc).split(';')[0]}"
+    return None
 
 
 def seed_training_times(runs: dict, seeds: list[int]) -> dict[str, float]:
@@ -163,6 +189,9 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
     if not record:
         notes.append("reproduction.json missing: no wall time or machine recorded")
     quick = bool(plan_info.get("quick", record.get("quick", False)))
+    tta_note = add_mirrored_accuracies(runs, data_dir, quick)
+    if tta_note:
+        notes.append(tta_note)
     curves = {name: {s: r["history"] for s, r in per_seed.items() if r["history"]} for name, per_seed in runs.items()}
     diverged = {name: {s for s, r in per_seed.items() if r["status"] == "diverged"} for name, per_seed in runs.items()}
     autoencoders, classifiers = summarise_autoencoders(runs), summarise_classifiers(runs)
@@ -314,14 +343,21 @@ def render_markdown(s: dict) -> str:
     limited = any(r["test_limited"] for r in s["autoencoder"].values())
     lines += ["", f"PCA: {s['pca']}." + (" These runs were tested on at most the first "
                                          f"{QUICK_LIMIT} test images (--quick)." if limited else ""), ""]
-    lines += ["## Classifier (four cases)", "", "| case | | test accuracy | report | seeds | epochs | dead latent units |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Classifier (four cases)", "", "| case | | test accuracy | with --tta | report | seeds | per seed "
+              "| epochs | dead latent units |", "|---|---|---|---|---|---|---|---|---|"]
     for case, r in s["classifier"].items():
-        accuracy = _pm(r["test_accuracy_mean"], r["test_accuracy_std"], ".1f", 100)
+        accuracy = _pm(r["test_accuracy_mean"], r["test_accuracy_std"], ".2f", 100)
+        mirrored = _pm(r.get("test_accuracy_tta_mean"), r.get("test_accuracy_tta_std"), ".2f", 100)
+        per_seed = ", ".join(f"{100 * a:.2f}%" for a in (r.get("test_accuracy_per_seed") or {}).values())
         lines.append(f"| {case} | {r['description']} | {accuracy}"
-                     f"{'%' if r['test_accuracy_mean'] is not None else ''} | {_pct(r['report_accuracy'])} "
-                     f"| {len(r['seeds'])} | {_num(r['epochs'], '.1f')} | {_num(r['dead_latent_units'], '.1f')} / 64 |")
-    lines += ["", "Per-class test accuracy (mean over seeds):", "",
+                     f"{'%' if r['test_accuracy_mean'] is not None else ''} "
+                     f"| {mirrored}{'%' if r.get('test_accuracy_tta_mean') is not None else ''} "
+                     f"| {_pct(r['report_accuracy'])} "
+                     f"| {len(r['seeds'])} | {per_seed} | {_num(r['epochs'], '.1f')} "
+                     f"| {_num(r['dead_latent_units'], '.1f')} / 64 |")
+    lines += ["", "With --tta: each test image's class probabilities averaged with its mirror image's, as "
+              "`fmnist-edge classify --tta` does; one more pass per image.", "",
+              "Per-class test accuracy (mean over seeds):", "",
               "| class | " + " | ".join(f"case {c}" for c in s["classifier"]) + " |",
               "|---|" + "---|" * len(s["classifier"])]
     for cls in CLASS_NAMES:
