@@ -125,7 +125,20 @@ def test_evaluate_json(cli, trained_ae, tmp_path):
     assert out["accuracy"] == trained["test_accuracy"] and out["accuracy_tta"] == trained["test_accuracy_tta"]
     table = cli("evaluate", tmp_path / "clf" / "model.pt")
     assert table.exit_code == 0 and "test accuracy" in table.stdout and "Pullover" in table.stdout
-    assert "with--tta" in "".join(table.stdout.split())  # the table's title wraps
+    assert "mirror-averaged" in "".join(table.stdout.split())  # the table's title wraps
+
+
+def test_evaluate_on_validation_reads_the_runs_own_split(cli, tmp_path):
+    assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "clf", *FAST).exit_code == 0
+    result = cli("evaluate", tmp_path / "clf" / "model.pt", "--json", "--validation")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    trained = json.loads((tmp_path / "clf" / "metrics.json").read_text())
+    best = next(r for r in json.loads((tmp_path / "clf" / "history.json").read_text())
+                if r["epoch"] == trained["best_epoch"])
+    assert out["split"] == "validation" and out["images"] == 60  # a tenth of the 600 fake training images
+    assert out["accuracy"] == best["val_accuracy"]  # what training measured on the same images and weights
+    assert 0 <= out["accuracy_tta"] <= 1
 
 
 def test_plain_train_runs_both_and_says_where(cli, tmp_path):

@@ -599,6 +599,17 @@ def test_validate_reports_the_accuracy_that_classify_tta_gives(export_dir, full_
     assert figures["accuracy_mirror_averaged"] == float((averaged.argmax(1) == test.labels).mean())
 
 
+def test_training_measures_the_same_mirror_averaged_accuracy_as_the_runtime(export_dir, full_test_split,
+                                                                              tiny_classifier):
+    """metrics.json's test_accuracy_tta (PyTorch) and `classify --tta` (ONNX Runtime) are one figure."""
+    from fmnist_edge.train.data import load_test
+    from fmnist_edge.train.evaluate import mirror_averaged_accuracy
+
+    ort_figure = manifest.read(export_dir)["files"]["classifier.onnx"]["validation"]["accuracy_mirror_averaged"]
+    torch_figure = mirror_averaged_accuracy(load_model(tiny_classifier)[0], load_test(full_test_split))
+    assert abs(torch_figure - ort_figure) <= 2 / 10_000  # float rounding may flip a near-tie or two
+
+
 def test_validate_refuses_an_altered_model(run, export_copy, full_test_split):
     path = export_copy / "classifier.onnx"
     data = bytearray(path.read_bytes())

@@ -121,7 +121,7 @@ def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(quick, tmp_path):
     for name in RUN_NAMES:
         ours = json.loads((runs / "seed0" / name / "metrics.json").read_text())
         theirs = json.loads((quick["runs"] / "seed0" / name / "metrics.json").read_text())
-        for key in ("test_mse", "test_accuracy", "best_val_loss", "epochs"):
+        for key in ("test_mse", "test_accuracy", "test_accuracy_tta", "best_val_loss", "epochs"):
             if key in theirs:
                 assert ours[key] == (theirs[key] if exact else pytest.approx(theirs[key], rel=1e-3)), (name, key)
     from fmnist_edge.train.report import render_markdown
@@ -286,7 +286,7 @@ def test_a_folder_of_an_earlier_version_is_refused(quick, tmp_path):
 
 
 @pytest.mark.torch
-def test_report_measures_the_mirrored_accuracy_that_older_runs_lack(quick, tmp_path):
+def test_report_measures_the_mirror_averaged_accuracy_that_older_runs_lack(quick, tmp_path):
     """Runs trained before metrics.json held `test_accuracy_tta` get it from their model.pt: the
     same figure training measured, and the run folder is left as it was."""
     from fmnist_edge.train.report import write_report
@@ -299,9 +299,54 @@ def test_report_measures_the_mirrored_accuracy_that_older_runs_lack(quick, tmp_p
     metrics_file.write_text(json.dumps(metrics))
     s = write_report(runs, tmp_path / "out", data_dir=quick["data"])
     assert s["classifier"]["1"]["test_accuracy_tta_mean"] == pytest.approx(measured)
+    assert s["classifier"]["1"]["test_accuracy_tta_per_seed"] == {"0": pytest.approx(measured)}
     assert "test_accuracy_tta" not in json.loads(metrics_file.read_text())
+    assert "accuracy with --tta measured from model.pt for 1 run(s)" in " ".join(s["notes"])
     md = (tmp_path / "out" / "summary.md").read_text()
-    assert "| with --tta |" in md and f"| {100 * measured:.2f}% |" in md
+    assert f"| {100 * metrics['test_accuracy']:.2f}% | {100 * measured:.2f}% |" in md  # test accuracy, with --tta
+
+
+@pytest.mark.torch
+def test_report_measures_a_run_tested_on_fewer_images_on_those_images(quick, tmp_path, monkeypatch):
+    from fmnist_edge.train import report
+    from fmnist_edge.train.checkpoint import load_model
+    from fmnist_edge.train.data import load_test
+    from fmnist_edge.train.evaluate import mirror_averaged_accuracy
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    folder = runs / "seed0" / "clf-case3"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    del metrics["test_accuracy_tta"]
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "test_limited": True}))
+    monkeypatch.setattr(report, "QUICK_LIMIT", 50)  # the fake test set has 200 images
+    s = report.write_report(runs, tmp_path / "out", data_dir=quick["data"])
+    model = load_model(folder / "model.pt")[0]
+    expected = mirror_averaged_accuracy(model, load_test(quick["data"], limit=50))
+    assert s["classifier"]["3"]["test_accuracy_tta_mean"] == expected
+    assert expected * 50 == round(expected * 50)  # a count out of 50 images, not out of 200
+
+
+@pytest.mark.torch
+def test_report_without_a_readable_checkpoint_says_which_run_and_goes_on(quick, tmp_path):
+    from fmnist_edge.train.report import write_report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    for case in (2, 4):
+        folder = runs / "seed0" / f"clf-case{case}"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        del metrics["test_accuracy_tta"]
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    (runs / "seed0" / "clf-case2" / "model.pt").write_bytes(b"not a checkpoint")
+    s = write_report(runs, tmp_path / "out", data_dir=quick["data"])
+    notes = " ".join(s["notes"])
+    assert "accuracy with --tta not measured: seed 0 clf-case2" in notes
+    assert "measured from model.pt for 1 run(s)" in notes  # case 4 after it still measured
+    assert s["classifier"]["2"]["test_accuracy_tta_mean"] is None
+    assert s["classifier"]["4"]["test_accuracy_tta_mean"] is not None
+    row = next(line for line in (tmp_path / "out" / "summary.md").read_text().splitlines() if line.startswith("| 2 |"))
+    assert row.split(" | ")[3] == "n/a"  # case, description, test accuracy, with --tta
 
 
 @pytest.mark.torch

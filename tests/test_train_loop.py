@@ -14,7 +14,7 @@ from fmnist_edge.train import checkpoint, loop  # noqa: E402
 from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe  # noqa: E402
 from fmnist_edge.train.data import load_train_val  # noqa: E402
 from fmnist_edge.train.data import Tensors  # noqa: E402
-from fmnist_edge.train.evaluate import evaluate, mirrored_accuracy  # noqa: E402
+from fmnist_edge.train.evaluate import evaluate, mirror_averaged_accuracy  # noqa: E402
 from fmnist_edge.train.loop import Diverged, Trainer, resolve_device, run_state  # noqa: E402
 from fmnist_edge.train.models import build_model  # noqa: E402
 from fmnist_edge.train.progress import EpochProgress  # noqa: E402
@@ -73,23 +73,29 @@ def test_classifier_history_has_accuracy(tmp_path, fake_data_dir):
 
 
 class HalvesModel(torch.nn.Module):
-    """Logits (10 L, 10 R, 9.9 (L + R)) from the mean brightness of an image's left (L) and right
-    (R) halves: a left-lit image is class 0 by a little over class 2; its mirror is class 1."""
+    """Logits (10 L, 10 R, c (L + R)) from the mean brightness of an image's left (L) and right
+    (R) halves: a left-lit image is class 0, over class 2; its mirror is class 1."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = c
 
     def forward(self, x):
         left, right = x[..., :14].mean((1, 2, 3)), x[..., 14:].mean((1, 2, 3))
-        return torch.stack([10 * left, 10 * right, 9.9 * (left + right)], 1)
+        return torch.stack([10 * left, 10 * right, self.c * (left + right)], 1)
 
 
-def test_mirrored_accuracy_averages_each_image_with_its_mirror():
-    # Alone, a left-lit image reads as class 0 (p 0.525 against 0.475 for class 2); with its
-    # mirror averaged in, class 2 wins (0.475 against 0.2625 for classes 0 and 1).
+def test_mirror_averaged_accuracy_averages_each_images_probabilities_with_its_mirrors():
     images = torch.zeros(4, 1, 28, 28)
-    images[..., :14] = 1.0
+    images[..., :14] = 1.0  # left-lit
     data = Tensors(images, torch.tensor([2, 2, 2, 0]))
-    model = HalvesModel()
-    assert evaluate(model, data, "classifier")["accuracy"] == 0.25
-    assert mirrored_accuracy(model, data) == 0.75
+    # c = 9.9: alone, a left-lit image is class 0 (p 0.525 against 0.475 for class 2); averaged
+    # with its mirror, class 2 wins (0.475 against 0.2625 for classes 0 and 1).
+    assert evaluate(HalvesModel(9.9), data, "classifier")["accuracy"] == 0.25
+    assert mirror_averaged_accuracy(HalvesModel(9.9), data) == 0.75
+    # c = 7: averaged logits (5, 5, 7) would say class 2; averaged probabilities say class 0
+    # (0.49 for classes 0 and 1, 0.02 for class 2), as the runtime's --tta does.
+    assert mirror_averaged_accuracy(HalvesModel(7.0), data) == 0.25
 
 
 def test_bf16_autocast_runs(tmp_path, fake_data_dir):

@@ -223,21 +223,27 @@ def register(app: typer.Typer) -> None:
     def evaluate_cmd(
         ckpt: Annotated[Path, typer.Argument(help="A model.pt from a training run.")],
         json_out: JsonFlag = False, data_dir: DataDir = None,
+        validation: Annotated[bool, typer.Option(
+            "--validation", help="Measure on the run's own validation images (the split it was trained "
+                                 "with), to compare recipes without touching the test set.")] = False,
     ):
-        """Test-set MSE (autoencoder) or accuracy and per-class accuracy (classifier)."""
+        """Test-set MSE (autoencoder), or accuracy, accuracy with mirror averaging (what `classify --tta`
+        does) and per-class accuracy (classifier)."""
         from fmnist_edge.train.checkpoint import load_model
-        from fmnist_edge.train.data import load_test
-        from fmnist_edge.train.evaluate import evaluate, mirrored_accuracy
+        from fmnist_edge.train.data import load_test, load_train_val
+        from fmnist_edge.train.evaluate import evaluate, mirror_averaged_accuracy
         from fmnist_edge.train.recipe import dead_units
 
         model, payload = load_model(ckpt)
         kind = payload["model_config_obj"].kind
-        test = load_test(data_dir)
+        split = "validation" if validation else "test"
+        test = load_train_val(payload["train_config_obj"], data_dir)[1] if validation else load_test(data_dir)
         result = evaluate(model, test, kind)
         if kind != "autoencoder":
-            result["accuracy_tta"] = mirrored_accuracy(model, test)
+            result["accuracy_tta"] = mirror_averaged_accuracy(model, test)
         dead = None if kind == "teacher" else dead_units(model, test.images)
-        result = {"checkpoint": str(ckpt), "kind": kind, **{k: v for k, v in result.items() if k != "confusion"},
+        result = {"checkpoint": str(ckpt), "kind": kind, "split": split, "images": len(test),
+                  **{k: v for k, v in result.items() if k != "confusion"},
                   "dead_latent_units": dead,
                   **({"confusion": result["confusion"]} if json_out and "confusion" in result else {})}
         if json_out:
@@ -248,12 +254,12 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         if kind == "autoencoder":
-            console.print(f"{ckpt}: autoencoder, test MSE per pixel {result['mse']:.6f} ({len(test):,} test images), "
+            console.print(f"{ckpt}: autoencoder, {split} MSE per pixel {result['mse']:.6f} ({len(test):,} {split} images), "
                           f"{dead} of {model.encoder.n} latent units dead")
             return
         dead_note = "" if dead is None else f"; {dead} of {model.encoder.n} latent units dead"
-        table = Table(title=f"{ckpt}: test accuracy {result['accuracy']:.4f} "
-                            f"({result['accuracy_tta']:.4f} with --tta){dead_note}")
+        table = Table(title=f"{ckpt}: {split} accuracy {result['accuracy']:.4f} "
+                            f"({result['accuracy_tta']:.4f} mirror-averaged, as classify --tta){dead_note}")
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         for name, acc in result["per_class_accuracy"].items():

@@ -10,7 +10,7 @@ from fmnist_edge.spec import CLASS_NAMES, NUM_CLASSES
 from fmnist_edge.train.data import Tensors, batches
 from fmnist_edge.train.recipe import distillation_loss
 
-EVAL_BATCH = 100  # small batches keep a conv layer's activations in cache (benchmarks/bench_train_epoch.py compares 1000)
+EVAL_BATCH = 100  # benchmarks/bench_train_epoch.py compares it with 1000
 
 
 @torch.no_grad()
@@ -54,15 +54,15 @@ def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", la
 
 
 @torch.no_grad()
-def mirrored_accuracy(model: nn.Module, data: Tensors, device: str = "cpu") -> float:
-    """Accuracy when each image's class probabilities are averaged with those of its left-right
-    mirror: the runtime's `--tta`, measured on the PyTorch model."""
+def mirror_averaged_accuracy(model: nn.Module, data: Tensors, device: str = "cpu") -> float:
+    """Accuracy when each image's class probabilities (not logits) are averaged with those of its
+    left-right mirror: the runtime's `--tta` (`runtime.api.mirror_averaged`), on the PyTorch model."""
     was_training = model.training
     model.eval()
     correct = 0
     for idx in batches(len(data), EVAL_BATCH):
         x = data.images[idx].to(device)
-        probs = model(x).softmax(1) + model(x.flip(-1)).softmax(1)
+        probs = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
         correct += (probs.argmax(1).cpu() == data.labels[idx]).sum().item()
     model.train(was_training)
     return correct / max(len(data), 1)
