@@ -231,18 +231,16 @@ def register(app: typer.Typer) -> None:
         does) and per-class accuracy (classifier)."""
         from fmnist_edge.train.checkpoint import load_model
         from fmnist_edge.train.data import load_test, load_train_val
-        from fmnist_edge.train.evaluate import evaluate, mirror_averaged_accuracy
+        from fmnist_edge.train.evaluate import evaluate
         from fmnist_edge.train.recipe import dead_units
 
         model, payload = load_model(ckpt)
         kind = payload["model_config_obj"].kind
         split = "validation" if validation else "test"
-        test = load_train_val(payload["train_config_obj"], data_dir)[1] if validation else load_test(data_dir)
-        result = evaluate(model, test, kind)
-        if kind != "autoencoder":
-            result["accuracy_tta"] = mirror_averaged_accuracy(model, test)
-        dead = None if kind == "teacher" else dead_units(model, test.images)
-        result = {"checkpoint": str(ckpt), "kind": kind, "split": split, "images": len(test),
+        data = load_train_val(payload["train_config_obj"], data_dir)[1] if validation else load_test(data_dir)
+        result = evaluate(model, data, kind, mirror=kind != "autoencoder")
+        dead = None if kind == "teacher" else dead_units(model, data.images)
+        result = {"checkpoint": str(ckpt), "kind": kind, "split": split, "images": len(data),
                   **{k: v for k, v in result.items() if k != "confusion"},
                   "dead_latent_units": dead,
                   **({"confusion": result["confusion"]} if json_out and "confusion" in result else {})}
@@ -254,7 +252,7 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         if kind == "autoencoder":
-            console.print(f"{ckpt}: autoencoder, {split} MSE per pixel {result['mse']:.6f} ({len(test):,} {split} images), "
+            console.print(f"{ckpt}: autoencoder, {split} MSE per pixel {result['mse']:.6f} ({len(data):,} {split} images), "
                           f"{dead} of {model.encoder.n} latent units dead")
             return
         dead_note = "" if dead is None else f"; {dead} of {model.encoder.n} latent units dead"

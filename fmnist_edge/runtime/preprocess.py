@@ -135,15 +135,16 @@ def _background(gray: np.ndarray, border: tuple[np.ndarray, np.ndarray]) -> tupl
     ys, xs = border
     values = gray[ys, xs].astype(np.float64)
     centre = _median(values)
+    flat = min(max(centre, 0.0), 0.5)
     spread = 1.4826 * _median(np.abs(values - centre))
     if spread < QUANTUM:
-        return min(max(centre, 0.0), 0.5), 0.0
+        return flat, 0.0
     keep = np.abs(values - centre) <= 3 * spread + 0.02  # garment pixels on the border stay out
     design = np.stack([np.ones(int(keep.sum())), ys[keep], xs[keep]], axis=1)
     coef = np.linalg.lstsq(design, values[keep], rcond=None)[0]
     noise = 1.4826 * _median(np.abs(values[keep] - design @ coef))
     if noise > NOISE_MAX:  # not a background but garment on the border: keep to its median
-        return min(max(centre, 0.0), 0.5), 0.0
+        return flat, 0.0
     h, w = gray.shape
     rows, cols = np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
     plane = np.clip(coef[0] + coef[1] * rows + coef[2] * cols, 0.0, 0.5).astype(np.float32)

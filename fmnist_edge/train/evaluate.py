@@ -15,15 +15,17 @@ EVAL_BATCH = 100  # batch 1000 took 1.44x the time (benchmarks/train_epoch/eval-
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", label_smoothing: float = 0.0,
-             distill: tuple[torch.Tensor, float, float] | None = None) -> dict:
+             distill: tuple[torch.Tensor, float, float] | None = None, mirror: bool = False) -> dict:
     """Mean loss over `data`; for classifiers also accuracy, per-class accuracy and confusion.
 
     `label_smoothing`, and `distill` = (the teacher's logits for `data`, its share of the loss,
     the temperature), make the loss the training objective, so that early stopping on it
-    follows what the optimizer minimises."""
+    follows what the optimizer minimises. `mirror` adds a classifier's `accuracy_tta`: each
+    image's class probabilities (not logits) averaged with its left-right mirror's, as the
+    runtime's `--tta` does (`runtime.api.mirror_averaged`)."""
     was_training = model.training
     model.eval()
-    total, n = 0.0, len(data)
+    total, n, mirror_correct = 0.0, len(data), 0
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64)
     for idx in batches(n, EVAL_BATCH):
         x = data.images[idx].to(device)
@@ -39,6 +41,9 @@ def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", la
                 loss = (1 - share) * loss + share * taught
             total += loss
             pred = out.argmax(1).cpu()
+            if mirror:
+                averaged = (out.softmax(1) + model(x.flip(-1)).softmax(1)) / 2
+                mirror_correct += (averaged.argmax(1).cpu() == y.cpu()).sum().item()
             confusion += torch.bincount(y.cpu() * NUM_CLASSES + pred, minlength=NUM_CLASSES ** 2).view(
                 NUM_CLASSES, NUM_CLASSES)
     model.train(was_training)
@@ -50,19 +55,10 @@ def evaluate(model: nn.Module, data: Tensors, kind: str, device: str = "cpu", la
         "accuracy": confusion.diag().sum().item() / max(n, 1),
         "per_class_accuracy": {name: round(per_class[i].item(), 6) for i, name in enumerate(CLASS_NAMES)},
         "confusion": confusion.tolist(),
+        **({"accuracy_tta": mirror_correct / max(n, 1)} if mirror else {}),
     }
 
 
-@torch.no_grad()
 def mirror_averaged_accuracy(model: nn.Module, data: Tensors, device: str = "cpu") -> float:
-    """Accuracy when each image's class probabilities (not logits) are averaged with those of its
-    left-right mirror: the runtime's `--tta` (`runtime.api.mirror_averaged`), on the PyTorch model."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    for idx in batches(len(data), EVAL_BATCH):
-        x = data.images[idx].to(device)
-        probs = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
-        correct += (probs.argmax(1).cpu() == data.labels[idx]).sum().item()
-    model.train(was_training)
-    return correct / max(len(data), 1)
+    """A classifier's accuracy with mirror averaging alone (see `evaluate`'s `mirror`)."""
+    return evaluate(model, data, "classifier", device, mirror=True)["accuracy_tta"]

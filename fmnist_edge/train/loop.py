@@ -20,7 +20,7 @@ from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
-from fmnist_edge.train.evaluate import evaluate, mirror_averaged_accuracy
+from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import build_model
 from fmnist_edge.train.recipe import (WeightAverage, calibrate_biases, cpu_state, dead_units, distillation_loss, loss_fn,
                                       make_optimizer, make_scheduler, revive_dead_units)
@@ -374,7 +374,7 @@ class Trainer:
             self.model.load_state_dict(self.best["state"])  # early stopping restores the best weights
         kind = self.model_cfg.kind
         test_set = load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT)
-        test = evaluate(self.model, test_set, kind, self.device)
+        test = evaluate(self.model, test_set, kind, self.device, mirror=self.model_cfg.predicts_labels)
         best_val = self.best["val_loss"]
         metrics = {
             "kind": kind, "n": self.model_cfg.n, "dropout": self.model_cfg.dropout, "case": self.model_cfg.case,
@@ -391,7 +391,7 @@ class Trainer:
         }
         if self.model_cfg.predicts_labels:
             metrics["test_loss"] = test["loss"]
-            metrics["test_accuracy_tta"] = mirror_averaged_accuracy(self.model, test_set, self.device)
+            metrics["test_accuracy_tta"] = test["accuracy_tta"]
             metrics["per_class_accuracy"] = test["per_class_accuracy"]
             metrics["confusion"] = test["confusion"]
         self.model.cpu()

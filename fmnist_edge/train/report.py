@@ -111,16 +111,16 @@ def summarise_classifiers(runs: dict) -> dict:
     out = {}
     for case in CASES:
         done = _finished(runs.get(f"clf-case{case}", {}))
-        acc_mean, acc_std = _mean_std([m["test_accuracy"] for m in done.values()])
-        mirrored = [m.get("test_accuracy_tta") for m in done.values()]
-        tta_mean, tta_std = _mean_std(mirrored) if None not in mirrored else (None, None)
+        per_seed = {str(s): m["test_accuracy"] for s, m in done.items()}
+        tta_per_seed = {str(s): m.get("test_accuracy_tta") for s, m in done.items()}
+        acc_mean, acc_std = _mean_std(list(per_seed.values()))
+        tta_mean, tta_std = _mean_std(list(tta_per_seed.values())) if None not in tta_per_seed.values() else (None, None)
         per_class = {c: _mean_std([m["per_class_accuracy"][c] for m in done.values()])[0] for c in CLASS_NAMES}
         confusion = (np.sum([np.asarray(m["confusion"]) for m in done.values()], axis=0).tolist() if done else None)
         out[str(case)] = {
             "description": CASE_TEXT[case], "test_accuracy_mean": acc_mean, "test_accuracy_std": acc_std,
             "test_accuracy_tta_mean": tta_mean, "test_accuracy_tta_std": tta_std,
-            "test_accuracy_per_seed": {str(s): m["test_accuracy"] for s, m in done.items()},
-            "test_accuracy_tta_per_seed": {str(s): m.get("test_accuracy_tta") for s, m in done.items()},
+            "test_accuracy_per_seed": per_seed, "test_accuracy_tta_per_seed": tta_per_seed,
             "report_accuracy": REPORT_ACCURACY[case], "seeds": sorted(done),
             "per_class_accuracy": per_class if done else None, "confusion": confusion,
             "epochs": _mean_std([m["epochs"] for m in done.values()])[0],
@@ -320,6 +320,11 @@ def _pm(mean, std, fmt: str = ".5f", scale: float = 1.0) -> str:
     return format(mean * scale, fmt) + (f" ± {format(std * scale, fmt)}" if std else "")
 
 
+def _pct_pm(mean, std) -> str:
+    """An accuracy as 'mean ± std%' in percent, two decimals; 'n/a' without one."""
+    return "n/a" if mean is None else _pm(mean, std, ".2f", 100) + "%"
+
+
 def render_markdown(s: dict) -> str:
     """summary.md from the summary dict alone."""
     wall = s["wall_time_s"]
@@ -357,13 +362,10 @@ def render_markdown(s: dict) -> str:
     lines += ["## Classifier (four cases)", "", "| case | | test accuracy | with --tta | report | seeds | per seed "
               "| epochs | dead latent units |", "|---|---|---|---|---|---|---|---|---|"]
     for case, r in s["classifier"].items():
-        accuracy = _pm(r["test_accuracy_mean"], r["test_accuracy_std"], ".2f", 100)
-        mirrored = _pm(r.get("test_accuracy_tta_mean"), r.get("test_accuracy_tta_std"), ".2f", 100)
+        accuracy = _pct_pm(r["test_accuracy_mean"], r["test_accuracy_std"])
+        mirrored = _pct_pm(r.get("test_accuracy_tta_mean"), r.get("test_accuracy_tta_std"))
         per_seed = ", ".join(f"s{s} {100 * a:.2f}%" for s, a in (r.get("test_accuracy_per_seed") or {}).items()) or "n/a"
-        lines.append(f"| {case} | {r['description']} | {accuracy}"
-                     f"{'%' if r['test_accuracy_mean'] is not None else ''} "
-                     f"| {mirrored}{'%' if r.get('test_accuracy_tta_mean') is not None else ''} "
-                     f"| {_pct(r['report_accuracy'])} "
+        lines.append(f"| {case} | {r['description']} | {accuracy} | {mirrored} | {_pct(r['report_accuracy'])} "
                      f"| {len(r['seeds'])} | {per_seed} | {_num(r['epochs'], '.1f')} "
                      f"| {_num(r['dead_latent_units'], '.1f')} / 64 |")
     lines += ["", "With --tta: each test image's class probabilities averaged with its mirror image's, as "
