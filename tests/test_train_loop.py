@@ -388,6 +388,25 @@ def test_dropout_off_last_epochs_is_dropout_free_training(tmp_path, fake_data_di
     assert checkpoint.load_raw(half.model_path)["model_config"]["dropout"] == 0.5
 
 
+def test_augment_off_last_epochs_train_on_the_images_as_they_are(tmp_path, fake_data_dir):
+    clf = ModelConfig("classifier", n=16, dropout=0.1, case=3)
+    # Every epoch without augmentation: the same run, step for step, as one without augment.
+    off = ae_trainer(tmp_path / "off", fake_data_dir, model_cfg=clf, max_epochs=2, augment=True, augment_shift=1,
+                     augment_off_last=1.0).run()
+    plain = ae_trainer(tmp_path / "plain", fake_data_dir, model_cfg=clf, max_epochs=2).run()
+    assert_same_weights(weights(off.model_path), weights(plain.model_path))
+    # The last of two epochs: the first one is augmented, the second is not.
+    half = ae_trainer(tmp_path / "half", fake_data_dir, model_cfg=clf, max_epochs=2, augment=True,
+                      augment_shift=1, augment_off_last=0.5).run()
+    full = ae_trainer(tmp_path / "full", fake_data_dir, model_cfg=clf, max_epochs=2, augment=True,
+                      augment_shift=1).run()
+    assert half.history[0]["train_loss"] == pytest.approx(full.history[0]["train_loss"], rel=1e-9)
+    assert half.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-6)
+    assert half.history[1]["train_loss"] != pytest.approx(full.history[1]["train_loss"], rel=1e-6)
+    with pytest.raises(FmnistEdgeError, match="augment_off_last"):
+        TrainConfig(augment_off_last=1.5).check()
+
+
 def test_denoising_masks_what_the_autoencoder_sees_and_targets_the_clean_image(tmp_path, fake_data_dir, monkeypatch):
     seen_inputs, targets = [], []
     original = Trainer._train_epoch

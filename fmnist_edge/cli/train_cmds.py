@@ -40,6 +40,9 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines."
 DropoutOffLast = Annotated[Optional[float], typer.Option(
     help="Train the last fraction of --max-epochs with dropout off (0 to 1; default: the recipe's).",
     show_default=False)]
+AugmentOffLast = Annotated[Optional[float], typer.Option(
+    help="With augmentation: train the last fraction of --max-epochs on the images as they are (0 to 1; "
+         "default: the recipe's).", show_default=False)]
 ReviveEvery = Annotated[Optional[int], typer.Option(
     help="Every N steps, revive latent units that no image activates (0: never; default: the recipe's).",
     show_default=False)]
@@ -64,7 +67,7 @@ CalibrateInit = Annotated[Optional[bool], typer.Option(
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
-             distill=None, temperature=None, calibrate_init=None):
+             distill=None, temperature=None, calibrate_init=None, augment_off_last=None):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
@@ -77,6 +80,8 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.bf16 = bf16
     if dropout_off_last is not None:  # an explicit option wins over the recipe
         train_cfg.dropout_off_last = dropout_off_last
+    if augment_off_last is not None:
+        train_cfg.augment_off_last = augment_off_last
     if revive_every is not None:
         train_cfg.revive_every = revive_every
     if calibrate_init is not None:
@@ -188,6 +193,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = None,
         temperature: Temperature = None, calibrate_init: CalibrateInit = None,
+        augment_off_last: AugmentOffLast = None,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
@@ -197,7 +203,7 @@ def register(app: typer.Typer) -> None:
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,
                         revive_every=revive_every, teacher=teacher, distill=distill, temperature=temperature,
-                        calibrate_init=calibrate_init)
+                        calibrate_init=calibrate_init, augment_off_last=augment_off_last)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
              encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
 

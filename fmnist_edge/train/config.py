@@ -69,6 +69,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False  # random horizontal flips
     augment_shift: int = 0  # with augment, also random shifts of up to this many pixels
+    # With augment, train the last fraction of max_epochs on the images as they are, so that the
+    # last steps fit what evaluation sees.
+    augment_off_last: float = 0.0
     schedule: str = "none"  # or "cosine"
     bf16: bool = False  # bf16 autocast (AMX); off by default: fp32 keeps curves comparable
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
@@ -111,6 +114,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
         if not (0.0 <= self.dropout_off_last <= 1.0):
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
+        if not (0.0 <= self.augment_off_last <= 1.0):
+            raise FmnistEdgeError(f"augment_off_last must be in [0, 1], got {self.augment_off_last}")
         if not (0.0 <= self.ema < 1.0):
             raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
         if not (0 <= self.augment_shift <= 8):

@@ -211,7 +211,7 @@ class Trainer:
                         self.on_epoch(record)
                     # With dropout-free epochs planned, early stopping gives them their own patience: a
                     # plateau with dropout on says nothing of the network they make, which evaluation runs.
-                    off_from = self._dropout_off_from()
+                    off_from = self._off_from(self.cfg.dropout_off_last)
                     waiting = (self.model_cfg.dropout > 0 and off_from < self.cfg.max_epochs
                                and self.epoch < off_from + self.cfg.patience)
                     if self.best["bad_epochs"] >= self.cfg.patience and not waiting:
@@ -242,9 +242,9 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
-    def _dropout_off_from(self) -> int:
-        """The first epoch (0-based) trained without dropout; max_epochs when there is none."""
-        return self.cfg.max_epochs - round(self.cfg.dropout_off_last * self.cfg.max_epochs)
+    def _off_from(self, last_fraction: float) -> int:
+        """The first epoch (0-based) of the last `last_fraction` of max_epochs; max_epochs for 0."""
+        return self.cfg.max_epochs - round(last_fraction * self.cfg.max_epochs)
 
     def _prepare_teacher(self, train: Tensors, val: Tensors) -> None:
         """The teacher's logits for the training images and for validation, when distilling."""
@@ -278,7 +278,8 @@ class Trainer:
     def _train_epoch(self, step_module: nn.Module, train: Tensors, val: Tensors, objective, progress) -> dict:
         kind, cfg, model = self.model_cfg.kind, self.cfg, self.model
         model.train()
-        dropout_on = self.epoch < self._dropout_off_from()
+        dropout_on = self.epoch < self._off_from(self.cfg.dropout_off_last)
+        augment_on = cfg.augment and self.epoch < self._off_from(cfg.augment_off_last)
         for module in model.modules():
             if isinstance(module, nn.Dropout):  # p is not in the state dict: export is unchanged
                 module.p = self.model_cfg.dropout if dropout_on else 0.0
@@ -299,7 +300,7 @@ class Trainer:
             x = train.images[idx]
             y = train.labels[idx]
             flipped = None
-            if cfg.augment:
+            if augment_on:
                 x, flipped = augment(x, self.aug_gen, cfg.augment_shift)
             seen = x
             if cfg.mask_inputs and kind == "autoencoder":  # denoising: a masked input, the clean target
