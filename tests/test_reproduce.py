@@ -124,7 +124,7 @@ def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(quick, tmp_path):
         for key in ("test_mse", "test_accuracy", "test_accuracy_tta", "best_val_loss", "epochs"):
             if key in theirs:
                 assert ours[key] == (theirs[key] if exact else pytest.approx(theirs[key], rel=1e-3)), (name, key)
-    from fmnist_edge.train.report import render_markdown
+    from fmnist_edge.train.summary_md import render_markdown
 
     summary = json.loads((quick["runs"] / "report" / "summary.json").read_text())
     assert "runs at a time" not in render_markdown(summary)

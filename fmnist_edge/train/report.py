@@ -1,15 +1,14 @@
 """`fmnist-edge report`: figures, summary.md and summary.json from a reproduction's RUNS folder.
 
 Reads what `reproduce` wrote (see reproduce.py for the layout); missing, partial and diverged
-runs are noted, never fatal. Sections: reading RUNS, writing, summary.md. The PCA baseline (the
-linear bottleneck the autoencoders should beat) is in pca.py; the findings (verdicts computed
-from the curves) in findings.py.
+runs are noted, never fatal. Sections: reading RUNS, writing. The PCA baseline (the linear
+bottleneck the autoencoders should beat) is in pca.py; the findings (verdicts computed from the
+curves) in findings.py; summary.md, rendered from the summary dict, in summary_md.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from fmnist_edge.train.config import CASES as CASE_TEXT
 from fmnist_edge.train.config import QUICK_LIMIT
 from fmnist_edge.train.findings import compute_findings
 from fmnist_edge.train.pca import pca_data, pca_fit, pca_mse, pca_reconstruct
-from fmnist_edge.train.reproduce import AUTOENCODER_RUNS, BASE, CASES, EXPERIMENTS
+from fmnist_edge.train.reproduce import AUTOENCODER_RUNS, BASE, CASES, EXPERIMENTS, N_RUNS
+from fmnist_edge.train.summary_md import pct, render_markdown
 
 REPORT_ACCURACY = {1: 0.906, 2: 0.812, 3: 0.875, 4: 0.704}  # PAPER.md, from the report's Fig. 9
-PANEL_RUNS = {32: "ae-n32", 64: "ae-base", 128: "ae-n128"}
 EXPERIMENT_FIGURES = {2: "fig2_bottleneck", 3: "fig3_dropout", 4: "fig4_optimizer", 5: "fig5_learning_rate",
                       6: "fig6_batch_size"}
 
@@ -230,18 +229,18 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
                         ylabel="accuracy")
     figs.append(("fig8_classifier_accuracy.png", "Report's Figure 8: the four classifier cases' train and "
                                                  "validation accuracy per epoch."))
-    titles = {c: f"case {c}: {CASE_TEXT[c]}\n" + (f"accuracy {_pct(classifiers[str(c)]['test_accuracy_mean'])} "
-                                                 f"(report {_pct(REPORT_ACCURACY[c])})") for c in CASES}
+    titles = {c: f"case {c}: {CASE_TEXT[c]}\n" + (f"accuracy {pct(classifiers[str(c)]['test_accuracy_mean'])} "
+                                                 f"(report {pct(REPORT_ACCURACY[c])})") for c in CASES}
     figures.confusion_grid({c: classifiers[str(c)]["confusion"] for c in CASES}, titles,
                            out / "fig9_confusion.png")
     figs.append(("fig9_confusion.png", "Report's Figure 9: row-normalised test confusion matrices of the four "
                                        "cases (counts summed over seeds)."))
 
-    pca, pca_what = {str(n): None for n in PANEL_RUNS}, "not computed"
+    pca, pca_what = {str(n): None for n in N_RUNS}, "not computed"
     try:
         train_x, test_x, test_y, pca_what = pca_data(data_dir, quick)
         mean, components = pca_fit(train_x)
-        pca = {str(n): pca_mse(test_x, mean, components, n) for n in PANEL_RUNS}
+        pca = {str(n): pca_mse(test_x, mean, components, n) for n in N_RUNS}
         panel = _panel(runs, test_x, test_y, mean, components, out / "reconstructions.png")
         if panel:
             figs.append(("reconstructions.png", "Report has no such figure: one test image per class, its "
@@ -274,10 +273,6 @@ def _label(name: str, exp: int) -> str:
     return text[key] + (" (base)" if name == "ae-base" else "")
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
-
 def _panel(runs, test_x, test_y, mean, components, path: Path) -> bool:
     """One test image per class; rows: autoencoder (first finished seed) and PCA per n."""
     try:
@@ -289,7 +284,7 @@ def _panel(runs, test_x, test_y, mean, components, path: Path) -> bool:
     picks = [int(np.flatnonzero(test_y == k)[0]) for k in range(len(CLASS_NAMES)) if np.any(test_y == k)]
     x = test_x[picks]
     rows = []
-    for n, name in PANEL_RUNS.items():
+    for n, name in N_RUNS.items():
         done = sorted(s for s, r in runs.get(name, {}).items() if r["status"] == "finished")
         try:
             model = (load_model(runs[name][done[0]]["folder"] / "model.pt", expect_kind="autoencoder")[0]
@@ -307,79 +302,3 @@ def _panel(runs, test_x, test_y, mean, components, path: Path) -> bool:
     figures.reconstruction_panel(x.reshape(-1, 28, 28), rows, path,
                                  column_titles=[CLASS_NAMES[int(test_y[i])] for i in picks])
     return True
-
-
-# -- summary.md --------------------------------------------------------------------------------
-def _num(x, fmt: str = ".5f") -> str:
-    return "n/a" if x is None else format(x, fmt)
-
-
-def _pm(mean, std, fmt: str = ".5f", scale: float = 1.0) -> str:
-    if mean is None:
-        return "n/a"
-    return format(mean * scale, fmt) + (f" ± {format(std * scale, fmt)}" if std else "")
-
-
-def _pct_pm(mean, std) -> str:
-    """An accuracy as 'mean ± std%' in percent, two decimals; 'n/a' without one."""
-    return "n/a" if mean is None else _pm(mean, std, ".2f", 100) + "%"
-
-
-def render_markdown(s: dict) -> str:
-    """summary.md from the summary dict alone."""
-    wall = s["wall_time_s"]
-    machine = s["machine"] or {}
-    lines = [
-        "# Reproduction of the report: summary", "",
-        f"Runs: `{s['runs_dir']}`; seeds {', '.join(map(str, s['seeds']))}; recipe {s['recipe']}"
-        + ("; **quick** (small subset: a smoke test, not a result)" if s["quick"] else "") + ".",
-        f"Wall time of the reproduction: {_num(wall and wall / 60, '.1f')} min"
-        + (f" on {machine.get('processor')} ({machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, "
-           f"{machine.get('torch_threads')} threads" + (f" per run, {s['jobs']} runs at a time" if s.get("jobs", 1) > 1
-                                                          else "") + ")" if machine else "") + ".",
-        "Test numbers are on the test set, never used for early stopping; ± is the sample standard "
-        "deviation over seeds.", "",
-    ]
-    per_seed = s.get("seed_training_time_s") or {}
-    if per_seed:
-        lines[-1:-1] = ["Training time per seed (the sum of its runs' times): "
-                        + ", ".join(f"seed {k} {v / 60:.1f} min" for k, v in per_seed.items()) + "."]
-    if s["notes"]:
-        lines += ["## Notes", ""] + [f"- {n}" for n in s["notes"]] + [""]
-    lines += ["## Autoencoders (Table I)", "",
-              "| run | n | p | optimizer | lr | batch | best val loss | test MSE | PCA MSE, same n | epochs "
-              "(best) | stop | dead latent units | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in s["autoencoder"].items():
-        pca = s["pca_mse"].get(str(r["n"])) if name in PANEL_RUNS.values() else None
-        diverged = f" (diverged: seeds {r['diverged_seeds']})" if r["diverged_seeds"] else ""
-        lines.append(f"| {name}{diverged} | {r['n']} | {r['p']} | {r['optimizer']} | {r['lr']:g} | {r['batch_size']} "
-                     f"| {_num(r['best_val_loss'])} | {_pm(r['test_mse_mean'], r['test_mse_std'])} | {_num(pca)} "
-                     f"| {_num(r['epochs'], '.1f')} ({_num(r['best_epoch'], '.1f')}) | {', '.join(r['stop_reasons'])} "
-                     f"| {_num(r['dead_latent_units'], '.1f')} / {r['n']} | {_num(r['wall_time_s'], '.0f')} s |")
-    limited = any(r["test_limited"] for r in s["autoencoder"].values())
-    lines += ["", f"PCA: {s['pca']}." + (" These runs were tested on at most the first "
-                                         f"{QUICK_LIMIT} test images (--quick)." if limited else ""), ""]
-    lines += ["## Classifier (four cases)", "", "| case | | test accuracy | with --tta | report | seeds | per seed "
-              "| epochs | dead latent units |", "|---|---|---|---|---|---|---|---|---|"]
-    for case, r in s["classifier"].items():
-        accuracy = _pct_pm(r["test_accuracy_mean"], r["test_accuracy_std"])
-        mirrored = _pct_pm(r.get("test_accuracy_tta_mean"), r.get("test_accuracy_tta_std"))
-        per_seed = ", ".join(f"s{s} {100 * a:.2f}%" for s, a in (r.get("test_accuracy_per_seed") or {}).items()) or "n/a"
-        lines.append(f"| {case} | {r['description']} | {accuracy} | {mirrored} | {_pct(r['report_accuracy'])} "
-                     f"| {len(r['seeds'])} | {per_seed} | {_num(r['epochs'], '.1f')} "
-                     f"| {_num(r['dead_latent_units'], '.1f')} / 64 |")
-    lines += ["", "With --tta: each test image's class probabilities averaged with its mirror image's, as "
-              "`fmnist-edge classify --tta` does; one more pass per image.", "",
-              "Per-class test accuracy (mean over seeds):", "",
-              "| class | " + " | ".join(f"case {c}" for c in s["classifier"]) + " |",
-              "|---|" + "---|" * len(s["classifier"])]
-    for cls in CLASS_NAMES:
-        lines.append(f"| {cls} | " + " | ".join(_pct((r["per_class_accuracy"] or {}).get(cls))
-                                                for r in s["classifier"].values()) + " |")
-    lines += ["", "## Findings: our curves against the report's observations", ""]
-    for f in s["findings"].values():
-        lines.append(f"- **{f['verdict']}**: {f['observation']}. {f['detail']}.")
-    lines += ["", "## Figures", ""]
-    for fig in s["figures"]:
-        lines += [f"![{fig['file'][:-4]}]({fig['file']})", "", f"*{fig['caption']}*", ""]
-    return "\n".join(lines)

@@ -35,6 +35,8 @@ AUTOENCODER_RUNS: dict[str, dict] = {
     "batch50": {"batch_size": 50},
     "batch150": {"batch_size": 150},
 }
+# The runs that vary n alone, by n: the reconstruction panel and the PCA baseline compare them.
+N_RUNS = {32: "ae-n32", 64: "ae-base", 128: "ae-n128"}
 EXPERIMENTS = {  # experiment -> (title, runs compared with the base)
     1: ("base", []),
     2: ("bottleneck size n", ["n32", "n128"]),
