@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             return
         from fmnist_edge.fileio import write_json
-        from fmnist_edge.train.loop import run_state
+        from fmnist_edge.train.run_state import run_state
 
         if teacher is not None:  # refused now, not after the autoencoder's minutes of training
             from fmnist_edge.train.distill import load_teacher

@@ -1,4 +1,6 @@
-"""The training loop: early stopping, checkpoints every epoch and on Ctrl-C, --resume, divergence."""
+"""The training loop: early stopping, checkpoints every epoch and on Ctrl-C, --resume, divergence.
+
+What a run saves and restores (last.pt) is in run_state.py."""
 
 from __future__ import annotations
 
@@ -7,38 +9,26 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError, ModelError
+from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
-from fmnist_edge.train.models import build_model
 from fmnist_edge.train.recipe import (WeightAverage, calibrate_biases, cpu_state, dead_units, distillation_loss, loss_fn,
-                                      make_optimizer, make_scheduler, revive_dead_units)
-
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.json"
+                                      revive_dead_units)
+from fmnist_edge.train.run_state import HISTORY_FILE, METRICS_FILE, RunResult, RunState, run_state
 
 
 class Diverged(FmnistEdgeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    model_path: Path
-    metrics: dict
-    history: list = field(default_factory=list)
 
 
 def resolve_device(device: str) -> str:
@@ -58,24 +48,7 @@ def encoded(encoder: nn.Module, data: Tensors, device: str = "cpu") -> Tensors:
                               for i in range(0, len(data), 1000)]), data.labels)
 
 
-def run_state(run_dir: Path) -> str:
-    """'finished', 'partial' (a resumable last.pt) or 'new'."""
-    if (run_dir / checkpoint.MODEL_FILE).is_file():
-        return "finished"
-    if (run_dir / checkpoint.RESUME_FILE).is_file():
-        return "partial"
-    return "new"
-
-
-def _load_encoder_into(model: nn.Module, encoder_ckpt: Path, n: int) -> str:
-    ae, payload = checkpoint.load_model(encoder_ckpt, expect_kind="autoencoder")
-    if ae.encoder.n != n:
-        raise ModelError(f"{encoder_ckpt}: encoder has n={ae.encoder.n}, the classifier wants n={n}")
-    model.encoder.load_state_dict(ae.encoder.state_dict())
-    return str(encoder_ckpt)
-
-
-class Trainer:
+class Trainer(RunState):
     """One run in one folder. Construct, then `run()`; every piece of state lives in last.pt."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path,
@@ -122,67 +95,6 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FmnistEdgeError(f"cannot create {self.run_dir}: {exc.strerror}") from None
-
-    # -- state -------------------------------------------------------------------------------
-    def _fresh_state(self) -> None:
-        torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.model_cfg)
-        self.encoder_source = None
-        if self.model_cfg.pretrained_encoder:
-            self.encoder_source = _load_encoder_into(self.model, self.encoder_ckpt, self.model_cfg.n)
-        self.model.to(self.device)
-        self._make_optimizer()
-        self.aug_gen = torch.Generator().manual_seed(self.cfg.seed + 1)
-        self.epoch, self.step = 0, 0
-        self.partial = {"loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-        self.history: list[dict] = []
-        self.best = {"val_loss": math.inf, "epoch": -1, "state": None, "bad_epochs": 0}
-        self.wall_time = 0.0
-        self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model)) if self.cfg.ema else None
-        self.teacher_sha256 = None  # recorded when the teacher is first loaded
-
-    def _make_optimizer(self) -> None:
-        # A frozen encoder's parameters stay out of the optimizer: no updates, no optimizer state.
-        params = (self.model.trainable_parameters() if self.model_cfg.kind == "classifier"
-                  else list(self.model.parameters()))
-        self.optimizer = make_optimizer(params, self.cfg)
-        self.scheduler = make_scheduler(self.optimizer, self.cfg)
-
-    def _save_resume_point(self) -> None:
-        checkpoint.save(
-            self.run_dir / checkpoint.RESUME_FILE, self.model_cfg, self.cfg, self.model,
-            optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict() if self.scheduler else None,
-            epoch=self.epoch, step=self.step, partial=dict(self.partial), history=self.history,
-            best_val_loss=self.best["val_loss"], best_epoch=self.best["epoch"],
-            best_state=self.best["state"], bad_epochs=self.best["bad_epochs"],
-            torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
-            wall_time=self.wall_time, ema=self.ema and self.ema.state, ema_steps=self.ema and self.ema.steps,
-            encoder_source=self.encoder_source, teacher_sha256=self.teacher_sha256,
-        )
-
-    def _restore(self) -> None:
-        path = self.run_dir / checkpoint.RESUME_FILE
-        self.model, payload = checkpoint.load_model(path)
-        # A resumed run keeps the configuration it was started with.
-        self.model_cfg, self.cfg = payload["model_config_obj"], payload["train_config_obj"]
-        self.model.to(self.device).train()
-        self._make_optimizer()
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scheduler and payload.get("scheduler"):
-            self.scheduler.load_state_dict(payload["scheduler"])
-        self.aug_gen = torch.Generator()
-        self.aug_gen.set_state(payload["aug_rng"])
-        torch.set_rng_state(payload["torch_rng"])
-        self.epoch, self.step = payload["epoch"], payload["step"]
-        self.partial = dict(payload["partial"])
-        self.history = list(payload["history"])
-        self.best = {"val_loss": payload["best_val_loss"], "epoch": payload["best_epoch"],
-                     "state": payload["best_state"], "bad_epochs": payload["bad_epochs"]}
-        self.wall_time = payload["wall_time"]
-        self.ema = WeightAverage(self.cfg.ema, payload["ema"], payload["ema_steps"]) if payload.get("ema") else None
-        self.encoder_source = payload.get("encoder_source")
-        self.teacher_sha256 = payload.get("teacher_sha256")
 
     # -- loop --------------------------------------------------------------------------------
     def run(self) -> RunResult:

@@ -273,7 +273,7 @@ def _stale_runs(root: Path, before: dict, settings: dict, digests: dict[str, str
 
 
 def _state(folder: Path) -> str:
-    from fmnist_edge.train.loop import run_state
+    from fmnist_edge.train.run_state import run_state
 
     return "diverged" if (folder / "diverged.json").is_file() else run_state(folder)
 
