@@ -185,6 +185,10 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
             # 0.3 points of validation accuracy and 1.0 of test accuracy over 45 epochs of flips alone
             # (benchmarks/recipe_experiments, c1-shift1-e100).
             cfg.augment, cfg.augment_shift = True, 1
+            # The last fifth of the epochs on the images as they are: the last, small steps fit what
+            # evaluation sees (3 seeds: validation loss lower in all six runs of cases 1 and 3,
+            # accuracy +0.16 and +0.03 points; benchmarks/recipe_experiments).
+            cfg.augment_off_last = 0.2
             cfg.weight_decay = 5e-4
     return cfg
 
