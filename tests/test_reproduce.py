@@ -264,6 +264,7 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
             run.train_cfg.label_smoothing, run.train_cfg.lr, run.train_cfg.patience = 0.1, 1e-2, 6
         elif run.model_cfg.kind == "classifier":
             run.train_cfg.augment_shift, run.train_cfg.max_epochs, run.train_cfg.patience = 0, 30, 6
+            run.train_cfg.augment_off_last = 0.0
     before_the_fields = reproduce._digest([reproduce.TRAINING_CODE_VERSION] + [
         [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
                                        if k != "seed" and k not in ADDED_FIELDS}] for r in runs if r.seed == 0])
