@@ -464,6 +464,10 @@ def test_classifier_findings():
     easy_shirt = {**hard, "Shirt": 0.99, "Dress": 0.5}
     f = compute_findings({}, accuracies=acc, per_class={1: easy_shirt, 2: hard, 3: hard, 4: hard})
     assert f["case_order"]["verdict"] == "disagree" and f["hardest_classes"]["verdict"] == "disagree"
+    assert "case 2 95.00% > case 1 93.00% > case 3 92.00% > case 4 81.00%" in f["case_order"]["detail"]
+    level = {1: {0: 0.9252, 1: 0.9251}, 2: {0: 0.85, 1: 0.85}, 3: {0: 0.9251, 1: 0.9252}, 4: {0: 0.77, 1: 0.77}}
+    f = compute_findings({}, accuracies=level)
+    assert "case 1 92.52% = case 3 92.52% > case 2 85.00% > case 4 77.00%" in f["case_order"]["detail"]
 
 
 # -- PCA -----------------------------------------------------------------------------------------

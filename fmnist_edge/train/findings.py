@@ -148,9 +148,12 @@ def _case_order(accuracies: dict[int, dict[int, float]]) -> dict:
                 for s in seeds}
     mean = {c: float(np.mean([accuracies[c][s] for s in seeds])) for c in CASES}
     order = sorted(CASES, key=lambda c: -mean[c])
+    shown = [f"{100 * mean[c]:.2f}%" for c in order]
+    detail = f"case {order[0]} {shown[0]}"
+    for i in range(1, len(order)):  # '=' where the means print the same: a '>' would claim an order
+        detail += f" {'=' if shown[i] == shown[i - 1] else '>'} case {order[i]} {shown[i]}"
     return {"verdict": _combine(per_seed), "per_seed": per_seed,
-            "detail": "mean test accuracy " + " > ".join(f"case {c} {100 * mean[c]:.1f}%" for c in order)
-                      + " (report: case 1 > 3 > 2 > 4)"}
+            "detail": f"mean test accuracy {detail} (report: case 1 > 3 > 2 > 4)"}
 
 
 def _hardest(per_class: dict[int, dict | None]) -> dict:
