@@ -608,6 +608,12 @@ def test_early_stopping_waits_for_the_dropout_free_epochs(tmp_path, fake_data_di
     losses = iter([0.5] + [0.9] * 10)
     plain = ae_trainer(tmp_path / "plain", fake_data_dir, max_epochs=6, patience=1).run()
     assert plain.metrics["epochs"] == 2
+    # The same for the epochs planned without augmentation.
+    losses = iter([0.5] + [0.9] * 10)
+    seen.clear()
+    result = ae_trainer(tmp_path / "clean", fake_data_dir, max_epochs=6, patience=1, augment=True,
+                        augment_off_last=0.5, on_epoch=lambda r: seen.append(r["epoch"])).run()
+    assert seen == [1, 2, 3, 4] and result.metrics["stop_reason"] == "early-stop"
 
 
 # -- a calibrated random encoder ------------------------------------------------------------

@@ -121,11 +121,9 @@ class Trainer(RunState):
                     record = self._train_epoch(step_module, train, val, objective, progress)
                     if self.on_epoch:
                         self.on_epoch(record)
-                    # With dropout-free epochs planned, early stopping gives them their own patience: a
-                    # plateau with dropout on says nothing of the network they make, which evaluation runs.
-                    off_from = self._off_from(self.cfg.dropout_off_last)
-                    waiting = (self.model_cfg.dropout > 0 and off_from < self.cfg.max_epochs
-                               and self.epoch < off_from + self.cfg.patience)
+                    # Epochs planned without dropout or augmentation get their own patience: a plateau
+                    # before them says nothing of the network they make, which evaluation runs.
+                    waiting = any(self.epoch < start + self.cfg.patience for start in self._phase_starts())
                     if self.best["bad_epochs"] >= self.cfg.patience and not waiting:
                         stop_reason = "early-stop"
                         break
@@ -157,6 +155,13 @@ class Trainer(RunState):
     def _off_from(self, last_fraction: float) -> int:
         """The first epoch (0-based) of the last `last_fraction` of max_epochs; max_epochs for 0."""
         return self.cfg.max_epochs - round(last_fraction * self.cfg.max_epochs)
+
+    def _phase_starts(self) -> list[int]:
+        """The epochs (0-based) where a planned last phase begins: dropout off, augmentation off."""
+        planned = [(self.model_cfg.dropout > 0, self.cfg.dropout_off_last),
+                   (self.cfg.augment, self.cfg.augment_off_last)]
+        starts = [self._off_from(fraction) for applies, fraction in planned if applies]
+        return [start for start in starts if start < self.cfg.max_epochs]
 
     def _prepare_teacher(self, train: Tensors, val: Tensors) -> None:
         """The teacher's logits for the training images and for validation, when distilling."""
