@@ -76,16 +76,11 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
     train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
                             patience=patience, seed=seed, limit=limit, recipe=recipe)
     train_cfg = apply_recipe(train_cfg, model_cfg)
-    if bf16 is not None:
-        train_cfg.bf16 = bf16
-    if dropout_off_last is not None:  # an explicit option wins over the recipe
-        train_cfg.dropout_off_last = dropout_off_last
-    if augment_off_last is not None:
-        train_cfg.augment_off_last = augment_off_last
-    if revive_every is not None:
-        train_cfg.revive_every = revive_every
-    if calibrate_init is not None:
-        train_cfg.calibrate_init = calibrate_init
+    explicit = {"bf16": bf16, "dropout_off_last": dropout_off_last, "augment_off_last": augment_off_last,
+                "revive_every": revive_every, "calibrate_init": calibrate_init}
+    for name, value in explicit.items():
+        if value is not None:  # an option given on the command line wins over the recipe
+            setattr(train_cfg, name, value)
     if teacher is None and (distill is not None or temperature is not None):
         raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
