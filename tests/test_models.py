@@ -168,3 +168,24 @@ def test_dilated_transposed_conv_writes_only_even_positions():
         assert torch.equal(h[:, :, 1::2, :], bias.expand(8, 16, 6, 13))
         assert torch.equal(h[:, :, :, 1::2], bias.expand(8, 16, 13, 6))
         assert not torch.equal(h[:, :, 0::2, 0::2], bias.expand(8, 16, 7, 7))
+
+
+def test_undilated_decoder_writes_every_position_with_as_many_weights():
+    """--decoder-dilation 1: the same shapes and parameter count as the report's decoder, and its
+    first ConvTranspose2d writes every row and column of the 13x13 map (none is the bias alone)."""
+    report, undilated = Decoder(64, 0.0), Decoder(64, 0.0, dilation=1).eval()
+    assert [p.shape for p in undilated.parameters()] == [p.shape for p in report.parameters()]
+    t1 = undilated.net[4]
+    assert (t1.kernel_size, t1.stride, t1.padding, t1.dilation) == ((5, 5), (2, 2), (0, 0), (1, 1))
+    with torch.no_grad():
+        z = torch.rand(8, 64)
+        h = undilated.net[:5](z) - t1.bias.view(1, 16, 1, 1)
+        assert h.shape == (8, 16, 13, 13)
+        assert (h.abs().amax(dim=(0, 1)) > 0).all()  # every position carries the input
+        assert undilated(z).shape == (8, 1, 28, 28)
+
+
+def test_decoder_dilation_is_checked_and_built():
+    assert build_model(ModelConfig(n=16, decoder_dilation=1)).decoder.net[4].dilation == (1, 1)
+    with pytest.raises(FmnistEdgeError, match="--decoder-dilation must be 1 or 2"):
+        build_model(ModelConfig(n=16, decoder_dilation=3))

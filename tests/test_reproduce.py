@@ -247,13 +247,14 @@ def test_rerun_changed_refuses_a_plan_without_per_run_digests(quick, tmp_path, m
 
 
 def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
-    """A TrainConfig field added after a folder was planned, at its neutral value, stays out of
-    the digest: the digest is the one the code before the field would compute. Set, it counts."""
+    """A TrainConfig or ModelConfig field added after a folder was planned, at its neutral value,
+    stays out of the digest: the digest is the one the code before the field would compute. Set,
+    it counts."""
     pytest.importorskip("torch")
     from dataclasses import asdict
 
     from fmnist_edge.train import reproduce
-    from fmnist_edge.train.reproduce import ADDED_FIELDS, configs_fingerprint, plan
+    from fmnist_edge.train.reproduce import ADDED_FIELDS, ADDED_MODEL_FIELDS, configs_fingerprint, plan
 
     runs = plan(3, "best", False, None, None)
     for run in runs:  # the recipe as it was when runs/reproduction3 was planned
@@ -266,10 +267,16 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
             run.train_cfg.augment_shift, run.train_cfg.max_epochs, run.train_cfg.patience = 0, 30, 6
             run.train_cfg.augment_off_last = 0.0
     before_the_fields = reproduce._digest([reproduce.TRAINING_CODE_VERSION] + [
-        [r.name, asdict(r.model_cfg), {k: v for k, v in asdict(r.train_cfg).items()
-                                       if k != "seed" and k not in ADDED_FIELDS}] for r in runs if r.seed == 0])
+        [r.name, {k: v for k, v in asdict(r.model_cfg).items() if k not in ADDED_MODEL_FIELDS},
+         {k: v for k, v in asdict(r.train_cfg).items() if k != "seed" and k not in ADDED_FIELDS}]
+        for r in runs if r.seed == 0])
     assert configs_fingerprint(runs) == before_the_fields == "60c32582c864b1cb"  # runs/reproduction3's plan
     case1 = next(r for r in runs if r.seed == 0 and r.name == "clf-case1")
+    base = next(r for r in runs if r.seed == 0 and r.name == "ae-base")
+    base.model_cfg.decoder_dilation = 1
+    assert configs_fingerprint(runs) != before_the_fields
+    base.model_cfg.decoder_dilation = 2
+    assert configs_fingerprint(runs) == before_the_fields
     case1.train_cfg.teacher, case1.train_cfg.distill = "teacher.pt", 0.9
     assert configs_fingerprint(runs) != before_the_fields
 

@@ -3,7 +3,7 @@
     python tools/train_variant.py OUT kind=classifier case=1 encoder=runs/ae/model.pt \
         lr=0.003 schedule=cosine augment=1 label_smoothing=0.1 ema=0.999 revive_every=50 max_epochs=30
 
-Model keys: kind (autoencoder|classifier|teacher), case, n, p, encoder. Every other key is a TrainConfig
+Model keys: kind (autoencoder|classifier|teacher), case, n, p, decoder_dilation, encoder. Every other key is a TrainConfig
 field (fmnist_edge/train/config.py), starting from the report's recipe ("paper") with nothing
 added, so that a variant differs from it by exactly the fields named. Prints metrics.json.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.train.checkpoint import encoder_shape
-from fmnist_edge.train.config import ModelConfig, TrainConfig
+from fmnist_edge.train.config import REPORT_DECODER_DILATION, ModelConfig, TrainConfig
 from fmnist_edge.train.loop import Trainer
 
 
@@ -30,7 +30,8 @@ def parse(argv: list[str]) -> tuple[Path, ModelConfig, TrainConfig, str | None]:
     out, pairs = Path(argv[0]), dict(a.split("=", 1) for a in argv[1:])
     shape_given = "n" in pairs or "p" in pairs
     model_cfg = ModelConfig(kind=pairs.pop("kind", "classifier"), n=int(pairs.pop("n", 64)),
-                            dropout=float(pairs.pop("p", 0.1)))
+                            dropout=float(pairs.pop("p", 0.1)),
+                            decoder_dilation=int(pairs.pop("decoder_dilation", REPORT_DECODER_DILATION)))
     if model_cfg.kind == "classifier":
         model_cfg.case = int(pairs.pop("case", 1))
     encoder = pairs.pop("encoder", None)

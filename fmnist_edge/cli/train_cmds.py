@@ -10,7 +10,8 @@ import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.train.config import DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER
+from fmnist_edge.train.config import (DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER,
+                                     REPORT_DECODER_DILATION)
 
 DEFAULT_TRAIN_DIR = Path("runs/train")
 LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
@@ -67,10 +68,11 @@ CalibrateInit = Annotated[Optional[bool], typer.Option(
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
-             distill=None, temperature=None, calibrate_init=None, augment_off_last=None):
+             distill=None, temperature=None, calibrate_init=None, augment_off_last=None,
+             decoder_dilation=REPORT_DECODER_DILATION):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
-    model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case)
+    model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case, decoder_dilation=decoder_dilation)
     model_cfg.check()
     lr = recipe_lr(recipe, model_cfg) if lr is None else lr
     train_cfg = TrainConfig(optimizer=optimizer.lower(), lr=lr, batch_size=batch_size, max_epochs=max_epochs,
@@ -166,10 +168,15 @@ def register(app: typer.Typer) -> None:
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None,
+        decoder_dilation: Annotated[int, typer.Option(
+            help="Dilation of the decoder's first transposed convolution: 2, the report's, writes only the even "
+                 "rows and columns of its 13x13 output; 1 writes them all, with as many weights.")]
+            = REPORT_DECODER_DILATION,
     ):
         """Train ConvAutoencoder(n, p) with MSE loss and early stopping on validation loss."""
         cfgs = _configs("autoencoder", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-                        recipe, bf16, dropout_off_last=dropout_off_last, revive_every=revive_every)
+                        recipe, bf16, dropout_off_last=dropout_off_last, revive_every=revive_every,
+                        decoder_dilation=decoder_dilation)
         _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
 
     @train_app.command("classifier")

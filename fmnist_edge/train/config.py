@@ -13,6 +13,7 @@ RECIPES = ("paper", "best")
 KINDS = ("autoencoder", "classifier", "teacher")
 DEFAULT_DISTILL = 0.9  # Hinton et al.'s usual weighting: mostly the teacher, a little of the labels
 DEFAULT_TEMPERATURE = 4.0
+REPORT_DECODER_DILATION = 2
 CASES = {
     1: "pretrained encoder, fine-tuned with the classifier",
     2: "pretrained encoder frozen, only the classifier trained",
@@ -29,6 +30,9 @@ class ModelConfig:
     n: int = 64  # the width of the code the head reads: the latent size; the teacher's hidden layer
     dropout: float = 0.2
     case: int | None = None  # classifier only
+    # The decoder's first ConvTranspose2d: 2 is the report's, which writes only the even rows and
+    # columns of its 13x13 output; 1 (padding 0, same weights' shape) writes all of them.
+    decoder_dilation: int = REPORT_DECODER_DILATION
 
     def check(self) -> None:
         if self.kind not in KINDS:
@@ -37,6 +41,8 @@ class ModelConfig:
             raise FmnistEdgeError(f"--n must be an integer from 1 to 4096, got {self.n}")
         if not (0.0 <= self.dropout < 1.0):
             raise FmnistEdgeError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.decoder_dilation not in (1, 2):
+            raise FmnistEdgeError(f"--decoder-dilation must be 1 or 2, got {self.decoder_dilation}")
         if self.kind == "classifier" and self.case not in CASES:
             raise FmnistEdgeError(f"--case must be one of 1, 2, 3, 4, got {self.case}")
 

@@ -36,9 +36,13 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, n) -> (B, 1, 28, 28) in [0, 1]."""
+    """(B, n) -> (B, 1, 28, 28) in [0, 1].
 
-    def __init__(self, n: int = 64, p: float = 0.2):
+    `dilation` is the first ConvTranspose2d's: the report's 2 (with padding 2) writes only the even
+    rows and columns of its 13x13 output; 1 (with padding 0) writes all of them with as many weights.
+    """
+
+    def __init__(self, n: int = 64, p: float = 0.2, dilation: int = 2):
         super().__init__()
         self.n = n
         self.net = nn.Sequential(
@@ -46,7 +50,8 @@ class Decoder(nn.Module):
             nn.ReLU(),
             FastDropout(p),
             nn.Unflatten(1, (32, 5, 5)),  # (B, 32, 5, 5)
-            nn.ConvTranspose2d(32, 16, kernel_size=5, stride=2, padding=2, output_padding=0, dilation=2),
+            nn.ConvTranspose2d(32, 16, kernel_size=5, stride=2, padding=2 * (dilation - 1), output_padding=0,
+                               dilation=dilation),
             nn.ReLU(),  # (B, 16, 13, 13)
             FastDropout(p),
             nn.ConvTranspose2d(16, 1, kernel_size=6, stride=2, padding=1, output_padding=0, dilation=1),
@@ -58,10 +63,10 @@ class Decoder(nn.Module):
 
 
 class ConvAutoencoder(nn.Module):
-    def __init__(self, n: int = 64, p: float = 0.2):
+    def __init__(self, n: int = 64, p: float = 0.2, decoder_dilation: int = 2):
         super().__init__()
         self.encoder = Encoder(n, p)
-        self.decoder = Decoder(n, p)
+        self.decoder = Decoder(n, p, decoder_dilation)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -126,7 +131,7 @@ class Teacher(nn.Module):
 def build_model(cfg: ModelConfig) -> nn.Module:
     cfg.check()
     if cfg.kind == "autoencoder":
-        return ConvAutoencoder(cfg.n, cfg.dropout)
+        return ConvAutoencoder(cfg.n, cfg.dropout, cfg.decoder_dilation)
     if cfg.kind == "teacher":
         return Teacher(cfg.n, cfg.dropout)
     return Classifier(cfg.n, cfg.dropout, freeze_encoder=cfg.frozen_encoder)

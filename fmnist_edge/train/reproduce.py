@@ -105,12 +105,18 @@ TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches th
 # they stay out of the digest, so a folder started before they existed still resumes.
 ADDED_FIELDS = {name: TrainConfig.__dataclass_fields__[name].default
                 for name in ("teacher", "distill", "temperature", "calibrate_init", "mask_inputs", "augment_off_last")}
+ADDED_MODEL_FIELDS = {"decoder_dilation": ModelConfig.__dataclass_fields__["decoder_dilation"].default}
+
+
+def _without_neutral(cfg, added: dict) -> dict:
+    return {k: v for k, v in asdict(cfg).items() if not (k in added and v == added[k])}
 
 
 def _config_view(run: RunSpec) -> list:
     """A run's configs as digested: the seed aside, later fields at their neutral values left out."""
-    return [run.name, asdict(run.model_cfg), {k: v for k, v in asdict(run.train_cfg).items()
-                                              if k != "seed" and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}]
+    train_view = _without_neutral(run.train_cfg, ADDED_FIELDS)
+    del train_view["seed"]
+    return [run.name, _without_neutral(run.model_cfg, ADDED_MODEL_FIELDS), train_view]
 
 
 def _digest(value) -> str:
