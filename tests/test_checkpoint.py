@@ -69,7 +69,17 @@ def test_checkpoint_is_plain_data(tmp_path):
     save_model(tmp_path / "m.pt", ModelConfig(n=8))
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     assert payload[checkpoint.FORMAT_KEY] == checkpoint.FORMAT_VERSION
-    assert payload["model_config"] == {"kind": "autoencoder", "n": 8, "dropout": 0.2, "case": None}
+    assert payload["model_config"] == {"kind": "autoencoder", "n": 8, "dropout": 0.2, "case": None,
+                                       "decoder_dilation": 2}
+
+
+def test_a_checkpoint_from_before_decoder_dilation_loads_the_reports_decoder(tmp_path):
+    save_model(tmp_path / "m.pt", ModelConfig(n=8))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    del payload["model_config"]["decoder_dilation"]
+    torch.save(payload, tmp_path / "old.pt")
+    model, loaded = checkpoint.load_model(tmp_path / "old.pt")
+    assert loaded["model_config_obj"].decoder_dilation == 2 and model.decoder.net[4].dilation == (2, 2)
 
 
 def test_newer_config_keys_are_ignored(tmp_path):

@@ -282,13 +282,14 @@ def test_decoder_keeps_the_dilated_strided_conv_transpose(export_dir):
     assert attrs["strides"] == [2, 2] and attrs["dilations"] == [2, 2]
 
 
+@pytest.mark.parametrize("dilation", [2, 1])
 @pytest.mark.parametrize("scale", [1.0, 100.0, 10_000.0])
-def test_decoder_before_its_sigmoid_matches_pytorch(tmp_path, scale):
+def test_decoder_before_its_sigmoid_matches_pytorch(tmp_path, scale, dilation):
     """The sigmoid flattens large pre-activations to 0 or 1 and would hide a wrong transposed
     convolution: export the decoder without it (random weights, nothing dead) and compare the
-    raw values, relative to their size."""
+    raw values, relative to their size; the report's dilated layer and --decoder-dilation 1."""
     torch.manual_seed(0)
-    body = nn.Sequential(*list(Decoder(N, 0.1).net)[:-1]).eval()
+    body = nn.Sequential(*list(Decoder(N, 0.1, dilation).net)[:-1]).eval()
     path = tmp_path / "decoder.onnx"
     export_module(body, DECODER, N, path, {"fmnist_edge.kind": "decoder"})
     sess = session(path)

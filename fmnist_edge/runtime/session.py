@@ -92,28 +92,33 @@ def _show(shape) -> str:
     return "[" + ",".join(str(d) if d is not None else "?" for d in shape) + "]"
 
 
+def _a(kind: str) -> str:
+    """'an encoder', 'a decoder'."""
+    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind}"
+
+
 def check_against_spec(path: Path, spec: ModelSpec, session: ort.InferenceSession) -> None:
     """Refuse a model whose tensors differ from the spec: names first, then shapes."""
     meta = session.get_modelmeta().custom_metadata_map
     kind = meta.get("fmnist_edge.kind")
     if kind and kind != spec.kind:
-        raise ModelError(f"{path}: is an {kind} model, expected a {spec.kind}")
+        raise ModelError(f"{path}: is {_a(kind)} model, expected {_a(spec.kind)}")
     for role, found, wanted in (("input", session.get_inputs(), spec.inputs),
                                 ("output", session.get_outputs(), spec.outputs)):
         if len(found) != len(wanted):
-            raise ModelError(f"{path}: has {len(found)} {role}s, a {spec.kind} has {len(wanted)}")
+            raise ModelError(f"{path}: has {len(found)} {role}s, {_a(spec.kind)} has {len(wanted)}")
         for node, want in zip(found, wanted):
             _check_tensor(path, spec, role, node, want)
 
 
 def _check_tensor(path: Path, spec: ModelSpec, role: str, node, want: TensorSpec) -> None:
     if node.name != want.name:
-        raise ModelError(f"{path}: {role} is named '{node.name}', a {spec.kind} takes '{want.name}'")
+        raise ModelError(f"{path}: {role} is named '{node.name}', {_a(spec.kind)} takes '{want.name}'")
     if node.type != "tensor(float)":
         raise ModelError(f"{path}: {role} '{node.name}' is {node.type}, expected tensor(float)")
     if not _dims_ok(list(node.shape), want.shape):
         raise ModelError(f"{path}: {role} '{node.name}' has shape {_show(node.shape)}, "
-                         f"a {spec.kind} has {_show(want.shape)}")
+                         f"{_a(spec.kind)} has {_show(want.shape)}")
 
 
 def _direct_run(session: ort.InferenceSession):
