@@ -125,7 +125,8 @@ def test_evaluate_json(cli, trained_ae, tmp_path):
     assert out["accuracy"] == trained["test_accuracy"] and out["accuracy_tta"] == trained["test_accuracy_tta"]
     table = cli("evaluate", tmp_path / "clf" / "model.pt")
     assert table.exit_code == 0 and "test accuracy" in table.stdout and "Pullover" in table.stdout
-    assert "mirror-averaged" in "".join(table.stdout.split())  # the table's title wraps
+    summary = table.stdout.splitlines()[0]  # one unwrapped line above the table
+    assert summary.startswith(str(tmp_path / "clf" / "model.pt")) and "mirror-averaged, as classify --tta" in summary
 
 
 def test_evaluate_on_validation_reads_the_runs_own_split(cli, tmp_path):

@@ -264,8 +264,11 @@ def register(app: typer.Typer) -> None:
                           f"{dead} of {model.encoder.n} latent units dead")
             return
         dead_note = "" if dead is None else f"; {dead} of {model.encoder.n} latent units dead"
-        table = Table(title=f"{ckpt}: {split} accuracy {result['accuracy']:.4f} "
-                            f"({result['accuracy_tta']:.4f} mirror-averaged, as classify --tta){dead_note}")
+        # A line of its own: as a table title it would wrap to the two narrow columns' width.
+        console.print(f"{ckpt}: {split} accuracy {result['accuracy']:.4f} "
+                      f"({result['accuracy_tta']:.4f} mirror-averaged, as classify --tta){dead_note}",
+                      highlight=False, soft_wrap=True)
+        table = Table()
         table.add_column("class")
         table.add_column("accuracy", justify="right")
         for name, acc in result["per_class_accuracy"].items():
