@@ -35,7 +35,7 @@ Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted 
 Force = Annotated[bool, typer.Option("--force", help="Start over even if --out holds a run.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when there is one), cpu or cuda.")]
 Bf16 = Annotated[Optional[bool], typer.Option(
-    "--bf16/--no-bf16", help="bf16 autocast (AMX on recent CPUs): faster, not bit-equal (default: the recipe's; "
+    "--bf16/--no-bf16", help="bf16 autocast (AMX or AVX-512 BF16 on recent CPUs): faster, not bit-equal (default: the recipe's; "
                              "on for the best recipe's teacher only).", show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch lines.")]
 DropoutOffLast = Annotated[Optional[float], typer.Option(

@@ -79,7 +79,7 @@ class TrainConfig:
     # last steps fit what evaluation sees.
     augment_off_last: float = 0.0
     schedule: str = "none"  # or "cosine"
-    bf16: bool = False  # bf16 autocast (AMX); off by default: fp32 keeps curves comparable
+    bf16: bool = False  # bf16 autocast (AMX or AVX-512 BF16); off by default: fp32 keeps curves comparable
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and kept; 0 = off
     # Train the last fraction of max_epochs with dropout off. Dropout before max-pooling makes
     # training activations larger than evaluation's; these epochs adapt to what evaluation sees.
@@ -169,7 +169,7 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
     elif model_cfg.kind == "teacher":
         # No label smoothing: it erases what a teacher knows about which wrong classes are close
         # (Mueller et al. 2019), which is what distillation passes on. 27 times the classifier's
-        # arithmetic: bf16 on AMX, and it can afford the 2-pixel shifts that the classifier cannot.
+        # arithmetic: bf16 autocast, and it can afford the 2-pixel shifts that the classifier cannot.
         cfg.ema = 0.999
         cfg.augment, cfg.augment_shift = True, 2
         cfg.weight_decay = 5e-4
