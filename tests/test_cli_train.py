@@ -109,6 +109,15 @@ def test_case_4_is_calibrated_by_the_recipe_unless_told_not_to(cli, tmp_path, fl
     assert saved["calibrate_init"] is calibrated
 
 
+def test_calibrate_active_is_checked_and_needs_calibration(cli, tmp_path):
+    for value in ("0", "1.5", "nan"):
+        result = cli("train", "classifier", "--case", "4", "--calibrate-active", value, "--out", "clf", *FAST)
+        assert result.exit_code == 1 and "--calibrate-active must be in (0, 1]" in result.stderr, result.output
+    result = cli("train", "classifier", "--case", "3", "--calibrate-active", "0.9", "--out", "clf", *FAST)
+    assert result.exit_code == 1 and "--calibrate-active applies to --calibrate-init" in result.stderr
+    assert not (tmp_path / "clf").exists()
+
+
 def test_evaluate_json(cli, trained_ae, tmp_path):
     result = cli("evaluate", trained_ae, "--json")
     assert result.exit_code == 0, result.output

@@ -258,7 +258,7 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
 
     runs = plan(3, "best", False, None, None)
     for run in runs:  # the recipe as it was when runs/reproduction3 was planned
-        run.train_cfg.calibrate_init = False
+        run.train_cfg.calibrate_init, run.train_cfg.calibrate_active = False, 0.5
         if run.model_cfg.kind == "autoencoder":
             run.train_cfg.dropout_off_last = 0.25
         elif run.model_cfg.kind == "classifier" and run.model_cfg.frozen_encoder:

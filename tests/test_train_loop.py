@@ -618,14 +618,15 @@ def test_early_stopping_waits_for_the_dropout_free_epochs(tmp_path, fake_data_di
 
 # -- a calibrated random encoder ------------------------------------------------------------
 
-def test_calibrated_biases_make_every_unit_active_on_half_the_probe(fake_data_dir):
+@pytest.mark.parametrize("share", [0.5, 0.2, 0.9])
+def test_calibrated_biases_make_every_unit_active_on_the_share_of_the_probe(fake_data_dir, share):
     from fmnist_edge.train.recipe import calibrate_biases, dead_units
 
     torch.manual_seed(0)
     model = build_model(ModelConfig("classifier", n=16, dropout=0.1, case=4))
     probe = load_train_val(TrainConfig(), fake_data_dir)[0].images[:300]
     weights_before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("weight")}
-    calibrate_biases(model, probe)
+    calibrate_biases(model, probe, share)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in weights_before.items())  # weights untouched
     net = model.encoder.net
     with torch.no_grad():
@@ -633,7 +634,7 @@ def test_calibrated_biases_make_every_unit_active_on_half_the_probe(fake_data_di
             pre = net[:end](probe)
             per_unit = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() == 4 else pre.T
             active = (per_unit > 0).float().mean(1)
-            assert torch.all((active > 0.45) & (active < 0.55)), (layer, active)
+            assert torch.all((active > share - 0.05) & (active < share + 0.05)), (layer, active)
     assert dead_units(model, probe) == 0
 
 
@@ -645,7 +646,7 @@ def test_case_4_with_calibration_keeps_the_calibrated_frozen_encoder(tmp_path, f
     result = Trainer(model_cfg, train_cfg, tmp_path / "run", data_dir=fake_data_dir, device="cpu", quiet=True).run()
     torch.manual_seed(train_cfg.seed)
     expected = build_model(model_cfg)
-    calibrate_biases(expected, load_train_val(train_cfg, fake_data_dir)[0].images[:1000])
+    calibrate_biases(expected, load_train_val(train_cfg, fake_data_dir)[0].images[:1000], train_cfg.calibrate_active)
     # the weight average (kept as the model) started from the calibrated encoder, not the drawn one
     assert_same_weights(encoder_weights(weights(result.model_path)), encoder_weights(expected.state_dict()),
                         atol=1e-6)
@@ -657,6 +658,7 @@ def test_best_recipe_calibrates_case_4_and_smooths_labels_only_for_trained_encod
         return apply_recipe(TrainConfig(recipe=kind), ModelConfig("classifier", n=16, dropout=0.1, case=case))
 
     assert [recipe(case).calibrate_init for case in (1, 2, 3, 4)] == [False, False, False, True]
+    assert recipe(4).calibrate_active == 0.9 and recipe(4, "paper").calibrate_active == 0.5
     assert [recipe(case).label_smoothing for case in (1, 2, 3, 4)] == [0.1, 0.0, 0.1, 0.0]
     assert not recipe(4, "paper").calibrate_init and recipe(4, "paper").label_smoothing == 0.0
 

@@ -64,11 +64,14 @@ CalibrateInit = Annotated[Optional[bool], typer.Option(
     help="Cases 3 and 4: set the random encoder's biases from 1,000 unlabelled training images so that every unit "
          "is active on half of them; weights stay random (default: the recipe's; best: on for case 4).",
     show_default=False)]
+CalibrateActive = Annotated[Optional[float], typer.Option(
+    help="With --calibrate-init: the share of those images each random unit is made active on (0 to 1; "
+         "default: the recipe's).", show_default=False)]
 
 
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
-             distill=None, temperature=None, calibrate_init=None, augment_off_last=None,
+             distill=None, temperature=None, calibrate_init=None, augment_off_last=None, calibrate_active=None,
              decoder_dilation=REPORT_DECODER_DILATION):
     from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
@@ -79,10 +82,12 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
                             patience=patience, seed=seed, limit=limit, recipe=recipe)
     train_cfg = apply_recipe(train_cfg, model_cfg)
     explicit = {"bf16": bf16, "dropout_off_last": dropout_off_last, "augment_off_last": augment_off_last,
-                "revive_every": revive_every, "calibrate_init": calibrate_init}
+                "revive_every": revive_every, "calibrate_init": calibrate_init, "calibrate_active": calibrate_active}
     for name, value in explicit.items():
         if value is not None:  # an option given on the command line wins over the recipe
             setattr(train_cfg, name, value)
+    if calibrate_active is not None and not train_cfg.calibrate_init:
+        raise FmnistEdgeError("--calibrate-active applies to --calibrate-init, which is off for this run")
     if teacher is None and (distill is not None or temperature is not None):
         raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
@@ -195,7 +200,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = None,
         temperature: Temperature = None, calibrate_init: CalibrateInit = None,
-        augment_off_last: AugmentOffLast = None,
+        augment_off_last: AugmentOffLast = None, calibrate_active: CalibrateActive = None,
     ):
         """Train encoder + Linear(n, 10) with cross-entropy, in one of the report's four cases."""
         if case in (1, 2) and encoder is not None:
@@ -205,7 +210,8 @@ def register(app: typer.Typer) -> None:
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,
                         revive_every=revive_every, teacher=teacher, distill=distill, temperature=temperature,
-                        calibrate_init=calibrate_init, augment_off_last=augment_off_last)
+                        calibrate_init=calibrate_init, augment_off_last=augment_off_last,
+                        calibrate_active=calibrate_active)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
              encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
 

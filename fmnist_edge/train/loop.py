@@ -104,7 +104,7 @@ class Trainer(RunState):
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
         if self.cfg.calibrate_init and not self.resume:
-            calibrate_biases(self.model, train.images[:1000].to(self.device))
+            calibrate_biases(self.model, train.images[:1000].to(self.device), self.cfg.calibrate_active)
             if self.ema is not None:  # the average starts from the calibrated weights
                 self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model))
         self._prepare_teacher(train, val)

@@ -64,10 +64,10 @@ def dead_units(model: nn.Module, images: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def calibrate_biases(model: nn.Module, probe: torch.Tensor) -> None:
-    """Set each encoder layer's biases, first to last, to minus the median of its units'
-    pre-activations over `probe` (every position of a convolution's map): each unit is then
-    active on half of the probe. The weights stay as drawn. With PyTorch's default
+def calibrate_biases(model: nn.Module, probe: torch.Tensor, active: float = 0.5) -> None:
+    """Set each encoder layer's biases, first to last, so that each unit's pre-activation is
+    positive on the `active` share of `probe` (every position of a convolution's map counts):
+    minus the median for half of them. The weights stay as drawn. With PyTorch's default
     initialisation a random encoder has about 9 of its 64 latent units dead and most others
     active on few images; a frozen random encoder's features are what its classifier gets."""
     was_training = model.training
@@ -79,7 +79,12 @@ def calibrate_biases(model: nn.Module, probe: torch.Tensor) -> None:
             layer.bias.zero_()
             pre = layer(x)
             per_unit = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() == 4 else pre.T
-            layer.bias.copy_(-per_unit.median(1).values)
+            if active == 0.5:  # torch.median, the lower middle value, as before the share was a setting
+                level = per_unit.median(1).values
+            else:  # the value that the `active` share of the probe's values is above
+                k = min(per_unit.shape[1], max(1, round((1.0 - active) * per_unit.shape[1])))
+                level = per_unit.kthvalue(k, dim=1).values
+            layer.bias.copy_(-level)
         x = layer(x)
     model.train(was_training)
 

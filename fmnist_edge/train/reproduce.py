@@ -104,7 +104,8 @@ TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches th
 # TrainConfig fields added since, with the values that leave a run as it was: at these values
 # they stay out of the digest, so a folder started before they existed still resumes.
 ADDED_FIELDS = {name: TrainConfig.__dataclass_fields__[name].default
-                for name in ("teacher", "distill", "temperature", "calibrate_init", "mask_inputs", "augment_off_last")}
+                for name in ("teacher", "distill", "temperature", "calibrate_init", "mask_inputs", "augment_off_last",
+                                 "calibrate_active")}
 ADDED_MODEL_FIELDS = {"decoder_dilation": ModelConfig.__dataclass_fields__["decoder_dilation"].default}
 
 
