@@ -26,7 +26,18 @@ def read(folder: str | Path) -> dict | None:
         raise ModelError(f"{path}: unreadable manifest ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
         raise ModelError(f"{path}: not an fmnist-edge manifest")
+    if data.get("format") != FORMAT_VERSION:
+        raise ModelError(f"{path}: manifest format {data.get('format')!r}, this fmnist-edge reads {FORMAT_VERSION}")
+    for name, entry in data["files"].items():
+        if Path(name).name != name or name in ("", ".", ".."):  # a path would point outside the folder
+            raise ModelError(f"{path}: lists {name!r}, which is not a file name in its folder")
+        if not (isinstance(entry, dict) and _is_sha256(entry.get("sha256"))):
+            raise ModelError(f"{path}: the entry for {name} has no sha256")
     return data
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def write(folder: str | Path, files: dict, **info) -> Path:
@@ -56,8 +67,10 @@ def verify(model_path: str | Path) -> dict | None:
     entry = manifest["files"].get(model_path.name)
     if entry is None:
         raise ModelError(f"{model_path}: not listed in {model_path.parent / MANIFEST_NAME}")
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: no such model file, though {MANIFEST_NAME} lists it")
     digest = sha256_file(model_path)
-    if digest != entry.get("sha256"):
+    if digest != entry["sha256"]:
         raise ModelError(f"{model_path}: sha256 {digest[:12]}... differs from its manifest "
-                         f"({str(entry.get('sha256'))[:12]}...): the file was altered after export")
+                         f"({entry['sha256'][:12]}...): the file was altered after export")
     return entry

@@ -71,6 +71,10 @@ META_PRODUCER = "fmnist-edge"
 # How an int8 file was made ("weights", "qdq", ...); the runtime reads it to pick session options.
 META_QUANTIZATION = "fmnist_edge.quantization"
 
+# ONNX Runtime intra-op threads a caller may ask for: each is a real thread, and a typo of
+# 100000 would take the machine's memory.
+MAX_THREADS = 256
+
 # Validation bounds (issue: export).
 FP32_MAX_ABS_DIFF = 1e-4
 INT8_MAX_ACCURACY_DROP_PP = 0.3

@@ -6,6 +6,8 @@ each command and Rich only when a table is printed, so `classify one.png` starts
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,6 +15,10 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import JsonFlag, command, fail
+from fmnist_edge.spec import MAX_THREADS
+
+MAX_BENCH_BATCH = 65536
+MAX_BENCH_SECONDS = 3600
 
 Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glob patterns.",
                                              metavar="IMG", show_default=False)]
@@ -24,7 +30,7 @@ Tta = Annotated[bool, typer.Option("--tta", help="Average each picture's probabi
                                    "image's: more accurate, twice the compute.")]
 TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, max=10, help="How many classes to show per file.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per model call.")]
-Threads = Annotated[Optional[int], typer.Option(min=1, help="ONNX Runtime intra-op threads (default: all cores).",
+Threads = Annotated[Optional[int], typer.Option(min=1, max=MAX_THREADS, help="ONNX Runtime intra-op threads (default: all cores).",
                                                 show_default=False)]
 
 
@@ -79,13 +85,13 @@ def _print_table(rows: list, top_k: int) -> None:
     Console(highlight=False).print(table)
 
 
-def _csv_ints(text: str, what: str) -> list[int]:
+def _csv_ints(text: str, what: str, most: int) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
-    if not values or min(values) < 1:
-        raise fail(f"--{what}: expected positive integers separated by commas, got '{text}'", 2)
+    if not values or min(values) < 1 or max(values) > most:
+        raise fail(f"--{what}: expected integers from 1 to {most:,} separated by commas, got '{text}'", 2)
     return values
 
 
@@ -205,7 +211,18 @@ def register(app: typer.Typer) -> None:
         from fmnist_edge.runtime import bench
         from fmnist_edge.runtime.session import model_file
 
-        batches, thread_counts = _csv_ints(batch_sizes, "batch-sizes"), _csv_ints(threads, "threads")
+        batches = _csv_ints(batch_sizes, "batch-sizes", MAX_BENCH_BATCH)
+        thread_counts = _csv_ints(threads, "threads", MAX_THREADS)
+        if not (math.isfinite(seconds) and seconds <= MAX_BENCH_SECONDS):
+            raise fail(f"--seconds must be a number from 0 to {MAX_BENCH_SECONDS}, got {seconds}", 2)
+        if checkpoint is not None and no_torch:
+            raise fail("--checkpoint names the PyTorch baseline's weights, which --no-torch skips", 2)
+        outputs = [p.resolve() for p in (json_file, markdown) if p is not None]
+        if len(set(outputs)) < len(outputs):
+            raise fail("--json and --markdown name the same file", 2)
+        for out in outputs:  # before minutes of benchmarking, not after
+            if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or out.is_dir():
+                raise FmnistEdgeError(f"cannot write {out}: no such writable folder, or it is a folder")
         paths = []
         for item in [p for m in (models or [None]) for p in (m.split(",") if m else [None])]:
             if item is None or Path(item).is_dir():
@@ -240,6 +257,8 @@ def register(app: typer.Typer) -> None:
             except ImportError:
                 notes.append("PyTorch eager: skipped (torch is not installed)")
             except FmnistEdgeError as exc:
+                if checkpoint is not None:  # asked for by name: an error, not a note
+                    raise
                 notes.append(f"PyTorch eager: skipped ({exc})")
             else:
                 typer.echo(f"benchmarking PyTorch eager on the weights of {source} ...", err=True)

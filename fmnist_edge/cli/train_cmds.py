@@ -69,6 +69,11 @@ CalibrateActive = Annotated[Optional[float], typer.Option(
          "default: the recipe's).", show_default=False)]
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option `name` was given on the command line (or by the environment), not defaulted."""
+    return getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+
+
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
              distill=None, temperature=None, calibrate_init=None, augment_off_last=None, calibrate_active=None,
@@ -137,6 +142,10 @@ def register(app: typer.Typer) -> None:
         """With no subcommand: train what the report deploys, the n=64, p=0.1 autoencoder and then
         the case-1 classifier on its encoder (taught by --teacher when given)."""
         if ctx.invoked_subcommand is not None:
+            given = [p.opts[0] for p in ctx.command.params if _given(ctx, p.name)]
+            if given:  # they would be dropped: the subcommand has options of its own
+                raise FmnistEdgeError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` belong to plain "
+                                      f"`fmnist-edge train`; put them after `{ctx.invoked_subcommand}`")
             return
         from fmnist_edge.fileio import write_json
         from fmnist_edge.train.run_state import run_state
@@ -147,13 +156,13 @@ def register(app: typer.Typer) -> None:
             load_teacher(teacher)
         ae_cfgs = _configs("autoencoder", 64, 0.1, "adam", 1e-3, 100, max_epochs, patience, seed, limit,
                            recipe, None)
+        clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
+                            recipe, None, case=1, teacher=teacher, distill=distill, temperature=temperature)
         ae_dir, clf_dir = out / "autoencoder", out / "classifier"
         if run_state(ae_dir) == "finished" and not force:
             typer.echo(f"autoencoder already trained in {ae_dir}; reusing it", err=True)
         else:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
-        clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
-                            recipe, None, case=1, teacher=teacher, distill=distill, temperature=temperature)
         if run_state(clf_dir) == "finished" and not force:
             typer.echo(f"classifier already trained in {clf_dir}; nothing to do (--force retrains)", err=True)
         else:
@@ -187,6 +196,7 @@ def register(app: typer.Typer) -> None:
     @train_app.command("classifier")
     @command
     def train_classifier(
+        ctx: typer.Context,
         case: Annotated[int, typer.Option(help="1: pretrained, fine-tuned; 2: pretrained, frozen; "
                                                "3: random, trained; 4: random, frozen.")] = 1,
         encoder: Annotated[Optional[Path], typer.Option(help="Autoencoder checkpoint (cases 1 and 2).",
@@ -206,14 +216,18 @@ def register(app: typer.Typer) -> None:
         if case in (1, 2) and encoder is not None:
             from fmnist_edge.train.checkpoint import encoder_shape
 
+            given = {"--n": n, "--dropout": dropout}
             n, dropout = encoder_shape(encoder)  # the encoder decides its own shape
+            for (name, value), own in zip(given.items(), (n, dropout)):
+                if _given(ctx, name.lstrip("-")) and value != own:
+                    raise FmnistEdgeError(f"{name} {value} differs from the encoder's {own} ({encoder}); leave it out")
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,
                         revive_every=revive_every, teacher=teacher, distill=distill, temperature=temperature,
                         calibrate_init=calibrate_init, augment_off_last=augment_off_last,
                         calibrate_active=calibrate_active)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
-             encoder=encoder if case in (1, 2) else None, resume=resume, force=force, device=device, quiet=quiet)
+             encoder=encoder, resume=resume, force=force, device=device, quiet=quiet)
 
     @train_app.command("teacher")
     @command

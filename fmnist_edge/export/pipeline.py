@@ -132,6 +132,8 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     for ckpt in checkpoints:
         load_model(ckpt)  # refuse a missing, foreign or mismatched checkpoint before writing anything
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
+        raise FmnistEdgeError(f"{out_dir}: exists and is not a folder; choose another --out")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")

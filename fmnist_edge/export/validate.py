@@ -92,6 +92,8 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         else:
             model_in = x
         out = _run(session, model_in)
+        if not np.isfinite(out).all():  # NaN would pass every bound below: comparisons with it are false
+            failures.append(f"{name}: gives NaN or infinite outputs on the test images")
         outputs[name] = out
         if kind == "encoder":
             latents[entry.get("precision", "fp32")] = out
@@ -99,7 +101,7 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         if reference is not None:
             diff = float(np.abs(out - reference).max())
             figures["max_abs_diff_vs_torch"] = diff
-            if diff > FP32_MAX_ABS_DIFF:
+            if not diff <= FP32_MAX_ABS_DIFF:
                 failures.append(f"{name}: max |ONNX - PyTorch| = {diff:.2e} > {FP32_MAX_ABS_DIFF:.0e}")
             if kind == "classifier":
                 agree = float((out.argmax(1) == reference.argmax(1)).mean())

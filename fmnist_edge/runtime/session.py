@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import ModelError
-from fmnist_edge.spec import META_QUANTIZATION, MODELS, ModelSpec, TensorSpec
+from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
 PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "exported"  # the repository's exported/
@@ -54,6 +54,9 @@ def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) ->
     if path is not None and (Path(path).suffix == ".onnx" or Path(path).is_file()):
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
+        if int8 and ".int8." not in Path(path).name:  # the file would win silently over the flag
+            raise ModelError(f"{path}: int8 picks {MODELS[kind].int8_filename} in a model folder; "
+                             "with a file, name the int8 file itself")
         return Path(path)  # any file the user names is tried, and refused if it is not our model
     spec = MODELS[kind]
     name = spec.int8_filename if int8 else spec.filename
@@ -64,6 +67,8 @@ def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) ->
 
 
 def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
+        raise ModelError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads

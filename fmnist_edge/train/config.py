@@ -112,6 +112,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.max_epochs < 1:
             raise FmnistEdgeError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise FmnistEdgeError(f"--seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
         if self.patience < 1:
             raise FmnistEdgeError(f"--patience must be at least 1, got {self.patience}")
         if self.limit is not None and self.limit < 1:

@@ -64,6 +64,8 @@ class Trainer(RunState):
         self.device = resolve_device(device)
         self.quiet = quiet
         self.on_epoch = on_epoch
+        if resume and force:
+            raise FmnistEdgeError("--resume continues a run and --force starts it over: pass one of them")
         state = run_state(self.run_dir)
         if state == "finished" and not force:
             raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
@@ -76,6 +78,9 @@ class Trainer(RunState):
         # Everything a run needs is checked before --force deletes the run it replaces.
         if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
             raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
+        if self.encoder_ckpt is not None and not model_cfg.pretrained_encoder:
+            raise FmnistEdgeError(f"--encoder is for classifier cases 1 and 2; {model_cfg.kind}"
+                                  + (f" case {model_cfg.case}" if model_cfg.case else "") + " starts from random weights")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
         if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
@@ -87,10 +92,9 @@ class Trainer(RunState):
                 raise FmnistEdgeError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
             load_teacher(train_cfg.teacher)
             train_cfg.teacher = str(Path(train_cfg.teacher).resolve())  # a resume from elsewhere finds it
-        if force and state != "new":
-            # Starting over: an old model.pt left beside a new, interrupted run would look finished.
-            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
-                (self.run_dir / name).unlink(missing_ok=True)
+        # Starting over deletes the old run, but only once the new one has its data (run()): a
+        # --force retrain that fails on a corrupt file keeps the finished run it would replace.
+        self._replaces_a_run = force and state != "new"
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -103,6 +107,11 @@ class Trainer(RunState):
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
+        if self._replaces_a_run:
+            # An old model.pt left beside a new, interrupted run would look finished.
+            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
+                (self.run_dir / name).unlink(missing_ok=True)
+            self._replaces_a_run = False
         if self.cfg.calibrate_init and not self.resume:
             calibrate_biases(self.model, train.images[:1000].to(self.device), self.cfg.calibrate_active)
             if self.ema is not None:  # the average starts from the calibrated weights

@@ -174,11 +174,20 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     keeps its unchanged runs and retrains the others."""
     from fmnist_edge.train.jobs import default_jobs
 
+    from fmnist_edge.train.loop import resolve_device
+
+    for name, value in (("--max-epochs", max_epochs), ("--patience", patience)):
+        if value is not None and value < 1:  # 0 would read as "not given" and train the default
+            raise FmnistEdgeError(f"{name} must be at least 1, got {value}")
+    resolve_device(device)  # an unknown device is refused here, not in every worker
     jobs = default_jobs(device) if jobs is None else jobs
     if jobs < 1:
         raise FmnistEdgeError(f"--jobs must be at least 1, got {jobs}")
     root = Path(root)
     runs = plan(seeds, recipe, quick, max_epochs, patience)
+    for run in runs:  # before plan.json is written
+        run.model_cfg.check()
+        run.train_cfg.check()
     settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience,
                 "configs": configs_fingerprint(runs)}
     digests = run_digests(runs)

@@ -1,0 +1,191 @@
+"""Bad input found by sweeping every command: each is one line and exit 1 (2 for usage), and
+finished work survives. Contradictory options are refused instead of one silently winning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import invoke, refused
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
+SHIRT = SAMPLES / "shirt.png"
+
+
+def usage_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+# -- runtime: thread counts, bench options ---------------------------------------------------
+
+@pytest.mark.parametrize("threads", ["100000", "257"])
+def test_thread_counts_are_bounded(threads):
+    usage_error(invoke("classify", SHIRT, "--model", FIXTURES, "--threads", threads), "--threads")
+    usage_error(invoke("bench", "--models", FIXTURES, "--threads", threads, "--no-torch"), "from 1 to 256")
+
+
+def test_the_api_bounds_threads_too():
+    from fmnist_edge.errors import ModelError
+    from fmnist_edge.runtime import FashionClassifier
+
+    with pytest.raises(ModelError, match="threads must be an integer from 1 to 256"):
+        FashionClassifier.load(FIXTURES, threads=100_000)
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e9"])
+def test_bench_seconds_must_be_finite(seconds):
+    usage_error(invoke("bench", "--models", FIXTURES, "--seconds", seconds, "--no-torch"), "--seconds")
+
+
+def test_bench_refuses_contradictions_and_unwritable_outputs_before_running(tmp_path):
+    usage_error(invoke("bench", "--models", FIXTURES, "--checkpoint", "x.pt", "--no-torch"), "--no-torch")
+    same = tmp_path / "out.txt"
+    usage_error(invoke("bench", "--models", FIXTURES, "--no-torch", "--json", same, "--markdown", same),
+                "the same file")
+    result = invoke("bench", "--models", FIXTURES, "--no-torch", "--seconds", "0.01", "--batch-sizes", "1",
+                    "--threads", "1", "--json", tmp_path / "missing" / "b.json")
+    refused(result, "cannot write")
+    assert "benchmarking" not in result.stderr  # refused before any model ran
+
+
+def test_bench_with_a_bad_checkpoint_named_is_an_error(tmp_path):
+    pytest.importorskip("torch")
+    result = invoke("bench", "--models", FIXTURES, "--seconds", "0.01", "--batch-sizes", "1", "--threads", "1",
+                    "--checkpoint", tmp_path / "nonexistent.pt")
+    refused(result, "nonexistent.pt")
+
+
+def test_int8_with_a_named_fp32_file_is_refused():
+    refused(invoke("classify", SHIRT, "--model", FIXTURES / "classifier.onnx", "--int8"),
+            "name the int8 file itself")
+
+
+# -- model folders whose manifest lies --------------------------------------------------------
+
+def folder_with_manifest(tmp_path: Path, edit) -> Path:
+    folder = tmp_path / "models"
+    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns("wrong-shape", "*.py"))
+    data = json.loads((folder / "manifest.json").read_text())
+    edit(data, folder)
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda d, f: d["files"].update({"classifier.onnx": 1}), "has no sha256"),
+    (lambda d, f: d["files"]["classifier.onnx"].pop("sha256"), "has no sha256"),
+    (lambda d, f: d["files"].update({"../classifier.onnx": d["files"]["classifier.onnx"]}), "not a file name"),
+    (lambda d, f: d.update(format=99), "manifest format 99"),
+    (lambda d, f: (f / "classifier.onnx").unlink(), "no such model file"),
+])
+def test_validate_and_classify_refuse_a_lying_manifest(tmp_path, edit, needle):
+    folder = folder_with_manifest(tmp_path, edit)
+    refused(invoke("validate", folder), needle)
+    refused(invoke("classify", SHIRT, "--model", folder), needle)
+
+
+# -- train, export, reproduce ------------------------------------------------------------------
+
+FAST = ["--limit", "300", "--max-epochs", "1", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, fake_data_dir):
+    """invoke() in tmp_path, with the fake data unless data=False."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args, data: bool = True):
+        return invoke(*args, *(["--data-dir", fake_data_dir] if data else []))
+
+    return run
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("seed", ["-1", str(2**32), "99999999999999999999"])
+def test_seeds_out_of_range_are_refused(cli, tmp_path, seed):
+    result = cli("train", "autoencoder", "--n", "8", "--seed", seed, "--out", "ae", *FAST)
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output
+    assert "--seed" in result.stderr
+    assert not (tmp_path / "ae").exists()
+
+
+@pytest.mark.torch
+def test_a_failed_force_retrain_keeps_the_finished_run(cli, tmp_path, make_fake_data):
+    assert cli("train", "autoencoder", "--n", "8", "--out", "ae", *FAST).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ae").iterdir()}
+    corrupt = make_fake_data(tmp_path / "corrupt")
+    for gz in corrupt.iterdir():
+        gz.write_bytes(gz.read_bytes()[:100])  # truncated: found only when the data is read
+    result = invoke("train", "autoencoder", "--n", "8", "--out", "ae", "--force", *FAST, "--data-dir", corrupt)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ae").iterdir()} == before
+
+
+@pytest.mark.torch
+def test_resume_and_force_together_are_refused(cli, tmp_path):
+    refused(cli("train", "autoencoder", "--n", "8", "--out", "ae", "--resume", "--force", *FAST), "pass one of them")
+
+
+@pytest.mark.torch
+def test_an_encoder_for_a_random_encoder_case_is_refused(cli, tmp_path, tiny_autoencoder):
+    refused(cli("train", "classifier", "--case", "3", "--encoder", tiny_autoencoder, "--out", "c", *FAST),
+            "--encoder is for classifier cases 1 and 2")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.torch
+def test_plain_train_options_before_a_subcommand_are_refused(cli, tmp_path):
+    refused(cli("train", "--max-epochs", "1", "--limit", "300", "autoencoder", data=False),
+            "--max-epochs", "--limit", "put them after `autoencoder`")
+
+
+@pytest.mark.torch
+def test_plain_train_checks_the_classifier_before_training_the_autoencoder(cli, tmp_path):
+    refused(cli("train", "--distill", "0.5", "--out", "t", *FAST), "need a --teacher")
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.torch
+def test_export_refuses_an_existing_file_as_its_folder(cli, tmp_path, tiny_autoencoder):
+    keep = tmp_path / "important.txt"
+    keep.write_text("mine")
+    refused(cli("export", tiny_autoencoder, "--out", keep, "--no-validate", data=False), "is not a folder")
+    assert keep.read_text() == "mine" and not list(tmp_path.glob(".*important*"))
+
+
+@pytest.mark.torch
+def test_validate_fails_a_model_with_nan_weights(cli, tmp_path, tiny_autoencoder, make_fake_data):
+    import torch
+
+    payload = torch.load(tiny_autoencoder, weights_only=True)
+    payload["state_dict"] = {k: torch.full_like(v, float("nan")) if k.endswith("weight") else v
+                             for k, v in payload["state_dict"].items()}
+    torch.save(payload, tmp_path / "nan.pt")
+    full_test_split = make_fake_data(tmp_path / "fake-10k", n_train=100, n_test=10_000)  # validate wants 10,000
+    result = cli("export", tmp_path / "nan.pt", "--out", "ex", "--data-dir", full_test_split, data=False)
+    refused(result, "NaN or infinite outputs")
+    assert not (tmp_path / "ex").exists()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("option", ["--max-epochs", "--patience"])
+def test_reproduce_refuses_zero_budgets_before_writing_a_plan(cli, tmp_path, option):
+    refused(cli("reproduce", "--quick", "--out", "rp", option, "0", "--no-report"), f"{option} must be at least 1")
+    refused(cli("reproduce", "--quick", "--out", "rp2", "--device", "tpu", "--no-report"), "--device")
+    assert not (tmp_path / "rp").exists() and not (tmp_path / "rp2").exists()
+
+
+@pytest.mark.torch
+def test_a_shape_that_contradicts_the_encoder_is_refused(cli, tmp_path, tiny_autoencoder):
+    refused(cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "32", "--out", "c",
+                *FAST), "--n 32 differs from the encoder's 16")
+    result = cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "16", "--out", "c",
+                 *FAST)
+    assert result.exit_code == 0, result.output  # the same shape, said out loud, is fine
