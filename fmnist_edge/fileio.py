@@ -18,6 +18,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     import tempfile  # only writers pay for it: the runtime's read path stays light
 
     path = Path(path)
+    if path.is_dir():  # os.replace would fail with an errno that names no folder ('' is '.')
+        raise FmnistEdgeError(f"cannot write {path}: it is a folder; name a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

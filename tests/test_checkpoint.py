@@ -152,7 +152,7 @@ def test_foreign_torch_checkpoint(tmp_path):
 
 def test_missing_checkpoint(tmp_path):
     refused(tmp_path / "nope.pt", "no such checkpoint")
-    refused(tmp_path, "no such checkpoint")  # a folder is not a checkpoint
+    refused(tmp_path, "is a folder, not a checkpoint")
 
 
 def test_weights_that_do_not_fit_the_config(tmp_path):
@@ -160,13 +160,13 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     payload["model_config"]["n"] = 16
     torch.save(payload, tmp_path / "bad.pt")
-    refused(tmp_path / "bad.pt", "does not match its architecture")
+    refused(tmp_path / "bad.pt", "its weights do not fit the architecture its config describes")
     payload["model_config"] = {"kind": "autoencoder", "n": 0}
     torch.save(payload, tmp_path / "bad2.pt")
-    refused(tmp_path / "bad2.pt", "does not match")
+    refused(tmp_path / "bad2.pt", "its model config is invalid .--n must be")
     del payload["model_config"]
     torch.save(payload, tmp_path / "bad3.pt")
-    refused(tmp_path / "bad3.pt", "does not match")
+    refused(tmp_path / "bad3.pt", "its model config is incomplete or malformed")
 
 
 def test_configs_saved_before_augment_shift_keep_their_shifts():

@@ -189,3 +189,8 @@ def test_a_shape_that_contradicts_the_encoder_is_refused(cli, tmp_path, tiny_aut
     result = cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "16", "--out", "c",
                  *FAST)
     assert result.exit_code == 0, result.output  # the same shape, said out loud, is fine
+
+
+def test_an_output_that_is_a_folder_is_named_as_such(tmp_path):
+    refused(invoke("encode", SHIRT, "--model", FIXTURES, "-o", ""), "it is a folder; name a file")
+    refused(invoke("reconstruct", SHIRT, "--model", FIXTURES, "-o", tmp_path), "it is a folder; name a file")

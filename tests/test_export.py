@@ -705,7 +705,7 @@ BAD_CHECKPOINTS = {
     "text": (make_text, "not a readable PyTorch checkpoint"),
     "empty": (make_empty, "not a readable PyTorch checkpoint"),
     "truncated": (make_truncated, "not a readable PyTorch checkpoint"),
-    "mismatched": (make_mismatched, "does not match its architecture"),
+    "mismatched": (make_mismatched, "do not fit the architecture"),
 }
 
 
@@ -778,6 +778,12 @@ def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export
         assert manifest.verify(out / name)["size_bytes"] == (out / name).stat().st_size
     assert "validation" not in files["classifier.onnx"]  # --no-validate: no stale figures
     assert no_staging_left(tmp_path)
+    # Without --quantize, the classifier's int8 twin would be the old classifier's: left behind.
+    result = run("export", tiny_classifier, "--out", out, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert "dropping classifier.int8.onnx" in result.output
+    assert set(manifest.read(out)["files"]) == {"encoder.onnx", "decoder.onnx", "classifier.onnx"}
+    assert not (out / "classifier.int8.onnx").exists()
 
 
 # -- manifest.py -----------------------------------------------------------------------------

@@ -386,6 +386,14 @@ def test_report_on_a_missing_folder_is_one_line_error(tmp_path):
     assert result.stderr.startswith("fmnist-edge: error:") and result.stderr.count("\n") == 1
 
 
+def test_report_refuses_more_seeds_than_planned(tmp_path):
+    (tmp_path / "seed0").mkdir()
+    (tmp_path / "plan.json").write_text('{"seeds": 1}')
+    result = CliRunner().invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--seeds", "5"])
+    assert result.exit_code == 1 and "--seeds 5" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def _h(val, train=None) -> list[dict]:
     train = train if train is not None else [v * 1.1 for v in val]
     return [{"epoch": i + 1, "train_loss": t, "val_loss": v} for i, (v, t) in enumerate(zip(val, train))]

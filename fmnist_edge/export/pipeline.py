@@ -92,14 +92,20 @@ def _install(staging: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _carry_over(target: Path, staging: Path, replaced: set[str]) -> dict:
-    """Copy the target's other files (samples, models not re-exported) into staging."""
+def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> dict:
+    """Copy the target's other files (samples, models not re-exported) into staging. An int8
+    file whose fp32 model was just re-exported is left behind: it was made from the old one."""
     old_manifest = manifest.read(target) if target.is_dir() else None
     kept = {}
     if not target.is_dir():
         return kept
+    stale = {spec.int8_filename for spec in MODELS.values() if spec.filename in replaced}
     for item in target.iterdir():
         if item.name in replaced or item.name == MANIFEST_NAME or item.name.startswith(STAGING_PREFIX):
+            continue
+        if item.name in stale:
+            log(f"dropping {item.name}: made from the {item.name.split('.')[0]} this export replaces "
+                "(--quantize makes a new one)")
             continue
         dest = staging / item.name
         if item.is_dir():
@@ -164,7 +170,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                     model_calib = encoder.run(calib, batch_size=1000)
                 details = quantize_model(staging / name, staging / spec.int8_filename, qcfg, model_calib)
                 entries[spec.int8_filename] = {**entry, **details}
-        entries = {**_carry_over(out_dir, staging, set(entries)), **entries}
+        entries = {**_carry_over(out_dir, staging, set(entries), log), **entries}
         if validate:
             from fmnist_edge.export.validate import validate_folder
 

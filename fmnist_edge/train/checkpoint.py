@@ -64,6 +64,8 @@ def load_raw(path: str | Path) -> dict:
     """The checkpoint's dict. Refuses anything that is not an fmnist-edge checkpoint, and
     never runs pickled code (weights_only=True)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder, not a checkpoint; name the model.pt in it")
     if not path.is_file():
         raise ModelError(f"{path}: no such checkpoint")
     _check_magic(path)
@@ -90,8 +92,13 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
         model.load_state_dict(payload["state_dict"])
     except ModelError:
         raise
-    except Exception as exc:
-        raise ModelError(f"{path}: checkpoint does not match its architecture ({type(exc).__name__})") from None
+    except FmnistEdgeError as exc:  # a config out of range: say which
+        raise ModelError(f"{path}: its model config is invalid ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: its model config is incomplete or malformed ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # load_state_dict: names or shapes that differ from the architecture
+        raise ModelError(f"{path}: its weights do not fit the architecture its config describes "
+                         f"({type(exc).__name__})") from None
     if expect_kind is not None and model_cfg.kind != expect_kind:
         raise ModelError(f"{path}: is a {model_cfg.kind} checkpoint, expected a {expect_kind}")
     payload["model_config_obj"] = model_cfg
