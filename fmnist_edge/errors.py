@@ -19,3 +19,8 @@ class ImageError(FmnistEdgeError):
 
 class ValidationFailed(FmnistEdgeError):
     """An exported model missed one of its validation bounds."""
+
+
+def with_article(kind: str) -> str:
+    """'an encoder', 'a decoder': for messages that name a model kind."""
+    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind}"

@@ -94,7 +94,7 @@ def test_newer_config_keys_are_ignored(tmp_path):
 
 def test_wrong_kind(tmp_path):
     save_model(tmp_path / "m.pt", ModelConfig(n=8))
-    with pytest.raises(ModelError, match="is a autoencoder checkpoint, expected a classifier"):
+    with pytest.raises(ModelError, match="is an autoencoder checkpoint, expected a classifier"):
         checkpoint.load_model(tmp_path / "m.pt", expect_kind="classifier")
 
 
@@ -166,7 +166,7 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     refused(tmp_path / "bad2.pt", "its model config is invalid .--n must be")
     del payload["model_config"]
     torch.save(payload, tmp_path / "bad3.pt")
-    refused(tmp_path / "bad3.pt", "its model config is incomplete or malformed")
+    refused(tmp_path / "bad3.pt", "its model config is missing or malformed")
 
 
 def test_configs_saved_before_augment_shift_keep_their_shifts():

@@ -32,16 +32,29 @@ def test_thread_counts_are_bounded(threads):
 
 
 def test_the_api_bounds_threads_too():
+    import numpy as np
+
     from fmnist_edge.errors import ModelError
     from fmnist_edge.runtime import FashionClassifier
 
-    with pytest.raises(ModelError, match="threads must be an integer from 1 to 256"):
-        FashionClassifier.load(FIXTURES, threads=100_000)
+    for bad in (100_000, -1, 2.5, "4"):
+        with pytest.raises(ModelError, match="threads must be an integer from 1 to 256"):
+            FashionClassifier.load(FIXTURES, threads=bad)
+    for fine in (np.int64(2), 0, None):  # 0 and None: ONNX Runtime's default
+        assert FashionClassifier.load(FIXTURES, threads=fine).predict(SHIRT).label
 
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "1e9"])
 def test_bench_seconds_must_be_finite(seconds):
-    usage_error(invoke("bench", "--models", FIXTURES, "--seconds", seconds, "--no-torch"), "--seconds")
+    refused(invoke("bench", "--models", FIXTURES, "--seconds", seconds, "--no-torch"), "--seconds must be")
+
+
+def test_bench_runner_checks_seconds_for_api_callers():
+    from fmnist_edge.errors import FmnistEdgeError
+    from fmnist_edge.runtime import bench
+
+    with pytest.raises(FmnistEdgeError, match="--seconds must be"):
+        bench.bench_runner("x", lambda threads: None, (1, 28, 28), [1], [1], seconds=float("nan"))
 
 
 def test_bench_refuses_contradictions_and_unwritable_outputs_before_running(tmp_path):
@@ -49,10 +62,16 @@ def test_bench_refuses_contradictions_and_unwritable_outputs_before_running(tmp_
     same = tmp_path / "out.txt"
     usage_error(invoke("bench", "--models", FIXTURES, "--no-torch", "--json", same, "--markdown", same),
                 "the same file")
+    (tmp_path / "file.txt").write_text("")
     result = invoke("bench", "--models", FIXTURES, "--no-torch", "--seconds", "0.01", "--batch-sizes", "1",
-                    "--threads", "1", "--json", tmp_path / "missing" / "b.json")
+                    "--threads", "1", "--json", tmp_path / "file.txt" / "b.json")
     refused(result, "cannot write")
     assert "benchmarking" not in result.stderr  # refused before any model ran
+    result = invoke("bench", "--models", FIXTURES, "--no-torch", "--seconds", "0.01", "--batch-sizes", "1",
+                    "--threads", "1", "--json", tmp_path / "new" / "folder" / "b.json")
+    assert result.exit_code == 0, result.output  # a folder that does not exist yet is made, as elsewhere
+    assert json.loads((tmp_path / "new" / "folder" / "b.json").read_text())["results"]
+    assert not list((tmp_path / "new" / "folder").glob(".*probe"))
 
 
 def test_bench_with_a_bad_checkpoint_named_is_an_error(tmp_path):
@@ -60,6 +79,7 @@ def test_bench_with_a_bad_checkpoint_named_is_an_error(tmp_path):
     result = invoke("bench", "--models", FIXTURES, "--seconds", "0.01", "--batch-sizes", "1", "--threads", "1",
                     "--checkpoint", tmp_path / "nonexistent.pt")
     refused(result, "nonexistent.pt")
+    assert "benchmarking" not in result.stderr  # before any model ran
 
 
 def test_int8_with_a_named_fp32_file_is_refused():
@@ -175,11 +195,12 @@ def test_validate_fails_a_model_with_nan_weights(cli, tmp_path, tiny_autoencoder
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("option", ["--max-epochs", "--patience"])
-def test_reproduce_refuses_zero_budgets_before_writing_a_plan(cli, tmp_path, option):
-    refused(cli("reproduce", "--quick", "--out", "rp", option, "0", "--no-report"), f"{option} must be at least 1")
-    refused(cli("reproduce", "--quick", "--out", "rp2", "--device", "tpu", "--no-report"), "--device")
-    assert not (tmp_path / "rp").exists() and not (tmp_path / "rp2").exists()
+@pytest.mark.parametrize("option, value, needle", [("--max-epochs", "0", "--max-epochs must be at least 1"),
+                                                   ("--patience", "0", "--patience must be at least 1"),
+                                                   ("--device", "tpu", "--device must be")])
+def test_reproduce_refuses_bad_settings_before_writing_a_plan(cli, tmp_path, option, value, needle):
+    refused(cli("reproduce", "--quick", "--out", "rp", option, value, "--no-report"), needle)
+    assert not (tmp_path / "rp").exists()
 
 
 @pytest.mark.torch
@@ -194,3 +215,37 @@ def test_a_shape_that_contradicts_the_encoder_is_refused(cli, tmp_path, tiny_aut
 def test_an_output_that_is_a_folder_is_named_as_such(tmp_path):
     refused(invoke("encode", SHIRT, "--model", FIXTURES, "-o", ""), "it is a folder; name a file")
     refused(invoke("reconstruct", SHIRT, "--model", FIXTURES, "-o", tmp_path), "it is a folder; name a file")
+
+
+@pytest.mark.torch
+def test_calibrate_active_reaches_the_run_and_is_reset_when_calibration_is_off(cli, tmp_path):
+    import torch
+
+    def saved(folder):
+        return torch.load(tmp_path / folder / "model.pt", weights_only=True)["train_config"]
+
+    assert cli("train", "classifier", "--case", "4", "--n", "8", "--calibrate-active", "0.8", "--out", "a",
+               *FAST).exit_code == 0
+    assert saved("a")["calibrate_init"] and saved("a")["calibrate_active"] == 0.8
+    assert cli("train", "classifier", "--case", "4", "--n", "8", "--no-calibrate-init", "--out", "b",
+               *FAST).exit_code == 0
+    assert not saved("b")["calibrate_init"] and saved("b")["calibrate_active"] == 0.5
+
+
+@pytest.mark.torch
+def test_decoder_dilation_is_for_autoencoders_and_marks_its_checkpoints(tmp_path):
+    import torch
+
+    from fmnist_edge.errors import FmnistEdgeError
+    from fmnist_edge.train import checkpoint
+    from fmnist_edge.train.config import ModelConfig, TrainConfig
+    from fmnist_edge.train.models import build_model
+
+    with pytest.raises(FmnistEdgeError, match="--decoder-dilation is for autoencoders"):
+        ModelConfig("classifier", n=8, case=3, decoder_dilation=1).check()
+    for dilation, version in ((2, checkpoint.FORMAT_VERSION), (1, checkpoint.UNDILATED_FORMAT_VERSION)):
+        cfg = ModelConfig(n=8, decoder_dilation=dilation)
+        checkpoint.save(tmp_path / f"d{dilation}.pt", cfg, TrainConfig(), build_model(cfg))
+        assert torch.load(tmp_path / f"d{dilation}.pt", weights_only=True)[checkpoint.FORMAT_KEY] == version
+        model, _ = checkpoint.load_model(tmp_path / f"d{dilation}.pt")
+        assert model.decoder.net[4].dilation == (dilation, dilation)

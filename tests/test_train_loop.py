@@ -288,7 +288,8 @@ def encoder_weights(state: dict) -> dict:
 def test_classifier_cases(tmp_path, fake_data_dir, tiny_autoencoder, case):
     model_cfg = ModelConfig("classifier", n=16, dropout=0.1, case=case)
     train_cfg = apply_recipe(TrainConfig(max_epochs=1, recipe="best"), model_cfg)  # as the CLI does
-    train_cfg.calibrate_init = False  # it sets case 4's biases once, before training: tested on its own
+    # it sets case 4's biases once, before training: tested on its own
+    train_cfg.calibrate_init, train_cfg.calibrate_active = False, 0.5
     kw = {"encoder_ckpt": tiny_autoencoder} if case in (1, 2) else {}
     trainer = Trainer(model_cfg, train_cfg, tmp_path / "run", data_dir=fake_data_dir, device="cpu",
                       quiet=True, **kw)
@@ -331,7 +332,7 @@ def test_encoder_of_the_wrong_size_or_kind(tmp_path, fake_data_dir, tiny_autoenc
         ae_trainer(tmp_path / "a", fake_data_dir, ModelConfig("classifier", n=32, case=1),
                    encoder_ckpt=tiny_autoencoder).run()
     clf = ae_trainer(tmp_path / "clf", fake_data_dir, ModelConfig("classifier", n=16, case=3)).run()
-    with pytest.raises(ModelError, match="is a classifier checkpoint, expected a autoencoder"):
+    with pytest.raises(ModelError, match="is a classifier checkpoint, expected an autoencoder"):
         ae_trainer(tmp_path / "b", fake_data_dir, ModelConfig("classifier", n=16, case=1),
                    encoder_ckpt=clf.model_path).run()
 
@@ -618,7 +619,7 @@ def test_early_stopping_waits_for_the_dropout_free_epochs(tmp_path, fake_data_di
 
 # -- a calibrated random encoder ------------------------------------------------------------
 
-@pytest.mark.parametrize("share", [0.5, 0.2, 0.9])
+@pytest.mark.parametrize("share", [0.5, 0.2, 0.9, 1.0])
 def test_calibrated_biases_make_every_unit_active_on_the_share_of_the_probe(fake_data_dir, share):
     from fmnist_edge.train.recipe import calibrate_biases, dead_units
 

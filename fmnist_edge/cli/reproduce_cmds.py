@@ -10,7 +10,7 @@ import typer
 from fmnist_edge.cli.common import DataDir, command
 
 RunsDir = Annotated[Path, typer.Option("--out", help="Folder for every run (resumable: finished runs are skipped).")]
-Seeds = Annotated[int, typer.Option(help="Repeat every run with seeds 0..K-1.", min=1)]
+Seeds = Annotated[int, typer.Option(help="Repeat every run with seeds 0..K-1.", min=1, max=100)]
 Quick = Annotated[bool, typer.Option("--quick", help="Whole pipeline on a small subset, 2 epochs (tests, CI).")]
 Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: the improved recipe for every run "
                                            "(same architecture).")]

@@ -6,8 +6,6 @@ each command and Rich only when a table is printed, so `classify one.png` starts
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,7 +16,6 @@ from fmnist_edge.cli.common import JsonFlag, command, fail
 from fmnist_edge.spec import MAX_THREADS
 
 MAX_BENCH_BATCH = 65536
-MAX_BENCH_SECONDS = 3600
 
 Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glob patterns.",
                                              metavar="IMG", show_default=False)]
@@ -83,6 +80,22 @@ def _print_table(rows: list, top_k: int) -> None:
     for cells in body:
         table.add_row(*cells)
     Console(highlight=False).print(table)
+
+
+def _check_writable(out: Path) -> None:
+    """Create `out`'s folder and write a probe file in it: a path that cannot be written is refused."""
+    import tempfile
+
+    from fmnist_edge.errors import FmnistEdgeError
+
+    if out.is_dir():
+        raise FmnistEdgeError(f"cannot write {out}: it is a folder; name a file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise FmnistEdgeError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def _csv_ints(text: str, what: str, most: int) -> list[int]:
@@ -213,16 +226,14 @@ def register(app: typer.Typer) -> None:
 
         batches = _csv_ints(batch_sizes, "batch-sizes", MAX_BENCH_BATCH)
         thread_counts = _csv_ints(threads, "threads", MAX_THREADS)
-        if not (math.isfinite(seconds) and seconds <= MAX_BENCH_SECONDS):
-            raise fail(f"--seconds must be a number from 0 to {MAX_BENCH_SECONDS}, got {seconds}", 2)
+        bench.check_seconds(seconds)
         if checkpoint is not None and no_torch:
             raise fail("--checkpoint names the PyTorch baseline's weights, which --no-torch skips", 2)
         outputs = [p.resolve() for p in (json_file, markdown) if p is not None]
         if len(set(outputs)) < len(outputs):
             raise fail("--json and --markdown name the same file", 2)
-        for out in outputs:  # before minutes of benchmarking, not after
-            if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or out.is_dir():
-                raise FmnistEdgeError(f"cannot write {out}: no such writable folder, or it is a folder")
+        for out in outputs:  # found now, not after minutes of benchmarking
+            _check_writable(out)
         paths = []
         for item in [p for m in (models or [None]) for p in (m.split(",") if m else [None])]:
             if item is None or Path(item).is_dir():
@@ -233,18 +244,10 @@ def register(app: typer.Typer) -> None:
                     pass
             else:
                 paths.append(model_file(item, "classifier"))
-        rows, notes = [], []
-        for path in paths:
-            load, shape = bench.onnx_loader(path, chunk=chunk or None)
-            info = {"precision": "int8" if ".int8" in path.name else "fp32", "engine": "onnxruntime",
-                    "chunk": chunk or None,
-                    "path": str(path), "size_bytes": path.stat().st_size}
-            typer.echo(f"benchmarking {path} ...", err=True)
-            rows += bench.bench_runner(bench.model_label(path), load, shape, batches, thread_counts, seconds,
-                                       info=info)
-        torch_name = None
-        fp32_path = next((p for p in paths if ".int8" not in p.name), None)
-        source = checkpoint or fp32_path
+        # The PyTorch baseline is loaded before anything is timed: a --checkpoint that cannot be
+        # used is an error now, and a default one that cannot is a note.
+        torch_name, torch_loader, notes = None, None, []
+        source = checkpoint or next((p for p in paths if ".int8" not in p.name), None)
         if no_torch:
             notes.append("PyTorch eager: skipped (--no-torch)")
         elif source is None:
@@ -253,17 +256,27 @@ def register(app: typer.Typer) -> None:
             try:
                 from fmnist_edge.export.baseline import torch_runner
 
-                load, shape, info = torch_runner(source)
-            except ImportError:
+                torch_loader = torch_runner(source)
+            except ImportError:  # the baseline is there when torch is, named or not
                 notes.append("PyTorch eager: skipped (torch is not installed)")
             except FmnistEdgeError as exc:
                 if checkpoint is not None:  # asked for by name: an error, not a note
                     raise
                 notes.append(f"PyTorch eager: skipped ({exc})")
-            else:
-                typer.echo(f"benchmarking PyTorch eager on the weights of {source} ...", err=True)
-                torch_name = "pytorch-eager"
-                rows += bench.bench_runner(torch_name, load, shape, batches, thread_counts, seconds, info=info)
+        rows = []
+        for path in paths:
+            load, shape = bench.onnx_loader(path, chunk=chunk or None)
+            info = {"precision": "int8" if ".int8" in path.name else "fp32", "engine": "onnxruntime",
+                    "chunk": chunk or None,
+                    "path": str(path), "size_bytes": path.stat().st_size}
+            typer.echo(f"benchmarking {path} ...", err=True)
+            rows += bench.bench_runner(bench.model_label(path), load, shape, batches, thread_counts, seconds,
+                                       info=info)
+        if torch_loader is not None:
+            load, shape, info = torch_loader
+            typer.echo(f"benchmarking PyTorch eager on the weights of {source} ...", err=True)
+            torch_name = "pytorch-eager"
+            rows += bench.bench_runner(torch_name, load, shape, batches, thread_counts, seconds, info=info)
         fp32 = next((bench.model_label(p) for p in paths if ".int8" not in p.name), None)
         bench.add_ratios(rows, reference=fp32, baseline=torch_name)
         table = bench.to_markdown(rows)

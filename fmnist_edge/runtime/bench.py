@@ -6,6 +6,7 @@ the CLI adds PyTorch eager (when torch is installed) through the same `bench_run
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -15,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.runtime.session import OnnxModel
 
 Runner = Callable[[np.ndarray], object]
@@ -83,9 +85,19 @@ def summarise(times_ns: np.ndarray, batch: int) -> dict:
             "images_per_s": float(batch / (us.mean() / 1e6))}
 
 
+MAX_SECONDS = 3600.0
+
+
+def check_seconds(seconds: float) -> None:
+    """Timed seconds per case: a finite number from 0 to an hour (NaN would never end a case)."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
+        raise FmnistEdgeError(f"--seconds must be a number from 0 to {MAX_SECONDS:g}, got {seconds}")
+
+
 def bench_runner(name: str, load: Callable[[int], Runner], input_shape: tuple, batch_sizes, threads_list,
                  seconds: float = 0.3, warmup: int = 10, info: dict | None = None) -> list[dict]:
     """Benchmark `load(threads)` -> runner for every thread count and batch size."""
+    check_seconds(seconds)
     rows = []
     rng = np.random.default_rng(0)
     for threads in threads_list:

@@ -6,6 +6,7 @@ serve many threads: InferenceSession.run is thread-safe.
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import ModelError
+from fmnist_edge.errors import ModelError, with_article as _a
 from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
@@ -67,8 +68,13 @@ def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) ->
 
 
 def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
-    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= MAX_THREADS):
-        raise ModelError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
+    """threads None (or 0): ONNX Runtime's default, one per core."""
+    try:
+        threads = None if threads is None else operator.index(threads)  # numpy integers too
+    except TypeError:
+        threads = -1
+    if threads is not None and not 0 <= threads <= MAX_THREADS:
+        raise ModelError(f"threads must be an integer from 1 to {MAX_THREADS} (or None), got {threads!r}")
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
@@ -95,11 +101,6 @@ def _dims_ok(found: list, want: tuple) -> bool:
 
 def _show(shape) -> str:
     return "[" + ",".join(str(d) if d is not None else "?" for d in shape) + "]"
-
-
-def _a(kind: str) -> str:
-    """'an encoder', 'a decoder'."""
-    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind}"
 
 
 def check_against_spec(path: Path, spec: ModelSpec, session: ort.InferenceSession) -> None:

@@ -8,21 +8,27 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError, ModelError
+from fmnist_edge.errors import FmnistEdgeError, ModelError, with_article
 from fmnist_edge.fileio import write_with
-from fmnist_edge.train.config import ModelConfig, TrainConfig, from_dict, to_dict
+from fmnist_edge.train.config import REPORT_DECODER_DILATION, ModelConfig, TrainConfig, from_dict, to_dict
 from fmnist_edge.train.models import build_model
 
 FORMAT_KEY = "fmnist_edge_checkpoint"
 FORMAT_VERSION = 1
+# Written instead of 1 for an autoencoder with --decoder-dilation 1: its weights have the report
+# decoder's shapes, so a reader from before the option would load them, silently, into the
+# dilated decoder. Those readers refuse version 2.
+UNDILATED_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, UNDILATED_FORMAT_VERSION)
 MODEL_FILE = "model.pt"  # the finished model (best weights), what evaluate and export read
 RESUME_FILE = "last.pt"  # the training state after the last finished epoch, for --resume
 
 
 def save(path: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig, model: nn.Module,
          **extra) -> None:
+    undilated = model_cfg.decoder_dilation != REPORT_DECODER_DILATION
     payload = {
-        FORMAT_KEY: FORMAT_VERSION,
+        FORMAT_KEY: UNDILATED_FORMAT_VERSION if undilated else FORMAT_VERSION,
         "model_config": to_dict(model_cfg),
         "train_config": to_dict(train_cfg),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -78,7 +84,7 @@ def load_raw(path: str | Path) -> dict:
         raise ModelError(f"{path}: refused, not a plain-data checkpoint ({reason[:160]})") from None
     except Exception as exc:  # zip errors, truncation, EOF: all mean "not a checkpoint we can read"
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
-    if not isinstance(payload, dict) or payload.get(FORMAT_KEY) != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get(FORMAT_KEY) not in READABLE_VERSIONS:
         raise ModelError(f"{path}: not an fmnist-edge checkpoint")
     return payload
 
@@ -89,18 +95,19 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
     try:
         model_cfg = from_dict(ModelConfig, payload["model_config"])
         model = build_model(model_cfg)
-        model.load_state_dict(payload["state_dict"])
-    except ModelError:
-        raise
     except FmnistEdgeError as exc:  # a config out of range: say which
         raise ModelError(f"{path}: its model config is invalid ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path}: its model config is incomplete or malformed ({type(exc).__name__}: {exc})") from None
-    except Exception as exc:  # load_state_dict: names or shapes that differ from the architecture
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: its model config is missing or malformed ({type(exc).__name__}: {exc})") from None
+    if "state_dict" not in payload:
+        raise ModelError(f"{path}: holds no weights (state_dict)")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except Exception as exc:  # names or shapes that differ from the architecture
         raise ModelError(f"{path}: its weights do not fit the architecture its config describes "
                          f"({type(exc).__name__})") from None
     if expect_kind is not None and model_cfg.kind != expect_kind:
-        raise ModelError(f"{path}: is a {model_cfg.kind} checkpoint, expected a {expect_kind}")
+        raise ModelError(f"{path}: is {with_article(model_cfg.kind)} checkpoint, expected {with_article(expect_kind)}")
     payload["model_config_obj"] = model_cfg
     payload["train_config_obj"] = from_dict(TrainConfig, payload.get("train_config", {}))
     return model.eval(), payload

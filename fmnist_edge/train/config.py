@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass, field, fields
 
 from fmnist_edge.errors import FmnistEdgeError
@@ -43,6 +44,8 @@ class ModelConfig:
             raise FmnistEdgeError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.decoder_dilation not in (1, 2):
             raise FmnistEdgeError(f"--decoder-dilation must be 1 or 2, got {self.decoder_dilation}")
+        if self.kind != "autoencoder" and self.decoder_dilation != REPORT_DECODER_DILATION:
+            raise FmnistEdgeError(f"--decoder-dilation is for autoencoders; {self.kind}s have no decoder")
         if self.kind == "classifier" and self.case not in CASES:
             raise FmnistEdgeError(f"--case must be one of 1, 2, 3, 4, got {self.case}")
 
@@ -112,7 +115,11 @@ class TrainConfig:
             raise FmnistEdgeError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.max_epochs < 1:
             raise FmnistEdgeError(f"--max-epochs must be at least 1, got {self.max_epochs}")
-        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+        try:
+            seed = operator.index(self.seed)  # numpy integers too
+        except TypeError:
+            seed = -1
+        if not 0 <= seed < 2**32:
             raise FmnistEdgeError(f"--seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
         if self.patience < 1:
             raise FmnistEdgeError(f"--patience must be at least 1, got {self.patience}")
@@ -132,6 +139,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"augment_shift must be 0 to 8 pixels, got {self.augment_shift}")
         if not (0.0 < self.calibrate_active <= 1.0):
             raise FmnistEdgeError(f"--calibrate-active must be in (0, 1], got {self.calibrate_active}")
+        if self.calibrate_active != 0.5 and not self.calibrate_init:
+            raise FmnistEdgeError("--calibrate-active applies to --calibrate-init, which is off for this run")
         if self.revive_every < 0:
             raise FmnistEdgeError(f"--revive-every must be 0 or more, got {self.revive_every}")
         if self.schedule not in ("none", "cosine"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from fmnist_edge.errors import ModelError
+from fmnist_edge.errors import ModelError, with_article
 from fmnist_edge.train import checkpoint
 
 TEACHER_BATCH = 500
@@ -16,7 +16,8 @@ def load_teacher(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """A checkpoint that predicts labels (a teacher, or another classifier), in evaluation mode."""
     model, payload = checkpoint.load_model(path)
     if not payload["model_config_obj"].predicts_labels:
-        raise ModelError(f"{path}: is an {payload['model_config_obj'].kind} checkpoint; a teacher must predict labels")
+        kind = payload["model_config_obj"].kind
+        raise ModelError(f"{path}: is {with_article(kind)} checkpoint; a teacher must predict labels")
     return model, payload
 
 

@@ -92,8 +92,8 @@ class Trainer(RunState):
                 raise FmnistEdgeError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
             load_teacher(train_cfg.teacher)
             train_cfg.teacher = str(Path(train_cfg.teacher).resolve())  # a resume from elsewhere finds it
-        # Starting over deletes the old run, but only once the new one has its data (run()): a
-        # --force retrain that fails on a corrupt file keeps the finished run it would replace.
+        # Starting over deletes the old run, but only once the new one is ready to train (run()):
+        # a --force retrain that fails on a corrupt file keeps the finished run it would replace.
         self._replaces_a_run = force and state != "new"
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,17 +107,17 @@ class Trainer(RunState):
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
-        if self._replaces_a_run:
-            # An old model.pt left beside a new, interrupted run would look finished.
-            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
-                (self.run_dir / name).unlink(missing_ok=True)
-            self._replaces_a_run = False
         if self.cfg.calibrate_init and not self.resume:
             calibrate_biases(self.model, train.images[:1000].to(self.device), self.cfg.calibrate_active)
             if self.ema is not None:  # the average starts from the calibrated weights
                 self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model))
         self._prepare_teacher(train, val)
         step_module, train, val = self._training_view(train, val)
+        if self._replaces_a_run:  # everything is ready: now the old run goes
+            # An old model.pt left beside a new, interrupted run would look finished.
+            for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
+                (self.run_dir / name).unlink(missing_ok=True)
+            self._replaces_a_run = False
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
         from fmnist_edge.train.progress import EpochProgress

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from fmnist_edge.spec import NUM_CLASSES
-from fmnist_edge.train.config import ModelConfig
+from fmnist_edge.train.config import REPORT_DECODER_DILATION, ModelConfig
 from fmnist_edge.train.dropout import FastDropout
 
 
@@ -42,7 +42,7 @@ class Decoder(nn.Module):
     rows and columns of its 13x13 output; 1 (with padding 0) writes all of them with as many weights.
     """
 
-    def __init__(self, n: int = 64, p: float = 0.2, dilation: int = 2):
+    def __init__(self, n: int = 64, p: float = 0.2, dilation: int = REPORT_DECODER_DILATION):
         super().__init__()
         self.n = n
         self.net = nn.Sequential(
@@ -63,7 +63,7 @@ class Decoder(nn.Module):
 
 
 class ConvAutoencoder(nn.Module):
-    def __init__(self, n: int = 64, p: float = 0.2, decoder_dilation: int = 2):
+    def __init__(self, n: int = 64, p: float = 0.2, decoder_dilation: int = REPORT_DECODER_DILATION):
         super().__init__()
         self.encoder = Encoder(n, p)
         self.decoder = Decoder(n, p, decoder_dilation)

@@ -82,7 +82,8 @@ def calibrate_biases(model: nn.Module, probe: torch.Tensor, active: float = 0.5)
             if active == 0.5:  # torch.median, the lower middle value, as before the share was a setting
                 level = per_unit.median(1).values
             else:  # the value that the `active` share of the probe's values is above
-                k = min(per_unit.shape[1], max(1, round((1.0 - active) * per_unit.shape[1])))
+                # at most the second largest value: the largest stays above it, so no unit is dead
+                k = min(per_unit.shape[1] - 1, max(1, round((1.0 - active) * per_unit.shape[1])))
                 level = per_unit.kthvalue(k, dim=1).values
             layer.bias.copy_(-level)
         x = layer(x)

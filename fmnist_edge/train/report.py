@@ -189,7 +189,7 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
     runs, seeds, notes = load_runs(root, only_seeds)
     planned = int((_read_json(root / "plan.json") or {}).get("seeds", len(seeds)))
     if only_seeds is not None and only_seeds > max(planned, len(seeds)):
-        raise FmnistEdgeError(f"--seeds {only_seeds}: {root} planned {planned} seed(s)")
+        raise FmnistEdgeError(f"--seeds {only_seeds}: {root} holds {max(planned, len(seeds))} seed(s)")
     if only_seeds is not None and planned > len(seeds):
         notes.append(f"seeds {', '.join(map(str, seeds))} of the {planned} planned; the wall time is the "
                      "reproduction's total when this report was written (reproduction.json)")

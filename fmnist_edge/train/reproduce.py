@@ -105,7 +105,7 @@ TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches th
 # they stay out of the digest, so a folder started before they existed still resumes.
 ADDED_FIELDS = {name: TrainConfig.__dataclass_fields__[name].default
                 for name in ("teacher", "distill", "temperature", "calibrate_init", "mask_inputs", "augment_off_last",
-                                 "calibrate_active")}
+                             "calibrate_active")}
 ADDED_MODEL_FIELDS = {"decoder_dilation": ModelConfig.__dataclass_fields__["decoder_dilation"].default}
 
 
@@ -173,7 +173,6 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     returns the reproduction record. With `rerun_changed`, a folder whose recipe changed since
     keeps its unchanged runs and retrains the others."""
     from fmnist_edge.train.jobs import default_jobs
-
     from fmnist_edge.train.loop import resolve_device
 
     for name, value in (("--max-epochs", max_epochs), ("--patience", patience)):
