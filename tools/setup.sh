@@ -6,14 +6,24 @@ cd "$(dirname "$0")/.."
 extras="${1-train,dev}"
 [ "$extras" = "runtime" ] && extras=""
 
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && command -v apt-get >/dev/null; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
-fi
-
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
+
+# Debian packages: the real data for training and tests (the runtime alone needs none), and
+# venv support, which a fresh Debian lacks (python3-venv).
+packages=()
+if [ -n "$extras" ] && [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+    packages+=(dataset-fashion-mnist)
+fi
+if [ ! -x .venv/bin/python ] && ! "$PY" -c "import ensurepip" 2>/dev/null; then
+    packages+=(python3-venv)
+fi
+if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 if [[ ",$extras," == *",train,"* ]]; then
