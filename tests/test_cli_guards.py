@@ -249,3 +249,10 @@ def test_decoder_dilation_is_for_autoencoders_and_marks_its_checkpoints(tmp_path
         assert torch.load(tmp_path / f"d{dilation}.pt", weights_only=True)[checkpoint.FORMAT_KEY] == version
         model, _ = checkpoint.load_model(tmp_path / f"d{dilation}.pt")
         assert model.decoder.net[4].dilation == (dilation, dilation)
+
+
+@pytest.mark.torch
+def test_resume_with_nothing_to_resume_says_so(cli, tmp_path):
+    result = cli("train", "autoencoder", "--n", "8", "--out", "fresh", "--resume", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "nothing to resume in fresh" in result.stderr and (tmp_path / "fresh" / "model.pt").is_file()

@@ -113,6 +113,8 @@ def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=
     console = Console(stderr=True, soft_wrap=True)
     trainer = Trainer(model_cfg, train_cfg, out, data_dir=data_dir, encoder_ckpt=encoder, resume=resume,
                       force=force, device=device, quiet=quiet)  # checks everything before saying anything
+    if resume and not trainer.resume:  # said, so that a mistyped --out is noticed
+        console.print(f"nothing to resume in {out} (no interrupted run there): starting a new run", highlight=False)
     what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
     console.print(f"training {what} (n={model_cfg.n}, p={model_cfg.dropout}, {train_cfg.optimizer}, "
                   f"lr={train_cfg.lr}, batch {train_cfg.batch_size}, recipe {train_cfg.recipe}) into {out}",

@@ -48,8 +48,10 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
     if source is not None:
         try:
             arr = np.load(source, allow_pickle=False)
-        except Exception as exc:
-            raise FmnistEdgeError(f"calibration set {source} cannot be read ({type(exc).__name__}: {exc})") from None
+        except Exception as exc:  # numpy's own messages run to advice on allow_pickle: the first clause
+            reason = str(exc).split(";")[0].split(". ")[0][:120]
+            raise FmnistEdgeError(f"calibration set {source}: not a numpy array file ({type(exc).__name__}: "
+                                  f"{reason})") from None
         if arr.ndim == 3:
             arr = arr[:, None]
         if arr.ndim != 4 or arr.shape[1:] != (1, 28, 28) or len(arr) == 0:
