@@ -18,8 +18,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     import tempfile  # only writers pay for it: the runtime's read path stays light
 
     path = Path(path)
-    if path.is_dir():  # os.replace would fail with an errno that names no folder ('' is '.')
-        raise FmnistEdgeError(f"cannot write {path}: it is a folder; name a file")
+    _refuse_folder(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,6 +38,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _refuse_folder(path: Path) -> None:
+    if path.is_dir():  # os.replace would fail with an errno that names no folder ('' is '.')
+        raise FmnistEdgeError(f"cannot write {path}: it is a folder; name a file")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse now a file that a later write would fail on: make its folder, write a probe there."""
+    import tempfile
+
+    path = Path(path)
+    _refuse_folder(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise FmnistEdgeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _umask() -> int:

@@ -82,22 +82,6 @@ def _print_table(rows: list, top_k: int) -> None:
     Console(highlight=False).print(table)
 
 
-def _check_writable(out: Path) -> None:
-    """Create `out`'s folder and write a probe file in it: a path that cannot be written is refused."""
-    import tempfile
-
-    from fmnist_edge.errors import FmnistEdgeError
-
-    if out.is_dir():
-        raise FmnistEdgeError(f"cannot write {out}: it is a folder; name a file")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
-            pass
-    except OSError as exc:
-        raise FmnistEdgeError(f"cannot write {out}: {exc.strerror or exc}") from None
-
-
 def _csv_ints(text: str, what: str, most: int) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -220,7 +204,7 @@ def register(app: typer.Typer) -> None:
     ):
         """Latency and throughput of the exported models (and PyTorch eager when torch is installed)."""
         from fmnist_edge.errors import FmnistEdgeError
-        from fmnist_edge.fileio import write_json, write_text
+        from fmnist_edge.fileio import check_writable, write_json, write_text
         from fmnist_edge.runtime import bench
         from fmnist_edge.runtime.session import model_file
 
@@ -233,7 +217,7 @@ def register(app: typer.Typer) -> None:
         if len(set(outputs)) < len(outputs):
             raise fail("--json and --markdown name the same file", 2)
         for out in outputs:  # found now, not after minutes of benchmarking
-            _check_writable(out)
+            check_writable(out)
         paths = []
         for item in [p for m in (models or [None]) for p in (m.split(",") if m else [None])]:
             if item is None or Path(item).is_dir():

@@ -79,7 +79,7 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
              distill=None, temperature=None, calibrate_init=None, augment_off_last=None, calibrate_active=None,
              decoder_dilation=REPORT_DECODER_DILATION):
-    from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe, recipe_lr
+    from fmnist_edge.train.config import HALF_ACTIVE, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case, decoder_dilation=decoder_dilation)
     model_cfg.check()
@@ -93,7 +93,7 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         if value is not None:  # an option given on the command line wins over the recipe
             setattr(train_cfg, name, value)
     if calibrate_active is None and not train_cfg.calibrate_init:
-        train_cfg.calibrate_active = 0.5  # the recipe's share, for a calibration turned off (--no-calibrate-init)
+        train_cfg.calibrate_active = HALF_ACTIVE  # the recipe's share, for a calibration turned off (--no-calibrate-init)
     if teacher is None and (distill is not None or temperature is not None):
         raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
@@ -219,11 +219,11 @@ def register(app: typer.Typer) -> None:
         if case in (1, 2) and encoder is not None:
             from fmnist_edge.train.checkpoint import encoder_shape
 
-            given = {"--n": n, "--dropout": dropout}
-            n, dropout = encoder_shape(encoder)  # the encoder decides its own shape
-            for (name, value), own in zip(given.items(), (n, dropout)):
-                if _given(ctx, name.lstrip("-")) and value != own:
-                    raise FmnistEdgeError(f"{name} {value} differs from the encoder's {own} ({encoder}); leave it out")
+            own_n, own_dropout = encoder_shape(encoder)  # the encoder decides its own shape
+            for option, value, own in (("n", n, own_n), ("dropout", dropout, own_dropout)):
+                if _given(ctx, option) and value != own:
+                    raise FmnistEdgeError(f"--{option} {value} differs from the encoder's {own} ({encoder}); leave it out")
+            n, dropout = own_n, own_dropout
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,
                         revive_every=revive_every, teacher=teacher, distill=distill, temperature=temperature,

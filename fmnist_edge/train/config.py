@@ -15,6 +15,7 @@ KINDS = ("autoencoder", "classifier", "teacher")
 DEFAULT_DISTILL = 0.9  # Hinton et al.'s usual weighting: mostly the teacher, a little of the labels
 DEFAULT_TEMPERATURE = 4.0
 REPORT_DECODER_DILATION = 2
+HALF_ACTIVE = 0.5  # calibrate_init's share before it was a setting: each unit active on half the images
 CASES = {
     1: "pretrained encoder, fine-tuned with the classifier",
     2: "pretrained encoder frozen, only the classifier trained",
@@ -93,7 +94,7 @@ class TrainConfig:
     # unit is active on the `calibrate_active` share of them (no dead units, every feature
     # informative); weights stay random.
     calibrate_init: bool = False
-    calibrate_active: float = 0.5
+    calibrate_active: float = HALF_ACTIVE
     # Denoising (autoencoders): each input pixel is zeroed with this probability and the network
     # learns to give back the clean image (masking noise, Vincent et al. 2010). 0 = off.
     mask_inputs: float = 0.0
@@ -139,7 +140,7 @@ class TrainConfig:
             raise FmnistEdgeError(f"augment_shift must be 0 to 8 pixels, got {self.augment_shift}")
         if not (0.0 < self.calibrate_active <= 1.0):
             raise FmnistEdgeError(f"--calibrate-active must be in (0, 1], got {self.calibrate_active}")
-        if self.calibrate_active != 0.5 and not self.calibrate_init:
+        if self.calibrate_active != HALF_ACTIVE and not self.calibrate_init:
             raise FmnistEdgeError("--calibrate-active applies to --calibrate-init, which is off for this run")
         if self.revive_every < 0:
             raise FmnistEdgeError(f"--revive-every must be 0 or more, got {self.revive_every}")

@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import nn
 
-from fmnist_edge.train.config import TrainConfig
+from fmnist_edge.train.config import HALF_ACTIVE, TrainConfig
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -64,7 +64,7 @@ def dead_units(model: nn.Module, images: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def calibrate_biases(model: nn.Module, probe: torch.Tensor, active: float = 0.5) -> None:
+def calibrate_biases(model: nn.Module, probe: torch.Tensor, active: float = HALF_ACTIVE) -> None:
     """Set each encoder layer's biases, first to last, so that each unit's pre-activation is
     positive on the `active` share of `probe` (every position of a convolution's map counts):
     minus the median for half of them. The weights stay as drawn. With PyTorch's default
@@ -79,7 +79,7 @@ def calibrate_biases(model: nn.Module, probe: torch.Tensor, active: float = 0.5)
             layer.bias.zero_()
             pre = layer(x)
             per_unit = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() == 4 else pre.T
-            if active == 0.5:  # torch.median, the lower middle value, as before the share was a setting
+            if active == HALF_ACTIVE:  # torch.median, the lower middle value, as before the share was a setting
                 level = per_unit.median(1).values
             else:  # the value that the `active` share of the probe's values is above
                 # at most the second largest value: the largest stays above it, so no unit is dead
