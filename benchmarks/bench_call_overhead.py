@@ -4,7 +4,9 @@ Times, interleaved in one run on one thread, one 1x1x28x28 image:
 - an Identity graph through InferenceSession.run and through the compiled session it wraps
   (the fixed cost of a call, and the share of it that is Python-side input checking);
 - the exported classifier through InferenceSession.run, the compiled session, and OnnxModel.run
-  (what the runtime's API calls);
+  (what the runtime's API calls: one image goes through buffers bound to the session once per
+  thread, so the feed and the output are not built per call), and OnnxModel.run's checks
+  followed by the compiled session's feed path (how the API ran one image before);
 - the same classifier with the exporter's two per-axis Slice nodes instead of the one crop.
 
     .venv/bin/python benchmarks/bench_call_overhead.py --model exported/classifier.onnx --out benchmarks/call_overhead
@@ -74,12 +76,21 @@ def main() -> None:
         model = OnnxModel(args.model, "classifier", threads=1)
         assert np.array_equal(split.run(None, {"image": x})[0], model.run(x))  # the same function
         feed, out = {"image": x}, ["logits"]
+
+        def feed_path(v):  # OnnxModel.run as it was before the single-image buffers
+            v = np.ascontiguousarray(v, dtype=np.float32)
+            if v.shape[1:] != model.input_shape:
+                raise AssertionError(v.shape)
+            return model._run(out, {model.input_name: v}, None)[0]
+
+        assert np.array_equal(feed_path(x), model.run(x))
         variants = {
             "identity graph, InferenceSession.run": lambda v: identity.run(out, feed),
             "identity graph, compiled session": lambda v: identity._sess.run(out, feed, None),
             "classifier, InferenceSession.run": lambda v: model.session.run(out, feed),
             "classifier, compiled session": lambda v: model.session._sess.run(out, feed, None),
-            "classifier, OnnxModel.run (the API)": model.run,
+            "classifier, OnnxModel.run (the API, pre-bound buffers)": model.run,
+            "classifier, OnnxModel.run's checks, then the feed": lambda v: feed_path(v),
             "classifier with two crop Slices, compiled session": lambda v: split._sess.run(out, feed, None),
         }
         times = {name: [] for name in variants}

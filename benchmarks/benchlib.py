@@ -22,7 +22,13 @@ def fmnist_edge_cli() -> list[str]:
 
 
 def publish(out: Path | None, result: dict, text: str) -> None:
-    """Print the Markdown; with --out, write OUT/results.json and OUT/results.md (atomically)."""
+    """Print the Markdown; with --out, write OUT/results.json and OUT/results.md (atomically).
+    Both end with what the figures were measured on: machines of one kind differ."""
+    from fmnist_edge.runtime.bench import environment, environment_line
+
+    env = environment()
+    result = {**result, "environment": result.get("environment", env)}
+    text = text.rstrip("\n") + "\n\n" + environment_line(result["environment"]) + "\n"
     print(text)
     if out:
         write_json(out / "results.json", result)

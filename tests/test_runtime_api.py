@@ -80,6 +80,35 @@ def test_the_direct_call_is_the_sessions_own_run_and_falls_back_to_it(monkeypatc
     assert np.array_equal(model.run(x), public)
 
 
+def test_one_image_goes_through_each_threads_own_bound_buffers():
+    """A batch-1 call runs on buffers bound once per thread: the answers are the public run's,
+    bit for bit, a returned array is never overwritten by a later call, and threads calling at
+    once each get their own image's answer."""
+    model = OnnxModel(FIXTURES / "classifier.onnx", "classifier", threads=1)
+    images = np.random.default_rng(2).random((64, 1, 1, 28, 28), dtype=np.float32)
+    public = [model.session.run([model.output_name], {model.input_name: x})[0] for x in images]
+    first = model.run(images[0])
+    assert model._single.bound[1].shape == (1, 1, 28, 28)  # the single-image path ran
+    second = model.run(images[1])
+    assert np.array_equal(first, public[0]) and np.array_equal(second, public[1])
+    assert not np.shares_memory(first, second)
+
+    def run_all(offset: int) -> list[bool]:
+        order = [(i + offset) % len(images) for i in range(len(images))] * 20
+        return [np.array_equal(model.run(images[i]), public[i]) for i in order]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(all(ok) for ok in pool.map(run_all, range(4)))
+
+
+def test_one_image_falls_back_to_the_feed_without_fixed_output_shapes(monkeypatch):
+    model = OnnxModel(FIXTURES / "encoder.onnx", "encoder", threads=1)
+    x = np.random.default_rng(3).random((1, 1, 28, 28), dtype=np.float32)
+    expected = model.run(x)
+    monkeypatch.setattr(model, "_single_ok", False)
+    assert np.array_equal(model.run(x), expected)
+
+
 def test_eight_threads_give_the_same_answers_as_one(clf, samples):
     inputs = [str(p) for p in samples] * 4
     expected = [p.to_dict() for p in clf.predict(inputs)]

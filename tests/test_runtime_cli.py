@@ -100,7 +100,11 @@ def test_bench_json_and_markdown(run, tmp_path):
                 "size_bytes"):
         assert all(r[key] > 0 for r in rows), key
     assert all("speedup_vs_classifier" in r for r in rows if r["model"] == "classifier.int8")
-    assert "| classifier.int8 |" in (tmp_path / "b.md").read_text()
+    markdown = (tmp_path / "b.md").read_text()
+    assert "| classifier.int8 |" in markdown
+    env = report["environment"]  # what the figures were measured on, in both files
+    assert env["cpu"] and isinstance(env["cpu_flags"], list) and env["onnxruntime"]
+    assert markdown.startswith(f"Measured on {env['cpus']} cores of {env['cpu']}")
 
 
 def test_bench_bad_option(run):

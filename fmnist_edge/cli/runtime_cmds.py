@@ -265,8 +265,9 @@ def register(app: typer.Typer) -> None:
         bench.add_ratios(rows, reference=fp32, baseline=torch_name)
         table = bench.to_markdown(rows)
         typer.echo(table + "".join(f"\n{n}" for n in notes))
-        report = {"environment": bench.environment(), "seconds_per_case": seconds, "notes": notes, "results": rows}
+        env = bench.environment()
+        report = {"environment": env, "seconds_per_case": seconds, "notes": notes, "results": rows}
         if json_file:
             write_json(json_file, report)
         if markdown:
-            write_text(markdown, table + "".join(f"\n{n}\n" for n in notes))
+            write_text(markdown, bench.environment_line(env) + "\n\n" + table + "".join(f"\n{n}\n" for n in notes))

@@ -161,8 +161,10 @@ def machine_info() -> dict:
 
     import torch
 
+    from fmnist_edge.runtime.bench import cpu_model
+
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            **cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version()}
 
 
