@@ -105,7 +105,7 @@ def test_one_image_falls_back_to_the_feed_without_fixed_output_shapes(monkeypatc
     model = OnnxModel(FIXTURES / "encoder.onnx", "encoder", threads=1)
     x = np.random.default_rng(3).random((1, 1, 28, 28), dtype=np.float32)
     expected = model.run(x)
-    monkeypatch.setattr(model, "_single_ok", False)
+    monkeypatch.setattr(model, "_single_shape", None)
     assert np.array_equal(model.run(x), expected)
 
 
