@@ -669,3 +669,49 @@ def test_calibration_is_refused_for_a_pretrained_encoder(tmp_path, fake_data_dir
         ae_trainer(tmp_path / "run", fake_data_dir, ModelConfig("classifier", n=16, dropout=0.1, case=1),
                    calibrate_init=True, encoder_ckpt=tiny_autoencoder)
     assert not (tmp_path / "run").exists()
+
+
+def test_fold_batch_norm_keeps_the_function_and_gives_the_reports_architecture():
+    from fmnist_edge.train.models import ConvAutoencoder, NormReLU, fold_batch_norm
+
+    torch.manual_seed(0)
+    model = ConvAutoencoder(16, 0.2, batch_norm=True)
+    x = torch.rand(64, 1, 28, 28)
+    with torch.no_grad():
+        for _ in range(5):  # running statistics away from their initial 0 and 1
+            model(x)
+        for module in model.modules():
+            if isinstance(module, NormReLU):  # and scales and shifts away from 1 and 0
+                module.norm.weight.uniform_(0.5, 2.0)
+                module.norm.bias.normal_()
+    model.eval()
+    before = model(x)
+    fold_batch_norm(model)
+    assert not any(isinstance(m, NormReLU) for m in model.modules())
+    plain = ConvAutoencoder(16, 0.2).eval()
+    plain.load_state_dict(model.state_dict(), strict=True)  # the report's names and shapes
+    torch.testing.assert_close(plain(x), before, atol=2e-6, rtol=0)
+    with pytest.raises(FmnistEdgeError, match="for training autoencoders"):
+        build_model(ModelConfig("classifier", n=16, case=3), batch_norm=True)
+
+
+def test_batch_norm_run_saves_the_plain_architecture_and_resumes(tmp_path, fake_data_dir):
+    """last.pt holds the training form (NormReLUs), model.pt the folded report architecture; a run
+    interrupted after an epoch resumes to the same weights as one that was not."""
+    whole = ae_trainer(tmp_path / "whole", fake_data_dir, max_epochs=2, patience=10, batch_norm=True,
+                       revive_every=2).run()
+    saved = weights(whole.model_path)
+    assert not any(".norm." in name for name in saved)
+    assert any(".norm." in name for name in weights(tmp_path / "whole" / "last.pt"))
+    model, payload = checkpoint.load_model(whole.model_path)
+    assert payload["train_config_obj"].batch_norm and whole.metrics["test_mse"] < 0.2
+    assert all("revived_units" not in r for r in whole.history)  # revival is off with batch norm
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
+        ae_trainer(run, fake_data_dir, max_epochs=2, patience=10, batch_norm=True,
+                   on_epoch=interrupt_after_epoch(1)).run()
+    resumed = ae_trainer(run, fake_data_dir, max_epochs=2, patience=10, batch_norm=True, resume=True).run()
+    assert_same_weights(weights(resumed.model_path), saved, atol=1e-5)
+    with pytest.raises(FmnistEdgeError, match="--batch-norm is for autoencoders"):
+        Trainer(ModelConfig("classifier", n=16, case=3), TrainConfig(batch_norm=True), tmp_path / "c",
+                data_dir=fake_data_dir, device="cpu", quiet=True)

@@ -78,7 +78,7 @@ def _given(ctx: typer.Context, name: str) -> bool:
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
              distill=None, temperature=None, calibrate_init=None, augment_off_last=None, calibrate_active=None,
-             decoder_dilation=REPORT_DECODER_DILATION):
+             decoder_dilation=REPORT_DECODER_DILATION, batch_norm=None):
     from fmnist_edge.train.config import HALF_ACTIVE, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case, decoder_dilation=decoder_dilation)
@@ -88,7 +88,8 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
                             patience=patience, seed=seed, limit=limit, recipe=recipe)
     train_cfg = apply_recipe(train_cfg, model_cfg)
     explicit = {"bf16": bf16, "dropout_off_last": dropout_off_last, "augment_off_last": augment_off_last,
-                "revive_every": revive_every, "calibrate_init": calibrate_init, "calibrate_active": calibrate_active}
+                "revive_every": revive_every, "calibrate_init": calibrate_init, "calibrate_active": calibrate_active,
+                "batch_norm": batch_norm}
     for name, value in explicit.items():
         if value is not None:  # an option given on the command line wins over the recipe
             setattr(train_cfg, name, value)
@@ -189,11 +190,16 @@ def register(app: typer.Typer) -> None:
             help="Dilation of the decoder's first transposed convolution: 2, the report's, writes only the even "
                  "rows and columns of its 13x13 output; 1 writes them all, with as many weights.")]
             = REPORT_DECODER_DILATION,
+        batch_norm: Annotated[Optional[bool], typer.Option(
+            "--batch-norm/--no-batch-norm",
+            help="Train with batch normalisation before each ReLU after a convolution or linear layer, folded into "
+                 "that layer's weights at the end: the saved model is the report's architecture (default: off; "
+                 "dead-unit revival is off with it).", show_default=False)] = None,
     ):
         """Train ConvAutoencoder(n, p) with MSE loss and early stopping on validation loss."""
         cfgs = _configs("autoencoder", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, dropout_off_last=dropout_off_last, revive_every=revive_every,
-                        decoder_dilation=decoder_dilation)
+                        decoder_dilation=decoder_dilation, batch_norm=batch_norm)
         _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
 
     @train_app.command("classifier")

@@ -94,7 +94,7 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
     payload = load_raw(path)
     try:
         model_cfg = from_dict(ModelConfig, payload["model_config"])
-        model = build_model(model_cfg)
+        model = build_model(model_cfg, batch_norm=bool(payload.get("batch_norm")))  # a resume point's form
     except FmnistEdgeError as exc:  # a config out of range: say which
         raise ModelError(f"{path}: its model config is invalid ({exc})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

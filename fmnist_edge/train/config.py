@@ -95,6 +95,11 @@ class TrainConfig:
     # informative); weights stay random.
     calibrate_init: bool = False
     calibrate_active: float = HALF_ACTIVE
+    # Autoencoders: train with batch normalisation before each ReLU that follows a weighted layer,
+    # folded into that layer's weights when the run ends, so the saved model is the report's
+    # architecture (models.fold_batch_norm). Dead-unit revival is off with it: its test reads the
+    # latent layer's pre-activations, which batch normalisation re-centres on every batch.
+    batch_norm: bool = False
     # Denoising (autoencoders): each input pixel is zeroed with this probability and the network
     # learns to give back the clean image (masking noise, Vincent et al. 2010). 0 = off.
     mask_inputs: float = 0.0

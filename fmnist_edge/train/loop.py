@@ -22,6 +22,7 @@ from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
 from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
 from fmnist_edge.train.evaluate import evaluate
+from fmnist_edge.train.models import fold_batch_norm
 from fmnist_edge.train.recipe import (WeightAverage, calibrate_biases, cpu_state, dead_units, distillation_loss, loss_fn,
                                       revive_dead_units)
 from fmnist_edge.train.run_state import HISTORY_FILE, METRICS_FILE, RunResult, RunState, run_state
@@ -83,6 +84,8 @@ class Trainer(RunState):
                                   + (f" case {model_cfg.case}" if model_cfg.case else "") + " starts from random weights")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
+        if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
+            raise FmnistEdgeError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
         if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
             raise FmnistEdgeError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
         if train_cfg.teacher and not self.resume:
@@ -214,7 +217,8 @@ class Trainer(RunState):
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
         progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
         # A frozen encoder is a fixed feature extractor: nothing of it is revived. A teacher has no latent code.
-        revive = cfg.revive_every and self.model_cfg.kind != "teacher" and not self.model_cfg.frozen_encoder
+        revive = (cfg.revive_every and self.model_cfg.kind != "teacher" and not self.model_cfg.frozen_encoder
+                  and not cfg.batch_norm)
         probe = train.images[:1000].to(self.device) if revive else None
         started = time.perf_counter()
         p = self.partial
@@ -299,6 +303,8 @@ class Trainer(RunState):
     def _finish(self, stop_reason: str) -> RunResult:
         if self.best["state"] is not None:
             self.model.load_state_dict(self.best["state"])  # early stopping restores the best weights
+        if self.cfg.batch_norm:  # from here on, and in model.pt, the report's architecture
+            fold_batch_norm(self.model)
         kind = self.model_cfg.kind
         test_set = load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT)
         test = evaluate(self.model, test_set, kind, self.device, mirror=self.model_cfg.predicts_labels)

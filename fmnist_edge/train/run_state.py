@@ -50,7 +50,7 @@ class RunState:
 
     def _fresh_state(self) -> None:
         torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.model_cfg)
+        self.model = build_model(self.model_cfg, batch_norm=self.cfg.batch_norm)
         self.encoder_source = None
         if self.model_cfg.pretrained_encoder:
             self.encoder_source = _load_encoder_into(self.model, self.encoder_ckpt, self.model_cfg.n)
@@ -83,6 +83,7 @@ class RunState:
             torch_rng=torch.get_rng_state(), aug_rng=self.aug_gen.get_state(),
             wall_time=self.wall_time, ema=self.ema and self.ema.state, ema_steps=self.ema and self.ema.steps,
             encoder_source=self.encoder_source, teacher_sha256=self.teacher_sha256,
+            batch_norm=self.cfg.batch_norm,  # the weights are the training form's, NormReLUs unfolded
         )
 
     def _restore(self) -> None:
