@@ -2,7 +2,7 @@
 # Re-run every benchmark of the shipped models (exported/), one after the other, into benchmarks/.
 # Usage: bash tools/run_benchmarks.sh [--quick]
 # Run it on an otherwise idle machine: every figure is a ratio within one run, but two benchmarks
-# (or a test run) sharing the two cores spoil both. About 15 minutes; --quick (about 2 minutes)
+# (or a test run) sharing the two cores spoil both. About 6 minutes; --quick (under a minute)
 # writes into /tmp/fmnist-edge-benchmarks instead, to check that every command still works.
 # The training benchmarks (bench_train_epoch, bench_jobs, bench_dead_units) and the reproduction
 # are not here: they train, for 10 minutes to hours; their commands are in the README.
@@ -22,6 +22,7 @@ step "$CLI" bench --seconds "$seconds" --json "$out/runtime/bench.json" --markdo
 step "$CLI" bench --batch-sizes 1024 --threads 1,2 --chunk 64 --seconds "$seconds" \
     --json "$out/runtime/bench-chunked.json" --markdown "$out/runtime/bench-chunked.md"
 step "$PY" benchmarks/bench_call_overhead.py --model exported/classifier.onnx --rounds "$rounds" --out "$out/call_overhead"
+step "$PY" benchmarks/bench_graph_nodes.py --model exported/classifier.onnx --rounds "$rounds" --out "$out/graph_nodes"
 step "$PY" benchmarks/bench_startup.py --reps "$reps" --out "$out/runtime"
 crop=() quant=() pool=()
 [ ${#quick[@]} -gt 0 ] && crop=(--rounds 2 --seconds 0.05) quant=(--rounds 50 --repeats 1) pool=(--images 200 --passes 2)
