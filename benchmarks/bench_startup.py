@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from fmnist_edge.fileio import write_json, write_text
+from fmnist_edge.machine import environment_line
+from fmnist_edge.runtime.bench import environment
 
 from benchlib import fmnist_edge_cli, run_main
 
@@ -86,6 +88,7 @@ def main() -> None:
               "all_s": times, "cli_command": " ".join(cli), "load_avg": os.getloadavg()}
     command = "python benchmarks/bench_startup.py " + " ".join(sys.argv[1:])
     result["command"] = command
+    result["environment"] = environment()
     write_json(args.out / "startup.json", result)
     write_text(args.out / "startup.md", f"Produced by `{command}` (medians of {args.reps} alternating runs).\n\n"
                "| process | median s |\n|---|---|\n"
@@ -94,7 +97,8 @@ def main() -> None:
         f"| ratio (target <= {TARGET_RATIO}) | {ratio:.2f} |\n"
         f"| python -c pass | {med['python']:.3f} |\n"
         f"| python -c '{FRAMEWORK}' | {med['typer']:.3f} |\n"
-        f"\nLoad average during the run: {result['load_avg'][0]:.1f} on {os.cpu_count()} CPUs.\n")
+        f"\nLoad average during the run: {result['load_avg'][0]:.1f} on {os.cpu_count()} CPUs.\n"
+        f"\n{environment_line(result['environment'])}\n")
     framework = med["typer"] - med["python"]
     print(f"bare {med['bare']:.3f}s  cli {med['cli']:.3f}s  ratio {ratio:.2f} (target <= {TARGET_RATIO}); "
           f"typer alone adds {framework:.3f}s; "

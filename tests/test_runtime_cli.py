@@ -104,7 +104,7 @@ def test_bench_json_and_markdown(run, tmp_path):
     assert "| classifier.int8 |" in markdown
     env = report["environment"]  # what the figures were measured on, in both files
     assert env["cpu"] and isinstance(env["cpu_flags"], list) and env["onnxruntime"]
-    assert markdown.startswith(f"Measured on {env['cpus']} cores of {env['cpu']}")
+    assert markdown.startswith(f"Measured on {env['cpus']} CPUs of {env['cpu']}")
 
 
 def test_bench_bad_option(run):

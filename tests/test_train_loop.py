@@ -715,3 +715,27 @@ def test_batch_norm_run_saves_the_plain_architecture_and_resumes(tmp_path, fake_
     with pytest.raises(FmnistEdgeError, match="--batch-norm is for autoencoders"):
         Trainer(ModelConfig("classifier", n=16, case=3), TrainConfig(batch_norm=True), tmp_path / "c",
                 data_dir=fake_data_dir, device="cpu", quiet=True)
+
+
+def test_a_batch_norm_resume_point_loads_folded_unless_asked_for_its_training_form(tmp_path, fake_data_dir):
+    from fmnist_edge.train.models import NormReLU
+
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError, match="interrupted"):
+        ae_trainer(run, fake_data_dir, max_epochs=2, patience=10, batch_norm=True,
+                   on_epoch=interrupt_after_epoch(1)).run()
+    folded, _ = checkpoint.load_model(run / "last.pt")  # what export, evaluate and --encoder see
+    trained, _ = checkpoint.load_model(run / "last.pt", training_form=True)  # what --resume sees
+    assert not any(isinstance(m, NormReLU) for m in folded.modules())
+    assert any(isinstance(m, NormReLU) for m in trained.modules())
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), trained(x), atol=2e-6, rtol=0)
+
+
+def test_batch_norm_trains_with_a_last_batch_of_one_image_and_refuses_batches_of_one(tmp_path, fake_data_dir):
+    # 540 training images in batches of 7: 77 of 7 and a last one of 1, which joins the one before
+    result = ae_trainer(tmp_path / "odd", fake_data_dir, batch_size=7, batch_norm=True).run()
+    assert math.isfinite(result.metrics["test_mse"])
+    with pytest.raises(FmnistEdgeError, match="batches of at least 2"):
+        ae_trainer(tmp_path / "one", fake_data_dir, batch_size=1, batch_norm=True)

@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 CLI=.venv/bin/fmnist-edge
+case "${1-}" in
+    "" | --quick) ;;
+    *) echo "usage: bash tools/run_benchmarks.sh [--quick]" >&2; exit 2 ;;
+esac
 out=benchmarks
 seconds=1 reps=21 rounds=15 quick=()
 if [ "${1-}" = "--quick" ]; then

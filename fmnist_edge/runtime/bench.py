@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.machine import cpu_model, environment_line  # noqa: F401  (re-exported)
 from fmnist_edge.runtime.session import OnnxModel
 
 Runner = Callable[[np.ndarray], object]
@@ -147,27 +148,6 @@ def add_ratios(rows: list[dict], reference: str | None = None, baseline: str | N
     return rows
 
 
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-
-
-def cpu_model() -> dict:
-    """The CPU's name and the vector flags ONNX Runtime and PyTorch choose kernels by: machines of
-    one kind differ (AVX-512 with or without AMX), and a ratio means little without them."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            for line in info:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:  # not Linux: the name platform gives, no flags
-        pass
-    return {"cpu": name, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
-
-
 def environment() -> dict:
     import onnxruntime
 
@@ -175,14 +155,6 @@ def environment() -> dict:
             "machine": platform.machine(), "cpus": os.cpu_count(), **cpu_model(), "platform": platform.platform(),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
-
-def environment_line(env: dict) -> str:
-    """One Markdown line naming what a table was measured on."""
-    flags = ", ".join(env.get("cpu_flags") or []) or "no flags read"
-    load = env.get("load_average") or 0.0
-    return (f"Measured on {env.get('cpus')} cores of {env.get('cpu')} ({flags}), onnxruntime "
-            f"{env.get('onnxruntime')}; 1-minute load average {load:.2f} when written, {env.get('time')}.")
 
 
 def to_markdown(rows: list[dict]) -> str:

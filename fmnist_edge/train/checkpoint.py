@@ -11,7 +11,7 @@ from torch import nn
 from fmnist_edge.errors import FmnistEdgeError, ModelError, with_article
 from fmnist_edge.fileio import write_with
 from fmnist_edge.train.config import REPORT_DECODER_DILATION, ModelConfig, TrainConfig, from_dict, to_dict
-from fmnist_edge.train.models import build_model
+from fmnist_edge.train.models import build_model, fold_batch_norm
 
 FORMAT_KEY = "fmnist_edge_checkpoint"
 FORMAT_VERSION = 1
@@ -89,12 +89,17 @@ def load_raw(path: str | Path) -> dict:
     return payload
 
 
-def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model from the file alone; returns (model in eval mode, checkpoint dict)."""
+def load_model(path: str | Path, expect_kind: str | None = None,
+               training_form: bool = False) -> tuple[nn.Module, dict]:
+    """Rebuild the model from the file alone; returns (model in eval mode, checkpoint dict).
+
+    A resume point of a `--batch-norm` run holds the training form (NormReLUs); it is folded into
+    the report's architecture, as model.pt is, unless `training_form` (what --resume needs)."""
     payload = load_raw(path)
+    normed = bool(payload.get("batch_norm"))
     try:
         model_cfg = from_dict(ModelConfig, payload["model_config"])
-        model = build_model(model_cfg, batch_norm=bool(payload.get("batch_norm")))  # a resume point's form
+        model = build_model(model_cfg, batch_norm=normed)
     except FmnistEdgeError as exc:  # a config out of range: say which
         raise ModelError(f"{path}: its model config is invalid ({exc})") from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -110,7 +115,10 @@ def load_model(path: str | Path, expect_kind: str | None = None) -> tuple[nn.Mod
         raise ModelError(f"{path}: is {with_article(model_cfg.kind)} checkpoint, expected {with_article(expect_kind)}")
     payload["model_config_obj"] = model_cfg
     payload["train_config_obj"] = from_dict(TrainConfig, payload.get("train_config", {}))
-    return model.eval(), payload
+    model.eval()
+    if normed and not training_form:
+        fold_batch_norm(model)
+    return model, payload
 
 
 def encoder_shape(path: str | Path) -> tuple[int, float]:

@@ -86,6 +86,8 @@ class Trainer(RunState):
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
         if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
             raise FmnistEdgeError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
+        if train_cfg.batch_norm and train_cfg.batch_size < 2:
+            raise FmnistEdgeError("--batch-norm needs batches of at least 2 images (--batch-size)")
         if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
             raise FmnistEdgeError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
         if train_cfg.teacher and not self.resume:
@@ -215,6 +217,11 @@ class Trainer(RunState):
         # The epoch's order depends only on (seed, epoch), so a resumed epoch sees the same batches.
         order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
+        if cfg.batch_norm and len(all_batches[-1]) == 1:
+            # Batch statistics need two images: a last, single one joins the batch before it.
+            if len(all_batches) == 1:
+                raise FmnistEdgeError("--batch-norm needs at least 2 training images")
+            all_batches[-2:] = [torch.cat(all_batches[-2:])]
         progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
         # A frozen encoder is a fixed feature extractor: nothing of it is revived. A teacher has no latent code.
         revive = (cfg.revive_every and self.model_cfg.kind != "teacher" and not self.model_cfg.frozen_encoder

@@ -161,7 +161,7 @@ def machine_info() -> dict:
 
     import torch
 
-    from fmnist_edge.runtime.bench import cpu_model
+    from fmnist_edge.machine import cpu_model
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             **cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,

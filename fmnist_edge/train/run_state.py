@@ -88,7 +88,7 @@ class RunState:
 
     def _restore(self) -> None:
         path = self.run_dir / checkpoint.RESUME_FILE
-        self.model, payload = checkpoint.load_model(path)
+        self.model, payload = checkpoint.load_model(path, training_form=True)
         # A resumed run keeps the configuration it was started with.
         self.model_cfg, self.cfg = payload["model_config_obj"], payload["train_config_obj"]
         self.model.to(self.device).train()
