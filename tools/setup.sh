@@ -32,5 +32,9 @@ if [[ ",$extras," == *",train,"* ]]; then
 fi
 spec="."; [ -n "$extras" ] && spec=".[$extras]"
 .venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -vE '^WARNING: Location|^\s*$|!!|setuptools|wheel_obj|WheelFile|########|\*\*\*\*' || true
+# Byte-compile the package once: an editable install is not compiled, and where
+# PYTHONDONTWRITEBYTECODE is set (as on these machines) every `fmnist-edge classify` would
+# otherwise compile the runtime's modules again before answering.
+.venv/bin/python -m compileall -q fmnist_edge >/dev/null
 .venv/bin/fmnist-edge --help >/dev/null
 echo "fmnist-edge is set up in .venv (extras: ${extras:-none})"

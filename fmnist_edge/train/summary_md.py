@@ -38,7 +38,8 @@ def render_markdown(s: dict) -> str:
         f"Runs: `{s['runs_dir']}`; seeds {', '.join(map(str, s['seeds']))}; recipe {s['recipe']}"
         + ("; **quick** (small subset: a smoke test, not a result)" if s["quick"] else "") + ".",
         f"Wall time of the reproduction: {_num(wall and wall / 60, '.1f')} min"
-        + (f" on {machine.get('processor')} ({machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, "
+        + (f" on {machine.get('cpu') or machine.get('processor')} ({machine.get('cpu_count')} CPUs, "
+           f"torch {machine.get('torch')}, "
            f"{machine.get('torch_threads')} threads" + (f" per run, {s['jobs']} runs at a time" if s.get("jobs", 1) > 1
                                                           else "") + ")" if machine else "") + ".",
         "Test numbers are on the test set, never used for early stopping; ± is the sample standard "
