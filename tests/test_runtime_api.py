@@ -59,7 +59,7 @@ def test_batch_size_does_not_change_answers(clf):
 
 
 def test_the_direct_call_is_the_sessions_own_run_and_falls_back_to_it(monkeypatch):
-    """OnnxModel.run skips InferenceSession.run's per-call Python checks (about 1 us a call)
+    """OnnxModel.run skips InferenceSession.run's per-call Python checks (0.4 to 0.8 us a call)
     by calling the compiled session; the answers are the public run's, bit for bit, and an
     onnxruntime without the compiled handle gets the public run."""
     from fmnist_edge.runtime import session as session_module
