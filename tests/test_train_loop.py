@@ -739,3 +739,7 @@ def test_batch_norm_trains_with_a_last_batch_of_one_image_and_refuses_batches_of
     assert math.isfinite(result.metrics["test_mse"])
     with pytest.raises(FmnistEdgeError, match="batches of at least 2"):
         ae_trainer(tmp_path / "one", fake_data_dir, batch_size=1, batch_norm=True)
+    # one training image: refused before --force deletes the finished run it would replace
+    with pytest.raises(FmnistEdgeError, match="at least 2 training images"):
+        ae_trainer(tmp_path / "odd", fake_data_dir, limit=1, batch_norm=True, force=True).run()
+    assert run_state(tmp_path / "odd") == "finished"

@@ -116,6 +116,8 @@ class Trainer(RunState):
             calibrate_biases(self.model, train.images[:1000].to(self.device), self.cfg.calibrate_active)
             if self.ema is not None:  # the average starts from the calibrated weights
                 self.ema = WeightAverage(self.cfg.ema, cpu_state(self.model))
+        if self.cfg.batch_norm and len(train) < 2:  # before --force deletes the run it replaces
+            raise FmnistEdgeError("--batch-norm needs at least 2 training images")
         self._prepare_teacher(train, val)
         step_module, train, val = self._training_view(train, val)
         if self._replaces_a_run:  # everything is ready: now the old run goes
@@ -217,10 +219,8 @@ class Trainer(RunState):
         # The epoch's order depends only on (seed, epoch), so a resumed epoch sees the same batches.
         order_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch)
         all_batches = list(batches(len(train), cfg.batch_size, order_gen))
-        if cfg.batch_norm and len(all_batches[-1]) == 1:
+        if cfg.batch_norm and len(all_batches) > 1 and len(all_batches[-1]) == 1:
             # Batch statistics need two images: a last, single one joins the batch before it.
-            if len(all_batches) == 1:
-                raise FmnistEdgeError("--batch-norm needs at least 2 training images")
             all_batches[-2:] = [torch.cat(all_batches[-2:])]
         progress.start_epoch(self.epoch + 1, cfg.max_epochs, len(all_batches), done=self.step)
         # A frozen encoder is a fixed feature extractor: nothing of it is revived. A teacher has no latent code.
