@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from fmnist_edge.runtime.bench import time_calls
-from fmnist_edge.runtime.session import OnnxModel, session_options
+from fmnist_edge.runtime.session import OnnxModel
 
-from benchlib import checked_classifier, command_line, publish, run_main
+from benchlib import checked_classifier, command_line, interleaved_p50_us, one_thread_session, publish, run_main
 
 
 def identity_model(path: Path) -> None:
@@ -69,10 +67,7 @@ def main() -> None:
         identity_model(identity_path)
         onnx.save(two_slice_crop(onnx.load(str(args.model))), str(split_path))
 
-        def session(path: Path) -> ort.InferenceSession:
-            return ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
-
-        identity, split = session(identity_path), session(split_path)
+        identity, split = one_thread_session(str(identity_path)), one_thread_session(str(split_path))
         model = OnnxModel(args.model, "classifier", threads=1)
         assert np.array_equal(split.run(None, {"image": x})[0], model.run(x))  # the same function
         feed, out = {"image": x}, ["logits"]
@@ -93,11 +88,7 @@ def main() -> None:
             "classifier, OnnxModel.run's checks, then the feed": lambda v: feed_path(v),
             "classifier with two crop Slices, compiled session": lambda v: split._sess.run(out, feed, None),
         }
-        times = {name: [] for name in variants}
-        for _ in range(args.rounds):  # interleaved: every variant sees the same machine load
-            for name, run in variants.items():
-                times[name].append(float(np.median(time_calls(run, x, args.seconds))) / 1e3)
-    p50 = {name: float(np.median(t)) for name, t in times.items()}
+        p50 = interleaved_p50_us(variants, x, args.rounds, args.seconds)
     lines = [f"# Batch-1 call overhead ({args.model}, 1 thread)", "",
              f"Produced by `{command_line()}`: median over {args.rounds} interleaved rounds of each "
              "variant's p50.", "", "| variant | p50 us |", "|---|---|"]

@@ -18,13 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from fmnist_edge.runtime.bench import time_calls
-from fmnist_edge.runtime.session import session_options
-
-from benchlib import checked_classifier, command_line, publish, run_main
+from benchlib import checked_classifier, command_line, interleaved_p50_us, one_thread_session, publish, run_main
 
 
 def cut_after(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
@@ -39,15 +35,21 @@ def cut_after(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
     return cut
 
 
-def gemm_as_conv(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Flatten -> Gemm(800 -> n) -> Relu rewritten as Conv(5x5, 32 -> n) -> Relu -> Flatten."""
+def gemm_as_conv(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """Flatten -> Gemm(800 -> n) -> Relu rewritten as Conv(5x5, 32 -> n) -> Relu -> Flatten;
+    None for a graph without that pattern (a classifier that is not the report's)."""
     changed = onnx.ModelProto()
     changed.CopyFrom(model)
     graph = changed.graph
-    flatten = next(n for n in graph.node if n.op_type == "Flatten")
-    gemm = next(n for n in graph.node if n.op_type == "Gemm" and n.input[0] == flatten.output[0])
-    relu = next(n for n in graph.node if n.op_type == "Relu" and n.input[0] == gemm.output[0])
-    weight = numpy_helper.to_array(next(i for i in graph.initializer if i.name == gemm.input[1]))
+    flatten = next((n for n in graph.node if n.op_type == "Flatten"), None)
+    gemm = flatten and next((n for n in graph.node if n.op_type == "Gemm" and n.input[0] == flatten.output[0]), None)
+    relu = gemm and next((n for n in graph.node if n.op_type == "Relu" and n.input[0] == gemm.output[0]), None)
+    weights = {i.name: i for i in graph.initializer}
+    if relu is None or gemm.input[1] not in weights:
+        return None
+    weight = numpy_helper.to_array(weights[gemm.input[1]])
+    if weight.shape[1:] != (800,):
+        return None
     graph.initializer.append(numpy_helper.from_array(weight.reshape(weight.shape[0], 32, 5, 5), "fc_as_conv.weight"))
     conv = helper.make_node("Conv", [flatten.input[0], "fc_as_conv.weight", gemm.input[2]], ["fc_as_conv.out"],
                             kernel_shape=[5, 5])
@@ -76,27 +78,26 @@ def main() -> None:
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     feed = {model.graph.input[0].name: x}
 
-    def session(proto: onnx.ModelProto) -> ort.InferenceSession:
-        return ort.InferenceSession(proto.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"])
+    def runner(proto: onnx.ModelProto):
+        """The compiled session's run on `feed`, to the graph's one output."""
+        run, outputs = one_thread_session(proto.SerializeToString())._sess.run, [proto.graph.output[0].name]
+        return lambda v: run(outputs, feed, None)[0]
 
-    variants = {}
-    for k, node in enumerate(model.graph.node, start=1):
-        cut = session(cut_after(model, k))
-        variants[f"cut after node {k}, {node.op_type}"] = (cut, [cut.get_outputs()[0].name])
-    whole = variants[f"cut after node {len(model.graph.node)}, {model.graph.node[-1].op_type}"][0]
-    as_conv = session(gemm_as_conv(model))
-    difference = float(np.abs(as_conv.run(None, feed)[0] - whole.run(None, feed)[0]).max())
-    variants["the whole classifier, first Gemm as a 5x5 Conv"] = (as_conv, [as_conv.get_outputs()[0].name])
-    times = {name: [] for name in variants}
-    for _ in range(args.rounds):  # interleaved: every variant sees the same machine load
-        for name, (sess, outputs) in variants.items():
-            run = sess._sess.run
-            times[name].append(float(np.median(time_calls(lambda v: run(outputs, feed, None), x, args.seconds))) / 1e3)
-    p50 = {name: float(np.median(t)) for name, t in times.items()}
+    variants = {f"cut after node {k}, {node.op_type}": runner(cut_after(model, k))
+                for k, node in enumerate(model.graph.node, start=1)}
+    whole = list(variants.values())[-1]
+    as_conv = gemm_as_conv(model)
+    if as_conv is None:
+        note = "This classifier has no Flatten -> Gemm(800 -> n) -> Relu to write as a convolution."
+        difference = None
+    else:
+        variants["the whole classifier, first Gemm as a 5x5 Conv"] = runner(as_conv)
+        difference = float(np.abs(variants["the whole classifier, first Gemm as a 5x5 Conv"](x) - whole(x)).max())
+        note = f"The first Gemm as a convolution differs from the classifier by at most {difference:.1e} in the logits."
+    p50 = interleaved_p50_us(variants, x, args.rounds, args.seconds)
     lines = [f"# Batch-1 graph time, node by node ({args.model}, 1 thread)", "",
              f"Produced by `{command_line()}`: median over {args.rounds} interleaved rounds of each "
-             "variant's p50, through the compiled session. The first Gemm as a convolution differs from the "
-             f"classifier by at most {difference:.1e} in the logits.", "",
+             f"variant's p50, through the compiled session. {note}", "",
              "| variant | p50 us | added by this node |", "|---|---|---|"]
     previous = None
     for name, value in p50.items():

@@ -24,10 +24,10 @@ def fmnist_edge_cli() -> list[str]:
 def publish(out: Path | None, result: dict, text: str) -> None:
     """Print the Markdown; with --out, write OUT/results.json and OUT/results.md (atomically).
     Both end with what the figures were measured on: machines of one kind differ."""
-    from fmnist_edge.runtime.bench import environment, environment_line
+    from fmnist_edge.machine import environment_line
+    from fmnist_edge.runtime.bench import environment
 
-    env = environment()
-    result = {**result, "environment": result.get("environment", env)}
+    result = {**result, "environment": result.get("environment") or environment()}
     text = text.rstrip("\n") + "\n\n" + environment_line(result["environment"]) + "\n"
     print(text)
     if out:
@@ -51,3 +51,26 @@ def checked_classifier(path: Path) -> Path:
 
     OnnxModel(path, "classifier")
     return path
+
+
+def one_thread_session(model):
+    """An ONNX Runtime session on one thread with the runtime's options, from a path or bytes."""
+    import onnxruntime as ort
+
+    from fmnist_edge.runtime.session import session_options
+
+    return ort.InferenceSession(model, session_options(1), providers=["CPUExecutionProvider"])
+
+
+def interleaved_p50_us(variants: dict, x, rounds: int, seconds: float) -> dict:
+    """name -> the median over `rounds` of each runner's p50 on `x`, in microseconds. The runners
+    take turns within every round, so every one of them sees the same machine load."""
+    import numpy as np
+
+    from fmnist_edge.runtime.bench import time_calls
+
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            times[name].append(float(np.median(time_calls(run, x, seconds))) / 1e3)
+    return {name: float(np.median(t)) for name, t in times.items()}

@@ -205,6 +205,7 @@ def register(app: typer.Typer) -> None:
         """Latency and throughput of the exported models (and PyTorch eager when torch is installed)."""
         from fmnist_edge.errors import FmnistEdgeError
         from fmnist_edge.fileio import check_writable, write_json, write_text
+        from fmnist_edge.machine import environment_line
         from fmnist_edge.runtime import bench
         from fmnist_edge.runtime.session import model_file
 
@@ -270,4 +271,4 @@ def register(app: typer.Typer) -> None:
         if json_file:
             write_json(json_file, report)
         if markdown:
-            write_text(markdown, bench.environment_line(env) + "\n\n" + table + "".join(f"\n{n}\n" for n in notes))
+            write_text(markdown, environment_line(env) + "\n\n" + table + "".join(f"\n{n}\n" for n in notes))

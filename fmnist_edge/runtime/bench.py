@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.machine import cpu_model, environment_line  # noqa: F401  (re-exported)
+from fmnist_edge.machine import cpu_model
 from fmnist_edge.runtime.session import OnnxModel
 
 Runner = Callable[[np.ndarray], object]
