@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fmnist_edge.runtime import bench
 
@@ -26,3 +27,37 @@ def test_bench_runner_ratios_and_markdown():
     assert not any("speedup_vs_fp32" in r for r in rows)  # the eager rows are the baseline
     table = bench.to_markdown(rows)
     assert table.count("\n") == 2 + 4 and "x vs_eager" in table
+
+
+def _recorder(name: str, calls: list, threads_seen: list):
+    def load(threads: int):
+        threads_seen.append((name, threads))
+        return lambda x: calls.append((name, len(x)))
+    return load
+
+
+def test_side_by_side_takes_turns_within_every_round():
+    calls, threads_seen = [], []
+    contenders = [(n, _recorder(n, calls, threads_seen), (1, 28, 28), {"engine": n}) for n in ("ort", "eager")]
+    rows = bench.bench_side_by_side(contenders, [1, 4], [1, 2], seconds=0.0, warmup=2, rounds=3)
+    # Loaded once per thread count, every contender before anything is timed.
+    assert threads_seen == [("ort", 1), ("eager", 1), ("ort", 2), ("eager", 2)]
+    first_thread_count = calls[:len(calls) // 2]
+    loading, timed = first_thread_count[:4], first_thread_count[4:]
+    assert loading == [("ort", 1), ("ort", 4), ("eager", 1), ("eager", 4)]  # one call per size
+    blocks = [key for i, key in enumerate(timed) if i == 0 or timed[i - 1] != key]
+    # Three rounds, each: batch 1 for both contenders, then batch 4 for both.
+    assert blocks == [("ort", 1), ("eager", 1), ("ort", 4), ("eager", 4)] * 3
+    # At least 20 timed runs per case over the rounds, warm-up calls on top.
+    assert all(r["runs"] >= 20 for r in rows)
+    assert [(r["model"], r["threads"], r["batch"]) for r in rows] == [
+        (m, t, b) for m in ("ort", "eager") for t in (1, 2) for b in (1, 4)]
+    assert all(r["engine"] == r["model"] and r["startup_ms"] >= 0 and r["peak_rss_mb"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 1.5, True])
+def test_side_by_side_refuses_bad_rounds(rounds):
+    from fmnist_edge.errors import FmnistEdgeError
+
+    with pytest.raises(FmnistEdgeError, match="--rounds must be"):
+        bench.bench_side_by_side([("x", lambda threads: None, (1, 28, 28), None)], [1], [1], rounds=rounds)

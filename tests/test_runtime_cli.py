@@ -105,11 +105,14 @@ def test_bench_json_and_markdown(run, tmp_path):
     env = report["environment"]  # what the figures were measured on, in both files
     assert env["cpu"] and isinstance(env["cpu_flags"], list) and env["onnxruntime"]
     assert markdown.startswith(f"Measured on {env['cpus']} CPUs of {env['cpu']}")
+    assert report["rounds"] == 3 and "in 3 round(s), the models taking turns" in markdown
 
 
 def test_bench_bad_option(run):
     result = run("bench", "--models", FIXTURES, "--batch-sizes", "1,x")
     assert result.exit_code == 2 and "--batch-sizes" in result.stderr
+    result = run("bench", "--models", FIXTURES, "--rounds", "0")
+    assert result.exit_code == 2 and "--rounds" in result.stderr
 
 
 def test_empty_folder_is_an_error(run, tmp_path):

@@ -192,6 +192,8 @@ def register(app: typer.Typer) -> None:
         batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,8,64,256,1024",
         threads: Annotated[str, typer.Option("--threads", help="Comma-separated thread counts.")] = "1,2",
         seconds: Annotated[float, typer.Option(min=0.0, help="Timed seconds per case (at least 20 runs).")] = 0.3,
+        rounds: Annotated[int, typer.Option(min=1, max=100, help="Rounds per case: the models take turns "
+                                            "within each, so that their ratios see the same machine.")] = 3,
         checkpoint: Annotated[Optional[Path], typer.Option(
             help="Checkpoint (.pt) or fp32 .onnx whose weights the PyTorch eager baseline runs (default: "
                  "the benchmarked fp32 classifier's own weights; skipped without torch).", show_default=False)] = None,
@@ -248,27 +250,32 @@ def register(app: typer.Typer) -> None:
                 if checkpoint is not None:  # asked for by name: an error, not a note
                     raise
                 notes.append(f"PyTorch eager: skipped ({exc})")
-        rows = []
+        contenders = []
         for path in paths:
             load, shape = bench.onnx_loader(path, chunk=chunk or None)
             info = {"precision": "int8" if ".int8" in path.name else "fp32", "engine": "onnxruntime",
                     "chunk": chunk or None,
                     "path": str(path), "size_bytes": path.stat().st_size}
-            typer.echo(f"benchmarking {path} ...", err=True)
-            rows += bench.bench_runner(bench.model_label(path), load, shape, batches, thread_counts, seconds,
-                                       info=info)
+            contenders.append((bench.model_label(path), load, shape, info))
         if torch_loader is not None:
             load, shape, info = torch_loader
-            typer.echo(f"benchmarking PyTorch eager on the weights of {source} ...", err=True)
             torch_name = "pytorch-eager"
-            rows += bench.bench_runner(torch_name, load, shape, batches, thread_counts, seconds, info=info)
+            contenders.append((torch_name, load, shape, info))
+        names = ", ".join(str(p) for p in paths) + (f" and PyTorch eager on the weights of {source}"
+                                                    if torch_loader is not None else "")
+        typer.echo(f"benchmarking {names}, side by side in {rounds} round(s) ...", err=True)
+        rows = bench.bench_side_by_side(contenders, batches, thread_counts, seconds, rounds=rounds)
         fp32 = next((bench.model_label(p) for p in paths if ".int8" not in p.name), None)
         bench.add_ratios(rows, reference=fp32, baseline=torch_name)
         table = bench.to_markdown(rows)
         typer.echo(table + "".join(f"\n{n}" for n in notes))
         env = bench.environment()
-        report = {"environment": env, "seconds_per_case": seconds, "notes": notes, "results": rows}
+        report = {"environment": env, "seconds_per_case": seconds, "rounds": rounds, "notes": notes,
+                  "results": rows}
         if json_file:
             write_json(json_file, report)
         if markdown:
-            write_text(markdown, environment_line(env) + "\n\n" + table + "".join(f"\n{n}\n" for n in notes))
+            how = (f"Every case timed for {seconds:g} s in {rounds} round(s), the models taking turns within "
+                   "each round; ratios are of p50 latencies at the same threads and batch.")
+            write_text(markdown, environment_line(env) + "\n\n" + how + "\n\n" + table
+                       + "".join(f"\n{n}\n" for n in notes))

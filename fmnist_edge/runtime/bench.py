@@ -1,7 +1,8 @@
 """Latency benchmark: warm-up, timed runs, percentiles, throughput, start-up time and peak memory.
 
 Anything that can run a float32 batch is benchmarked the same way: an ONNX model here, and
-the CLI adds PyTorch eager (when torch is installed) through the same `bench_runner`.
+the CLI adds PyTorch eager (when torch is installed) and times them side by side
+(`bench_side_by_side`).
 """
 
 from __future__ import annotations
@@ -95,26 +96,62 @@ def check_seconds(seconds: float) -> None:
         raise FmnistEdgeError(f"--seconds must be a number from 0 to {MAX_SECONDS:g}, got {seconds}")
 
 
+MIN_RUNS = 20
+
+
+def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, seconds: float = 0.3,
+                       warmup: int = 10, rounds: int = 1) -> list[dict]:
+    """Benchmark every contender `(name, load, input_shape, info)`, `load(threads)` -> runner, on
+    the same inputs, for every thread count and batch size.
+
+    Per thread count all contenders are loaded first (start-up time; the first call of every
+    batch size, so that the peak memory is theirs), then timed in `rounds` rounds that take
+    turns within every round. A shared machine's speed drifts over minutes: timed in turns,
+    a ratio between two contenders compares the same stretches of the machine's time."""
+    check_seconds(seconds)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise FmnistEdgeError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
+    rng = np.random.default_rng(0)
+    inputs: dict[tuple, np.ndarray] = {}
+
+    def batch_of(shape: tuple, batch: int) -> np.ndarray:  # one input per shape and size, shared
+        if (shape, batch) not in inputs:
+            inputs[shape, batch] = rng.random((batch, *shape), dtype=np.float32)
+        return inputs[shape, batch]
+
+    rows = []
+    for threads in threads_list:
+        loaded = []
+        for name, load, shape, info in contenders:
+            before = rss_mb()
+            reset_peak()
+            t0 = time.perf_counter()
+            run = load(threads)
+            startup_ms = (time.perf_counter() - t0) * 1e3
+            for batch in batch_sizes:
+                run(batch_of(shape, batch))
+            loaded.append((name, run, shape, info, {"startup_ms": startup_ms, "peak_rss_mb": peak_mb(),
+                                                    "rss_growth_mb": max(0.0, peak_mb() - before)}))
+        times: dict[tuple, list] = {}
+        for r in range(rounds):
+            for batch in batch_sizes:
+                for name, run, shape, _, _ in loaded:
+                    times.setdefault((name, batch), []).append(time_calls(
+                        run, batch_of(shape, batch), seconds / rounds, warmup if r == 0 else min(warmup, 3),
+                        min_runs=-(-MIN_RUNS // rounds)))
+        for name, _, _, info, memory in loaded:
+            for batch in batch_sizes:
+                rows.append({"model": name, **(info or {}), "threads": threads, "batch": batch,
+                             **summarise(np.concatenate(times[name, batch]), batch), **memory})
+        del loaded
+    order = {c[0]: i for i, c in enumerate(contenders)}
+    return sorted(rows, key=lambda r: order[r["model"]])  # stable: by contender, then threads, batch
+
+
 def bench_runner(name: str, load: Callable[[int], Runner], input_shape: tuple, batch_sizes, threads_list,
                  seconds: float = 0.3, warmup: int = 10, info: dict | None = None) -> list[dict]:
-    """Benchmark `load(threads)` -> runner for every thread count and batch size."""
-    check_seconds(seconds)
-    rows = []
-    rng = np.random.default_rng(0)
-    for threads in threads_list:
-        before = rss_mb()
-        reset_peak()
-        t0 = time.perf_counter()
-        run = load(threads)
-        startup_ms = (time.perf_counter() - t0) * 1e3
-        for batch in batch_sizes:
-            x = rng.random((batch, *input_shape), dtype=np.float32)
-            stats = summarise(time_calls(run, x, seconds, warmup), batch)
-            rows.append({"model": name, **(info or {}), "threads": threads, "batch": batch, **stats,
-                         "startup_ms": startup_ms, "peak_rss_mb": peak_mb(),
-                         "rss_growth_mb": max(0.0, peak_mb() - before)})
-        del run
-    return rows
+    """Benchmark `load(threads)` -> runner alone, for every thread count and batch size."""
+    return bench_side_by_side([(name, load, input_shape, info)], batch_sizes, threads_list, seconds, warmup)
 
 
 def onnx_loader(path: str | os.PathLike, kind: str = "classifier",
