@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist_edge.fileio import check_writable
 from fmnist_edge.runtime import bench
 
 from benchlib import checked_classifier, command_line, publish, run_main
@@ -34,13 +35,14 @@ def one_run(model: Path, seconds: float, rounds: int) -> dict:
     torch_load, torch_shape, _ = torch_runner(model)
     contenders = [("onnxruntime", load, shape, None), ("pytorch-eager", torch_load, torch_shape, None)]
     rows = bench.bench_side_by_side(contenders, [1, 1024], [1, 2], seconds, rounds=rounds)
-    p50 = {(r["model"], r["batch"], r["threads"]): r["p50_us"] for r in rows}
+    by_case = {(r["model"], r["batch"], r["threads"]): r for r in rows}
+    p50 = {case: r["p50_us"] for case, r in by_case.items()}
     run = {"time": time.strftime("%H:%M:%S"), "load_average": bench.environment()["load_average"]}
     for batch, threads, _ in TARGETS:
         ort_us, torch_us = p50["onnxruntime", batch, threads], p50["pytorch-eager", batch, threads]
         run[f"b{batch}_t{threads}"] = {"onnxruntime_p50_us": ort_us, "pytorch_p50_us": torch_us,
                                        "ratio": torch_us / ort_us}
-    run["b1024_t2_images_per_s"] = 1024 / (p50["onnxruntime", 1024, 2] / 1e6)
+    run["b1024_t2_images_per_s"] = by_case["onnxruntime", 1024, 2]["images_per_s"]  # from the mean, as bench's
     return run
 
 
@@ -53,9 +55,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if args.runs < 1 or args.pause < 0:
-        raise SystemExit("bench_ratio_spread.py: error: --runs must be 1 or more and --pause 0 or more")
+    if args.runs < 1 or not 0 <= args.pause <= 3600:
+        raise SystemExit("bench_ratio_spread.py: error: --runs must be 1 or more and --pause from 0 to 3600 s")
     model = checked_classifier(args.model)
+    if args.out:  # refused now, not after minutes of timing
+        check_writable(args.out / "results.json")
     try:
         import torch  # noqa: F401  (the baseline)
     except ImportError:
@@ -78,7 +82,8 @@ def main() -> None:
              "| images/s, b1024, 2 threads |", "|---|---|---|---|---|---|---|---|"]
     for i, run in enumerate(runs, 1):
         b1 = run["b1_t1"]
-        lines.append(f"| {i} | {run['time']} | {run['load_average']:.2f} | {b1['onnxruntime_p50_us']:.1f} / "
+        load = "-" if run["load_average"] is None else f"{run['load_average']:.2f}"
+        lines.append(f"| {i} | {run['time']} | {load} | {b1['onnxruntime_p50_us']:.1f} / "
                      f"{b1['pytorch_p50_us']:.1f} | {b1['ratio']:.2f}x | {run['b1024_t1']['ratio']:.2f}x | "
                      f"{run['b1024_t2']['ratio']:.2f}x | {run['b1024_t2_images_per_s']:,.0f} |")
     lines += ["", "| ratio | target | min | median | max | runs meeting it |", "|---|---|---|---|---|---|"]

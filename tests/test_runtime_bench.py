@@ -39,20 +39,47 @@ def _recorder(name: str, calls: list, threads_seen: list):
 def test_side_by_side_takes_turns_within_every_round():
     calls, threads_seen = [], []
     contenders = [(n, _recorder(n, calls, threads_seen), (1, 28, 28), {"engine": n}) for n in ("ort", "eager")]
-    rows = bench.bench_side_by_side(contenders, [1, 4], [1, 2], seconds=0.0, warmup=2, rounds=3)
-    # Loaded once per thread count, every contender before anything is timed.
-    assert threads_seen == [("ort", 1), ("eager", 1), ("ort", 2), ("eager", 2)]
+    rows = bench.bench_side_by_side(contenders, [1, 4, 1], [1, 2, 1], seconds=0.0, warmup=2, rounds=3)
+    # Per thread count: each loaded alone (start-up, memory), then both again for the timing.
+    assert threads_seen == [("ort", 1), ("eager", 1)] * 2 + [("ort", 2), ("eager", 2)] * 2
     first_thread_count = calls[:len(calls) // 2]
-    loading, timed = first_thread_count[:4], first_thread_count[4:]
-    assert loading == [("ort", 1), ("ort", 4), ("eager", 1), ("eager", 4)]  # one call per size
+    alone, timed = first_thread_count[:4], first_thread_count[4:]
+    assert alone == [("ort", 1), ("ort", 4), ("eager", 1), ("eager", 4)]  # one call per size
     blocks = [key for i, key in enumerate(timed) if i == 0 or timed[i - 1] != key]
-    # Three rounds, each: batch 1 for both contenders, then batch 4 for both.
-    assert blocks == [("ort", 1), ("eager", 1), ("ort", 4), ("eager", 4)] * 3
-    # At least 20 timed runs per case over the rounds, warm-up calls on top.
+    # Three rounds over batch 1 then batch 4; the second round in reverse order.
+    forward = [("ort", 1), ("eager", 1), ("ort", 4), ("eager", 4)]
+    reverse = [("eager", 1), ("ort", 1), ("eager", 4), ("ort", 4)]
+    assert blocks == forward + reverse + forward
+    # At least 20 timed runs per case over the rounds, warm-up calls on top; repeats dropped.
     assert all(r["runs"] >= 20 for r in rows)
     assert [(r["model"], r["threads"], r["batch"]) for r in rows] == [
         (m, t, b) for m in ("ort", "eager") for t in (1, 2) for b in (1, 4)]
     assert all(r["engine"] == r["model"] and r["startup_ms"] >= 0 and r["peak_rss_mb"] > 0 for r in rows)
+
+
+def test_side_by_side_memory_is_each_contenders_own():
+    held = []
+
+    def big(threads):  # 200 MB kept by its runner while it is loaded
+        block = np.ones(50_000_000, dtype=np.float32)
+        held.append(block.nbytes)
+        return lambda x: block[0]
+
+    small = (lambda threads: (lambda x: x.sum()))
+    rows = bench.bench_side_by_side([("big", big, (1, 28, 28), None), ("small", small, (1, 28, 28), None)],
+                                    [1], [1], seconds=0.0, warmup=1)
+    growth = {r["model"]: r["rss_growth_mb"] for r in rows}
+    peak = {r["model"]: r["peak_rss_mb"] for r in rows}
+    assert growth["big"] > 150 and growth["small"] < 50, growth
+    assert peak["small"] < peak["big"] - 150, peak  # measured alone, not beside the big one
+
+
+def test_side_by_side_refuses_contenders_of_one_name():
+    from fmnist_edge.errors import FmnistEdgeError
+
+    twins = [("classifier", lambda threads: (lambda x: x), (1, 28, 28), None)] * 2
+    with pytest.raises(FmnistEdgeError, match="share a name"):
+        bench.bench_side_by_side(twins, [1], [1])
 
 
 @pytest.mark.parametrize("rounds", [0, -1, 1.5, True])

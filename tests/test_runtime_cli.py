@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -130,3 +131,25 @@ def test_classify_tta_gives_the_apis_mirror_averaged_probability(run):
     assert abs(rows[0]["probability"] - expected.probability) < 1e-5
     plain = json.loads(run("classify", shirt, "--model", FIXTURES, "--json").stdout.splitlines()[0])
     assert abs(plain["probability"] - rows[0]["probability"]) > 1e-4
+
+
+@pytest.mark.parametrize("rounds, runs", [(None, 21), ("4", 20), ("1", 20)])
+def test_bench_rounds_reach_the_timing(run, tmp_path, rounds, runs):
+    # With --seconds 0 every case runs its minimum: 20 calls shared out over the rounds, rounded up.
+    extra = ["--rounds", rounds] if rounds else []
+    result = run("bench", "--models", FIXTURES / "classifier.onnx", "--batch-sizes", "1", "--threads", "1",
+                 "--seconds", "0", "--no-torch", "--json", tmp_path / "b.json", *extra)
+    assert result.exit_code == 0, result.output
+    assert [r["runs"] for r in json.loads((tmp_path / "b.json").read_text())["results"]] == [runs]
+
+
+def test_bench_labels_same_named_models_by_folder(run, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(FIXTURES / "classifier.onnx", other / "classifier.onnx")
+    result = run("bench", "--models", f"{FIXTURES / 'classifier.onnx'},{other / 'classifier.onnx'},"
+                 f"{FIXTURES / 'classifier.onnx'}", "--batch-sizes", "1", "--threads", "1", "--seconds", "0",
+                 "--no-torch", "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert [r["model"] for r in rows] == ["fixtures/classifier", "other/classifier"]  # the repeat timed once

@@ -250,13 +250,15 @@ def register(app: typer.Typer) -> None:
                 if checkpoint is not None:  # asked for by name: an error, not a note
                     raise
                 notes.append(f"PyTorch eager: skipped ({exc})")
+        paths = list({p.resolve(): p for p in paths}.values())  # a model named twice is timed once
+        labels = bench.model_labels(paths)
         contenders = []
-        for path in paths:
+        for path, label in zip(paths, labels):
             load, shape = bench.onnx_loader(path, chunk=chunk or None)
             info = {"precision": "int8" if ".int8" in path.name else "fp32", "engine": "onnxruntime",
                     "chunk": chunk or None,
                     "path": str(path), "size_bytes": path.stat().st_size}
-            contenders.append((bench.model_label(path), load, shape, info))
+            contenders.append((label, load, shape, info))
         if torch_loader is not None:
             load, shape, info = torch_loader
             torch_name = "pytorch-eager"
@@ -265,7 +267,7 @@ def register(app: typer.Typer) -> None:
                                                     if torch_loader is not None else "")
         typer.echo(f"benchmarking {names}, side by side in {rounds} round(s) ...", err=True)
         rows = bench.bench_side_by_side(contenders, batches, thread_counts, seconds, rounds=rounds)
-        fp32 = next((bench.model_label(p) for p in paths if ".int8" not in p.name), None)
+        fp32 = next((label for p, label in zip(paths, labels) if ".int8" not in p.name), None)
         bench.add_ratios(rows, reference=fp32, baseline=torch_name)
         table = bench.to_markdown(rows)
         typer.echo(table + "".join(f"\n{n}" for n in notes))
@@ -275,7 +277,8 @@ def register(app: typer.Typer) -> None:
         if json_file:
             write_json(json_file, report)
         if markdown:
-            how = (f"Every case timed for {seconds:g} s in {rounds} round(s), the models taking turns within "
-                   "each round; ratios are of p50 latencies at the same threads and batch.")
+            how = (f"Every case timed for {seconds:g} s or {bench.MIN_RUNS} calls, whichever is longer, in {rounds} "
+                   "round(s), the models taking turns within each round; ratios are of p50 latencies at the "
+                   "same threads and batch.")
             write_text(markdown, environment_line(env) + "\n\n" + how + "\n\n" + table
                        + "".join(f"\n{n}\n" for n in notes))

@@ -7,6 +7,7 @@ the CLI adds PyTorch eager (when torch is installed) and times them side by side
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import platform
@@ -99,53 +100,68 @@ def check_seconds(seconds: float) -> None:
 MIN_RUNS = 20
 
 
+def _measure_alone(load: Callable[[int], Runner], threads: int, inputs: list[np.ndarray]) -> tuple[float, list[dict]]:
+    """Load one contender with no other loaded: its start-up time in ms and, after its first call
+    on each input, the process's peak RSS and its growth since before the load."""
+    gc.collect()
+    before = rss_mb()
+    reset_peak()
+    t0 = time.perf_counter()
+    run = load(threads)
+    startup_ms = (time.perf_counter() - t0) * 1e3
+    memory = []
+    for x in inputs:
+        run(x)
+        memory.append({"peak_rss_mb": peak_mb(), "rss_growth_mb": max(0.0, peak_mb() - before)})
+    return startup_ms, memory
+
+
 def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, seconds: float = 0.3,
                        warmup: int = 10, rounds: int = 1) -> list[dict]:
     """Benchmark every contender `(name, load, input_shape, info)`, `load(threads)` -> runner, on
-    the same inputs, for every thread count and batch size.
+    the same inputs, for every thread count and batch size; rows by contender, threads, batch.
 
-    Per thread count all contenders are loaded first (start-up time; the first call of every
-    batch size, so that the peak memory is theirs), then timed in `rounds` rounds that take
-    turns within every round. A shared machine's speed drifts over minutes: timed in turns,
-    a ratio between two contenders compares the same stretches of the machine's time."""
+    Per thread count each contender is first loaded alone (start-up time, peak memory), then
+    all are loaded together and timed in `rounds` rounds in which they take turns, in reverse
+    order every other round. A shared machine's speed drifts over minutes: timed in turns, a
+    ratio between two contenders compares the same stretches of the machine's time."""
     check_seconds(seconds)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise FmnistEdgeError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
+    names = [c[0] for c in contenders]
+    if len(set(names)) < len(names):
+        raise FmnistEdgeError(f"two contenders share a name: {', '.join(names)}")
+    batch_sizes, threads_list = list(dict.fromkeys(batch_sizes)), list(dict.fromkeys(threads_list))
     rng = np.random.default_rng(0)
-    inputs: dict[tuple, np.ndarray] = {}
-
-    def batch_of(shape: tuple, batch: int) -> np.ndarray:  # one input per shape and size, shared
-        if (shape, batch) not in inputs:
-            inputs[shape, batch] = rng.random((batch, *shape), dtype=np.float32)
-        return inputs[shape, batch]
-
-    rows = []
+    inputs = {(shape, b): rng.random((b, *shape), dtype=np.float32)  # shared by all contenders
+              for shape in dict.fromkeys(c[2] for c in contenders) for b in batch_sizes}
+    rows = {}
     for threads in threads_list:
-        loaded = []
-        for name, load, shape, info in contenders:
-            before = rss_mb()
-            reset_peak()
-            t0 = time.perf_counter()
-            run = load(threads)
-            startup_ms = (time.perf_counter() - t0) * 1e3
-            for batch in batch_sizes:
-                run(batch_of(shape, batch))
-            loaded.append((name, run, shape, info, {"startup_ms": startup_ms, "peak_rss_mb": peak_mb(),
-                                                    "rss_growth_mb": max(0.0, peak_mb() - before)}))
-        times: dict[tuple, list] = {}
-        for r in range(rounds):
-            for batch in batch_sizes:
-                for name, run, shape, _, _ in loaded:
-                    times.setdefault((name, batch), []).append(time_calls(
-                        run, batch_of(shape, batch), seconds / rounds, warmup if r == 0 else min(warmup, 3),
-                        min_runs=-(-MIN_RUNS // rounds)))
-        for name, _, _, info, memory in loaded:
-            for batch in batch_sizes:
-                rows.append({"model": name, **(info or {}), "threads": threads, "batch": batch,
-                             **summarise(np.concatenate(times[name, batch]), batch), **memory})
-        del loaded
-    order = {c[0]: i for i, c in enumerate(contenders)}
-    return sorted(rows, key=lambda r: order[r["model"]])  # stable: by contender, then threads, batch
+        alone = [_measure_alone(load, threads, [inputs[shape, b] for b in batch_sizes])
+                 for _, load, shape, _ in contenders]
+        times = _timed_in_turns([load(threads) for _, load, _, _ in contenders],
+                                [[inputs[c[2], b] for b in batch_sizes] for c in contenders],
+                                seconds, warmup, rounds)
+        for i, (name, _, _, info) in enumerate(contenders):
+            startup_ms, memory = alone[i]
+            for j, batch in enumerate(batch_sizes):
+                rows[i, threads, j] = {"model": name, **(info or {}), "threads": threads, "batch": batch,
+                                       **summarise(times[i, j], batch), "startup_ms": startup_ms, **memory[j]}
+    return [rows[key] for key in sorted(rows, key=lambda k: (k[0], threads_list.index(k[1]), k[2]))]
+
+
+def _timed_in_turns(runners: list[Runner], inputs: list[list[np.ndarray]], seconds: float, warmup: int,
+                    rounds: int) -> dict[tuple, np.ndarray]:
+    """(runner index, input index) -> ns per call over all rounds; the runners are freed on return."""
+    times: dict[tuple, list] = {}
+    order = list(range(len(runners)))
+    for r in range(rounds):
+        for j in range(len(inputs[0])):
+            for i in order if r % 2 == 0 else order[::-1]:  # nobody always goes first
+                times.setdefault((i, j), []).append(time_calls(
+                    runners[i], inputs[i][j], seconds / rounds, warmup if r == 0 else min(warmup, 3),
+                    min_runs=-(-MIN_RUNS // rounds)))
+    return {key: np.concatenate(t) for key, t in times.items()}
 
 
 def bench_runner(name: str, load: Callable[[int], Runner], input_shape: tuple, batch_sizes, threads_list,
@@ -211,3 +227,13 @@ def to_markdown(rows: list[dict]) -> str:
 
 def model_label(path: Path) -> str:
     return path.name.removesuffix(".onnx")
+
+
+def model_labels(paths: list[Path]) -> list[str]:
+    """Each file's label: its name, or folder/name where two files share a name, else the path."""
+    labels = [model_label(p) for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [f"{p.parent.name}/{model_label(p)}" for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [str(p) for p in paths]
+    return labels
