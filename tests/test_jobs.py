@@ -94,3 +94,15 @@ def test_a_worker_whose_parent_is_killed_saves_and_stops(tmp_path):
     while not (tmp_path / "1.saved").exists():
         assert time.monotonic() < deadline, "the orphaned worker was not interrupted"
         time.sleep(0.05)
+
+
+def test_workers_stop_on_sigint_even_when_started_with_it_ignored(tmp_path):
+    """A shell without job control starts `cmd &` with SIGINT ignored, and children inherit that:
+    the workers must still stop and save when a run fails."""
+    script = (f"import signal, sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+              f"from test_jobs import _run, fail_or_wait\n_run([1, 2], fail_or_wait, {str(tmp_path)!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "item 2 is broken" in done.stderr
+    ran_for = float((tmp_path / "1.saved").read_text()) - float((tmp_path / "1.started").read_text())
+    assert ran_for < 30

@@ -40,6 +40,10 @@ def threads_per_job(jobs: int) -> int:
 def _worker(conn, threads: int, parent: int) -> None:
     """A worker process: runs `(target, args)` jobs from `conn` until it gets None, and sends back
     each one's outcome, or its error's first line. PyTorch is imported once per worker."""
+    # SIGINT is how the parent, and the kernel when the parent dies, stop a worker: honour it even
+    # when the worker inherited it ignored, as a shell without job control leaves it for `cmd &`
+    # (`nohup fmnist-edge reproduce ... &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         _interrupt_when_orphaned(parent)
         import torch
