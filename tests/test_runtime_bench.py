@@ -80,6 +80,7 @@ def test_side_by_side_refuses_contenders_of_one_name():
     twins = [("classifier", lambda threads: (lambda x: x), (1, 28, 28), None)] * 2
     with pytest.raises(FmnistEdgeError, match="share a name"):
         bench.bench_side_by_side(twins, [1], [1])
+    assert bench.bench_side_by_side([], [1], [1]) == []
 
 
 @pytest.mark.parametrize("rounds", [0, -1, 1.5, True])

@@ -129,6 +129,8 @@ def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, secon
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise FmnistEdgeError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
     names = [c[0] for c in contenders]
+    if not contenders:
+        return []
     if len(set(names)) < len(names):
         raise FmnistEdgeError(f"two contenders share a name: {', '.join(names)}")
     batch_sizes, threads_list = list(dict.fromkeys(batch_sizes)), list(dict.fromkeys(threads_list))
