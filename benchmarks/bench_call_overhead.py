@@ -14,7 +14,6 @@ Times, interleaved in one run on one thread, one 1x1x28x28 image:
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fmnist_edge.runtime.session import OnnxModel
 
-from benchlib import checked_classifier, command_line, interleaved_p50_us, one_thread_session, publish, run_main
+from benchlib import command_line, interleaved_args, interleaved_p50_us, one_thread_session, publish, run_main
 
 
 def identity_model(path: Path) -> None:
@@ -54,13 +53,7 @@ def two_slice_crop(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
-    parser.add_argument("--seconds", type=float, default=0.2, help="per variant, per round")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    checked_classifier(args.model)
+    args = interleaved_args(__doc__.splitlines()[0], rounds=15)
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         identity_path, split_path = Path(tmp) / "identity.onnx", Path(tmp) / "classifier.onnx"

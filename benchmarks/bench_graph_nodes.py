@@ -13,14 +13,11 @@ Times, interleaved in one run on one thread, one 1x1x28x28 image through the com
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from benchlib import checked_classifier, command_line, interleaved_p50_us, one_thread_session, publish, run_main
+from benchlib import command_line, interleaved_args, interleaved_p50_us, one_thread_session, publish, run_main
 
 
 def cut_after(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
@@ -67,13 +64,7 @@ def gemm_as_conv(model: onnx.ModelProto) -> onnx.ModelProto | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
-    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
-    parser.add_argument("--seconds", type=float, default=0.2, help="per variant, per round")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    checked_classifier(args.model)
+    args = interleaved_args(__doc__.splitlines()[0], rounds=9)
     model = onnx.shape_inference.infer_shapes(onnx.load(str(args.model)))
     x = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
     feed = {model.graph.input[0].name: x}

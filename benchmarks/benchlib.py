@@ -53,6 +53,21 @@ def checked_classifier(path: Path) -> Path:
     return path
 
 
+def interleaved_args(description: str, rounds: int):
+    """--model, --rounds, --seconds and --out, parsed, for a benchmark of interleaved variants of a
+    classifier; the model is checked (one line through `run_main` when it is not one)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
+    parser.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds")
+    parser.add_argument("--seconds", type=float, default=0.2, help="per variant, per round")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    checked_classifier(args.model)
+    return args
+
+
 def one_thread_session(model):
     """An ONNX Runtime session on one thread with the runtime's options, from a path or bytes."""
     import onnxruntime as ort

@@ -49,12 +49,12 @@ def test_bench_seconds_must_be_finite(seconds):
     refused(invoke("bench", "--models", FIXTURES, "--seconds", seconds, "--no-torch"), "--seconds must be")
 
 
-def test_bench_runner_checks_seconds_for_api_callers():
+def test_bench_checks_seconds_for_api_callers():
     from fmnist_edge.errors import FmnistEdgeError
     from fmnist_edge.runtime import bench
 
     with pytest.raises(FmnistEdgeError, match="--seconds must be"):
-        bench.bench_runner("x", lambda threads: None, (1, 28, 28), [1], [1], seconds=float("nan"))
+        bench.bench_side_by_side([("x", lambda threads: None, (1, 28, 28), None)], [1], [1], seconds=float("nan"))
 
 
 def test_bench_refuses_contradictions_and_unwritable_outputs_before_running(tmp_path):

@@ -18,9 +18,9 @@ def test_summarise():
     assert abs(stats["images_per_s"] - 10 / (stats["mean_us"] / 1e6)) < 1e-6
 
 
-def test_bench_runner_ratios_and_markdown():
+def test_bench_ratios_and_markdown():
     load, shape = bench.onnx_loader(FIXTURES / "classifier.onnx")
-    rows = bench.bench_runner("fp32", load, shape, [1, 4], [1], seconds=0.0, warmup=1)
+    rows = bench.bench_side_by_side([("fp32", load, shape, None)], [1, 4], [1], seconds=0.0, warmup=1)
     slow = [dict(r, model="eager", p50_us=r["p50_us"] * 10) for r in rows]
     rows = bench.add_ratios(rows + slow, reference="fp32", baseline="eager")
     assert all(abs(r["speedup_vs_eager"] - 10) < 1e-9 for r in rows if r["model"] == "fp32")

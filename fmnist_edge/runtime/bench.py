@@ -128,16 +128,16 @@ def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, secon
     check_seconds(seconds)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise FmnistEdgeError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
-    names = [c[0] for c in contenders]
     if not contenders:
         return []
+    names = [c[0] for c in contenders]
     if len(set(names)) < len(names):
         raise FmnistEdgeError(f"two contenders share a name: {', '.join(names)}")
     batch_sizes, threads_list = list(dict.fromkeys(batch_sizes)), list(dict.fromkeys(threads_list))
     rng = np.random.default_rng(0)
     inputs = {(shape, b): rng.random((b, *shape), dtype=np.float32)  # shared by all contenders
               for shape in dict.fromkeys(c[2] for c in contenders) for b in batch_sizes}
-    rows = {}
+    rows: list[list[dict]] = [[] for _ in contenders]  # per contender: by threads, then batch
     for threads in threads_list:
         alone = [_measure_alone(load, threads, [inputs[shape, b] for b in batch_sizes])
                  for _, load, shape, _ in contenders]
@@ -147,9 +147,9 @@ def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, secon
         for i, (name, _, _, info) in enumerate(contenders):
             startup_ms, memory = alone[i]
             for j, batch in enumerate(batch_sizes):
-                rows[i, threads, j] = {"model": name, **(info or {}), "threads": threads, "batch": batch,
-                                       **summarise(times[i, j], batch), "startup_ms": startup_ms, **memory[j]}
-    return [rows[key] for key in sorted(rows, key=lambda k: (k[0], threads_list.index(k[1]), k[2]))]
+                rows[i].append({"model": name, **(info or {}), "threads": threads, "batch": batch,
+                                **summarise(times[i, j], batch), "startup_ms": startup_ms, **memory[j]})
+    return [row for contender_rows in rows for row in contender_rows]
 
 
 def _timed_in_turns(runners: list[Runner], inputs: list[list[np.ndarray]], seconds: float, warmup: int,
@@ -164,12 +164,6 @@ def _timed_in_turns(runners: list[Runner], inputs: list[list[np.ndarray]], secon
                     runners[i], inputs[i][j], seconds / rounds, warmup if r == 0 else min(warmup, 3),
                     min_runs=-(-MIN_RUNS // rounds)))
     return {key: np.concatenate(t) for key, t in times.items()}
-
-
-def bench_runner(name: str, load: Callable[[int], Runner], input_shape: tuple, batch_sizes, threads_list,
-                 seconds: float = 0.3, warmup: int = 10, info: dict | None = None) -> list[dict]:
-    """Benchmark `load(threads)` -> runner alone, for every thread count and batch size."""
-    return bench_side_by_side([(name, load, input_shape, info)], batch_sizes, threads_list, seconds, warmup)
 
 
 def onnx_loader(path: str | os.PathLike, kind: str = "classifier",
