@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import refused
+
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
@@ -153,3 +155,76 @@ def test_bench_labels_same_named_models_by_folder(run, tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "b.json").read_text())["results"]
     assert [r["model"] for r in rows] == ["fixtures/classifier", "other/classifier"]  # the repeat timed once
+
+
+def _piped(*args, data: bytes):
+    """The CLI in-process with `data` on standard input."""
+    from typer.testing import CliRunner
+
+    from fmnist_edge.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=data)
+
+
+def test_classify_reads_one_picture_from_standard_input(run):
+    shirt = (SAMPLES / "shirt.png").read_bytes()
+    result = _piped("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, "--json", data=shirt)
+    assert result.exit_code == 0, result.output
+    piped, bag = [json.loads(line) for line in result.stdout.splitlines()]
+    direct = json.loads(run("classify", SAMPLES / "shirt.png", "--model", FIXTURES, "--json").stdout)
+    assert piped["file"] == "-" and bag["file"].endswith("bag.png")
+    assert {k: v for k, v in piped.items() if k != "file"} == {k: v for k, v in direct.items() if k != "file"}
+
+
+@pytest.mark.parametrize("data, needle", [(b"", "standard input is empty"), (b"hello", "not a picture")])
+def test_bad_standard_input_is_one_line_and_the_other_files_still_run(data, needle):
+    result = _piped("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, data=data)
+    assert result.exit_code == 1
+    assert "Bag" in result.stdout
+    assert result.stderr.startswith(f"fmnist-edge: error: -: {needle}")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_standard_input_named_twice_is_refused():
+    refused(_piped("classify", "-", "-", "--model", FIXTURES, data=b"x"), "standard input", "2 times")
+
+
+def test_encode_and_reconstruct_read_standard_input(tmp_path):
+    shirt = (SAMPLES / "shirt.png").read_bytes()
+    result = _piped("encode", "-", "-o", tmp_path / "z.npy", "--model", FIXTURES, data=shirt)
+    assert result.exit_code == 0, result.output
+    direct = _piped("encode", SAMPLES / "shirt.png", "-o", tmp_path / "d.npy", "--model", FIXTURES, data=b"")
+    assert np.array_equal(np.load(tmp_path / "z.npy"), np.load(tmp_path / "d.npy"))
+    result = _piped("reconstruct", "-", "-o", tmp_path / "r.png", "--model", FIXTURES, data=shirt)
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "r.png").size == (58 * 8, 28 * 8)
+
+
+def test_standard_input_from_a_terminal_is_refused(monkeypatch):
+    from fmnist_edge.errors import ImageError
+    from fmnist_edge.runtime import preprocess
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(preprocess.sys, "stdin", Terminal())
+    with pytest.raises(ImageError, match="terminal; pipe a picture"):
+        preprocess.from_path("-")
+
+
+def test_an_overlong_standard_input_is_refused(monkeypatch):
+    import io
+
+    from fmnist_edge.errors import ImageError
+    from fmnist_edge.runtime import preprocess
+
+    class Pipe:
+        buffer = io.BytesIO(b"x" * 2048)
+
+        def isatty(self):
+            return False
+
+    monkeypatch.setattr(preprocess.sys, "stdin", Pipe())
+    with pytest.raises(ImageError, match="more than 1,024 bytes"):
+        preprocess.read_stdin(limit=1024)

@@ -441,6 +441,28 @@ def test_mask_inputs_out_of_range_is_one_clear_error(tmp_path, fake_data_dir):
         ae_trainer(tmp_path / "run", fake_data_dir, mask_inputs=1.0).run()
 
 
+def test_bce_reconstruction_loss_trains_on_cross_entropy_and_still_reports_mse(tmp_path, fake_data_dir):
+    from fmnist_edge.train.recipe import loss_fn
+
+    out, target = torch.tensor([[0.9, 0.2]]), torch.tensor([[1.0, 0.0]])
+    bce = loss_fn("autoencoder", TrainConfig(recon_loss="bce"))(out, target, None).item()
+    assert bce == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, rel=1e-6)
+    assert loss_fn("autoencoder", TrainConfig())(out, target, None).item() == pytest.approx((0.01 + 0.04) / 2)
+    ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2, recon_loss="bce").run()
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # Per pixel, BCE >= 2 * squared error (Pinsker's inequality): the training loss is BCE, the
+    # validation loss the MSE that early stopping watches.
+    assert history[-1]["train_loss"] > 2 * history[-1]["val_loss"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert 0 < metrics["test_mse"] < 0.2
+
+
+def test_unknown_reconstruction_loss_is_one_clear_error(tmp_path, fake_data_dir):
+    with pytest.raises(FmnistEdgeError, match="--recon-loss"):
+        ae_trainer(tmp_path / "run", fake_data_dir, recon_loss="l1").run()
+
+
 # -- dead latent units -----------------------------------------------------------------------
 
 def _kill_units(model, units):

@@ -17,7 +17,8 @@ from fmnist_edge.spec import MAX_THREADS
 
 MAX_BENCH_BATCH = 65536
 
-Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glob patterns.",
+Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glob patterns; '-' reads one "
+                                                  "picture from standard input.",
                                              metavar="IMG", show_default=False)]
 Model = Annotated[Optional[Path], typer.Option(
     "--model", "-m", help="A .onnx file or a model folder (default: $FMNIST_EDGE_MODELS, else exported/).",
@@ -43,7 +44,10 @@ def _quiet_pillow() -> None:
 def _pictures(images: list[str]) -> list[Path]:
     from fmnist_edge.errors import ImageError
     from fmnist_edge.runtime.inputs import expand
+    from fmnist_edge.runtime.preprocess import STDIN
 
+    if images.count(STDIN) > 1:
+        raise ImageError(f"'{STDIN}' (standard input) given {images.count(STDIN)} times; it holds one picture")
     files = expand(images)
     if not files:
         raise ImageError(f"no pictures found in {', '.join(images)}")
@@ -158,7 +162,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("reconstruct")
     @command
-    def reconstruct_cmd(image: Annotated[Path, typer.Argument(help="One picture.", metavar="IMG",
+    def reconstruct_cmd(image: Annotated[Path, typer.Argument(help="One picture ('-': from standard input).",
+                                                              metavar="IMG",
                                                               show_default=False)],
                         out: Annotated[Path, typer.Option(
                             "--out", "-o", help="Output picture (PNG): the model's input beside its reconstruction.")],

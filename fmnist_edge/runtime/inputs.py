@@ -11,8 +11,8 @@ PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", 
 
 
 def expand(args: list[str | os.PathLike]) -> list[Path]:
-    """Keep files as given (a missing one too, so that it reports its own error), list a
-    folder's pictures sorted, expand glob patterns that the shell left alone."""
+    """Keep files as given (a missing one too, so that it reports its own error, and "-", standard
+    input), list a folder's pictures sorted, expand glob patterns that the shell left alone."""
     out: list[Path] = []
     for arg in args:
         path = Path(arg)

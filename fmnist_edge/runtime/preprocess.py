@@ -8,7 +8,9 @@ input, so one process may preprocess from many threads at once.
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +28,38 @@ TRIM = 0.05  # like Fashion-MNIST: pixels within 5% of the background colour are
 QUANTUM = 1 / 255  # one level of an 8-bit picture: less variation than this is no noise
 NOISE_MAX = 0.05  # a camera's noise is a few levels; more variation than this on the border is garment
 NOISE_GRID = 512  # noisy pictures are told from their garment on at most this many pixels a side
+STDIN = "-"  # as a path: the picture is read from standard input (`cat shot.jpg | fmnist-edge classify -`)
+MAX_STDIN_BYTES = 256 * 1024 * 1024  # a picture piped in is read whole; a stream this long is no picture
+
+
+def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
+    """All of standard input, refused when it is a terminal (nothing was piped), empty or too long."""
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        raise ImageError(f"{STDIN}: standard input is a terminal; pipe a picture into it")
+    data = stream.buffer.read(limit + 1)
+    if not data:
+        raise ImageError(f"{STDIN}: standard input is empty")
+    if len(data) > limit:
+        raise ImageError(f"{STDIN}: more than {limit:,} bytes on standard input; that is no picture")
+    return data
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open a picture file, decoded and checked; every failure is one ImageError line."""
+    """Open a picture file (or standard input, for "-"), decoded and checked; every failure is one
+    ImageError line."""
     path = Path(path)
-    if not path.exists():
+    piped = str(path) == STDIN
+    if not piped and not path.exists():
         raise ImageError(f"{path}: no such file")
-    if path.is_dir():
+    if not piped and path.is_dir():
         raise ImageError(f"{path}: is a folder, not a picture")
     try:
-        if path.stat().st_size == 0:
+        if not piped and path.stat().st_size == 0:
             raise ImageError(f"{path}: empty file")
-        im = Image.open(path)  # reads the header only
+        im = Image.open(io.BytesIO(read_stdin()) if piped else path)  # reads the header only
+    except ImageError:
+        raise
     except Image.DecompressionBombError:
         raise ImageError(f"{path}: refused, too many pixels for a picture (decompression bomb?)") from None
     except UnidentifiedImageError:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from fmnist_edge.errors import FmnistEdgeError
 
 OPTIMIZERS = ("adam", "sgd")
+RECON_LOSSES = ("mse", "bce")
 LATEST_TRAIN_POINTER = "runs/latest.json"  # written by plain `fmnist-edge train`, read by plain `export`
 QUICK_LIMIT = 2000  # --quick and --limit runs: training images, and test images for their final figures
 RECIPES = ("paper", "best")
@@ -103,6 +104,10 @@ class TrainConfig:
     # Denoising (autoencoders): each input pixel is zeroed with this probability and the network
     # learns to give back the clean image (masking noise, Vincent et al. 2010). 0 = off.
     mask_inputs: float = 0.0
+    # Autoencoders: the training loss, "mse" (the report's) or "bce", binary cross-entropy on the
+    # sigmoid's output, whose gradient on the logit does not vanish where the sigmoid saturates.
+    # Validation loss, early stopping and every reported figure stay MSE.
+    recon_loss: str = "mse"
     # Knowledge distillation: a teacher checkpoint whose softened predictions (at `temperature`)
     # make up the `distill` fraction of the loss; the labels' cross-entropy the rest.
     teacher: str | None = None
@@ -135,6 +140,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if not (0.0 <= self.mask_inputs < 1.0):
             raise FmnistEdgeError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
+        if self.recon_loss not in RECON_LOSSES:
+            raise FmnistEdgeError(f"--recon-loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         if not (0.0 <= self.dropout_off_last <= 1.0):
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.augment_off_last <= 1.0):

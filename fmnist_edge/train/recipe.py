@@ -26,8 +26,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
 
 
 def loss_fn(kind: str, cfg: TrainConfig):
-    """loss(out, x, y): MSE to the input for an autoencoder, cross-entropy for a classifier."""
+    """loss(out, x, y): MSE (or BCE) to the input for an autoencoder, cross-entropy for a classifier."""
     if kind == "autoencoder":
+        if cfg.recon_loss == "bce":
+            return lambda out, x, y: nn.functional.binary_cross_entropy(out, x)
         return lambda out, x, y: nn.functional.mse_loss(out, x)
     return lambda out, x, y: nn.functional.cross_entropy(out, y, label_smoothing=cfg.label_smoothing)
 
