@@ -228,3 +228,17 @@ def test_an_overlong_standard_input_is_refused(monkeypatch):
     monkeypatch.setattr(preprocess.sys, "stdin", Pipe())
     with pytest.raises(ImageError, match="more than 1,024 bytes"):
         preprocess.read_stdin(limit=1024)
+
+
+def test_version_names_the_package_and_its_engines():
+    import tomllib
+    from importlib import metadata
+
+    from conftest import invoke
+
+    result = invoke("--version")
+    assert result.exit_code == 0, result.output
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    line = result.stdout.strip()
+    assert line.startswith(f"fmnist-edge {project['version']} (onnxruntime {metadata.version('onnxruntime')}, ")
+    assert f"numpy {np.__version__}" in line and "Python 3." in line

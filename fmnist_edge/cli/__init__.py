@@ -13,11 +13,42 @@ import functools
 import importlib
 import sys
 
+from typing import Annotated
+
 import typer
 
 RUNTIME_COMMANDS = frozenset({"classify", "encode", "reconstruct", "bench"})
 # Registration order is the order of `fmnist-edge --help`.
 COMMAND_MODULES = ("train_cmds", "reproduce_cmds", "export_cmds", "runtime_cmds")
+
+
+def versions() -> str:
+    """fmnist-edge's version and those of the engines it runs on, read from the installed
+    packages' metadata (nothing is imported)."""
+    from importlib import metadata
+
+    from fmnist_edge import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            return f"{name} not installed"
+
+    engines = ", ".join(installed(n) for n in ("onnxruntime", "numpy", "Pillow", "torch"))
+    return f"fmnist-edge {__version__} ({engines}; Python {sys.version.split()[0]})"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(versions())
+        raise typer.Exit()
+
+
+def _version_option(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the versions of fmnist-edge and its engines, then exit.")] = False) -> None:
+    pass
 
 
 @functools.cache
@@ -30,6 +61,7 @@ def build_app(runtime_only: bool = False) -> typer.Typer:
         add_completion=False,
         rich_markup_mode=None,
     )
+    app.callback(invoke_without_command=True)(_version_option)
     for name in ("runtime_cmds",) if runtime_only else COMMAND_MODULES:
         importlib.import_module(f"fmnist_edge.cli.{name}").register(app)
     return app
