@@ -128,6 +128,14 @@ def test_not_pictures(tmp_path: Path, content: bytes, message: str):
         preprocess.from_path(path)
 
 
+def test_an_empty_file_is_said_to_be_empty_and_nothing_else(tmp_path: Path):
+    path = tmp_path / "bad.png"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError) as caught:
+        preprocess.from_path(path)
+    assert str(caught.value) == f"{path}: empty file"
+
+
 def test_truncated_png(tmp_path: Path):
     buf = io.BytesIO()
     photo().save(buf, format="PNG")

@@ -277,6 +277,10 @@ def test_fields_added_later_leave_the_digest_of_earlier_folders_unchanged():
     assert configs_fingerprint(runs) != before_the_fields
     base.model_cfg.decoder_dilation = 2
     assert configs_fingerprint(runs) == before_the_fields
+    base.train_cfg.recon_loss = "bce"
+    assert configs_fingerprint(runs) != before_the_fields
+    base.train_cfg.recon_loss = "mse"
+    assert configs_fingerprint(runs) == before_the_fields
     case1.train_cfg.teacher, case1.train_cfg.distill = "teacher.pt", 0.9
     assert configs_fingerprint(runs) != before_the_fields
 

@@ -176,7 +176,7 @@ def test_classify_reads_one_picture_from_standard_input(run):
     assert {k: v for k, v in piped.items() if k != "file"} == {k: v for k, v in direct.items() if k != "file"}
 
 
-@pytest.mark.parametrize("data, needle", [(b"", "standard input is empty"), (b"hello", "not a picture")])
+@pytest.mark.parametrize("data, needle", [(b"", "empty"), (b"hello", "not a picture")])
 def test_bad_standard_input_is_one_line_and_the_other_files_still_run(data, needle):
     result = _piped("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, data=data)
     assert result.exit_code == 1
@@ -185,8 +185,20 @@ def test_bad_standard_input_is_one_line_and_the_other_files_still_run(data, need
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_standard_input_named_twice_is_refused():
-    refused(_piped("classify", "-", "-", "--model", FIXTURES, data=b"x"), "standard input", "2 times")
+def test_standard_input_named_twice_is_a_usage_error():
+    result = _piped("classify", "-", "-", "--model", FIXTURES, data=b"x")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip() == "fmnist-edge: error: '-' (standard input) given 2 times; it holds one picture"
+
+
+def test_a_file_named_dash_is_a_file_and_shown_by_its_full_path(tmp_path, monkeypatch):
+    shutil.copy(SAMPLES / "bag.png", tmp_path / "-")
+    monkeypatch.chdir(tmp_path)
+    result = _piped("classify", "./-", "-", "--model", FIXTURES, "--json", data=(SAMPLES / "shirt.png").read_bytes())
+    assert result.exit_code == 0, result.output
+    bag, shirt = [json.loads(line) for line in result.stdout.splitlines()]
+    assert bag["file"] == str(tmp_path / "-") and bag["label"] == "Bag"
+    assert shirt["file"] == "-" and shirt["label"] == "Shirt"
 
 
 def test_encode_and_reconstruct_read_standard_input(tmp_path):
@@ -194,40 +206,53 @@ def test_encode_and_reconstruct_read_standard_input(tmp_path):
     result = _piped("encode", "-", "-o", tmp_path / "z.npy", "--model", FIXTURES, data=shirt)
     assert result.exit_code == 0, result.output
     direct = _piped("encode", SAMPLES / "shirt.png", "-o", tmp_path / "d.npy", "--model", FIXTURES, data=b"")
+    assert direct.exit_code == 0, direct.output
     assert np.array_equal(np.load(tmp_path / "z.npy"), np.load(tmp_path / "d.npy"))
-    result = _piped("reconstruct", "-", "-o", tmp_path / "r.png", "--model", FIXTURES, data=shirt)
-    assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "r.png").size == (58 * 8, 28 * 8)
+    for source, out, data in (("-", "r.png", shirt), (SAMPLES / "shirt.png", "f.png", b"")):
+        result = _piped("reconstruct", source, "-o", tmp_path / out, "--model", FIXTURES, data=data)
+        assert result.exit_code == 0, result.output
+    piped, direct = (np.asarray(Image.open(tmp_path / name)) for name in ("r.png", "f.png"))
+    assert piped.shape == (28 * 8, 58 * 8) and np.array_equal(piped, direct)
 
 
-def test_standard_input_from_a_terminal_is_refused(monkeypatch):
+class _Stdin:
+    def __init__(self, data=b"", tty=False):
+        import io
+
+        self.buffer, self.tty = io.BytesIO(data), tty
+
+    def isatty(self):
+        return self.tty
+
+
+@pytest.mark.parametrize("stdin, needle", [
+    (_Stdin(tty=True), "standard input is a terminal; pipe a picture into it"),
+    (None, "standard input is closed"),
+    (__import__("io").StringIO("text"), "standard input is text"),
+    (_Stdin(b"x" * 2048), "more than 1,024 bytes on standard input"),
+])
+def test_standard_input_that_holds_no_picture_is_refused(monkeypatch, stdin, needle):
     from fmnist_edge.errors import ImageError
-    from fmnist_edge.runtime import preprocess
+    from fmnist_edge.runtime import inputs
 
-    class Terminal:
-        def isatty(self):
-            return True
-
-    monkeypatch.setattr(preprocess.sys, "stdin", Terminal())
-    with pytest.raises(ImageError, match="terminal; pipe a picture"):
-        preprocess.from_path("-")
+    monkeypatch.setattr(inputs.sys, "stdin", stdin)
+    with pytest.raises(ImageError, match=needle):
+        inputs.read_stdin(limit=1024)
 
 
-def test_an_overlong_standard_input_is_refused(monkeypatch):
-    import io
-
+def test_the_python_api_never_reads_standard_input(monkeypatch, tmp_path):
     from fmnist_edge.errors import ImageError
-    from fmnist_edge.runtime import preprocess
+    from fmnist_edge.runtime import inputs
+    from fmnist_edge.runtime.api import FashionClassifier
 
-    class Pipe:
-        buffer = io.BytesIO(b"x" * 2048)
+    class Exploding:
+        def __getattr__(self, name):
+            raise AssertionError("standard input was touched")
 
-        def isatty(self):
-            return False
-
-    monkeypatch.setattr(preprocess.sys, "stdin", Pipe())
-    with pytest.raises(ImageError, match="more than 1,024 bytes"):
-        preprocess.read_stdin(limit=1024)
+    monkeypatch.setattr(inputs.sys, "stdin", Exploding())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ImageError, match="-: no such file"):
+        FashionClassifier.load(FIXTURES).predict("-")
 
 
 def test_version_names_the_package_and_its_engines():
@@ -242,3 +267,13 @@ def test_version_names_the_package_and_its_engines():
     line = result.stdout.strip()
     assert line.startswith(f"fmnist-edge {project['version']} (onnxruntime {metadata.version('onnxruntime')}, ")
     assert f"numpy {np.__version__}" in line and "Python 3." in line
+
+
+def test_version_imports_none_of_the_engines():
+    import subprocess
+    import sys
+
+    code = ("import sys; from fmnist_edge.cli import versions; versions(); "
+            "print([m for m in ('onnxruntime', 'numpy', 'PIL', 'torch', 'rich') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

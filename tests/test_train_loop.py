@@ -459,7 +459,7 @@ def test_bce_reconstruction_loss_trains_on_cross_entropy_and_still_reports_mse(t
 
 
 def test_unknown_reconstruction_loss_is_one_clear_error(tmp_path, fake_data_dir):
-    with pytest.raises(FmnistEdgeError, match="--recon-loss"):
+    with pytest.raises(FmnistEdgeError, match="recon_loss must be one of mse, bce"):
         ae_trainer(tmp_path / "run", fake_data_dir, recon_loss="l1").run()
 
 

@@ -41,13 +41,13 @@ def _quiet_pillow() -> None:
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
-def _pictures(images: list[str]) -> list[Path]:
+def _pictures(images: list[str]) -> list:
+    """The sources of the picture arguments, found before any model loads."""
     from fmnist_edge.errors import ImageError
-    from fmnist_edge.runtime.inputs import expand
-    from fmnist_edge.runtime.preprocess import STDIN
+    from fmnist_edge.runtime.inputs import STDIN, expand
 
     if images.count(STDIN) > 1:
-        raise ImageError(f"'{STDIN}' (standard input) given {images.count(STDIN)} times; it holds one picture")
+        raise fail(f"'{STDIN}' (standard input) given {images.count(STDIN)} times; it holds one picture", 2)
     files = expand(images)
     if not files:
         raise ImageError(f"no pictures found in {', '.join(images)}")
@@ -104,10 +104,12 @@ def register(app: typer.Typer) -> None:
                      tta: Tta = False):
         """Classify garment pictures (any format Pillow reads) with the exported classifier."""
         from fmnist_edge.runtime.api import FashionClassifier
+        from fmnist_edge.runtime.inputs import to_input
 
         _quiet_pillow()
+        sources = _pictures(images)
         clf = FashionClassifier.load(model, int8=int8, threads=threads)
-        results = list(clf.classify_files(_pictures(images), top_k, batch_size, tta))
+        results = list(clf.classify_files(sources, top_k, batch_size, tta, load=to_input))
         good = [(f, r) for f, r in results if not isinstance(r, Exception)]
         failed = [(f, r) for f, r in results if isinstance(r, Exception)]
         if json_out:
@@ -134,15 +136,16 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from fmnist_edge.fileio import write_with
-        from fmnist_edge.runtime import preprocess
         from fmnist_edge.runtime.api import FashionAutoencoder
+        from fmnist_edge.runtime.inputs import to_input
 
         _quiet_pillow()
+        sources = _pictures(images)
         ae = FashionAutoencoder.load(model, threads=threads, with_decoder=False)
         arrays, files, failed = [], [], 0
-        for path in _pictures(images):
+        for path in sources:
             try:
-                arrays.append(preprocess.from_path(path))
+                arrays.append(to_input(path))
                 files.append(str(path))
             except Exception as exc:  # ImageError: report it and keep going
                 failed += 1
@@ -162,9 +165,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("reconstruct")
     @command
-    def reconstruct_cmd(image: Annotated[Path, typer.Argument(help="One picture ('-': from standard input).",
-                                                              metavar="IMG",
-                                                              show_default=False)],
+    def reconstruct_cmd(image: Annotated[str, typer.Argument(help="One picture ('-': from standard input).",
+                                                             metavar="IMG", show_default=False)],
                         out: Annotated[Path, typer.Option(
                             "--out", "-o", help="Output picture (PNG): the model's input beside its reconstruction.")],
                         model: Model = None,
@@ -175,10 +177,12 @@ def register(app: typer.Typer) -> None:
 
         from fmnist_edge.fileio import write_with
         from fmnist_edge.runtime.api import FashionAutoencoder
+        from fmnist_edge.runtime.inputs import STDIN, Piped, to_input
 
         _quiet_pillow()
         ae = FashionAutoencoder.load(model)
-        inputs, recon = ae.reconstruct(str(image))
+        # The framed 28x28 input goes on as it is: preprocessed once, whichever its source.
+        inputs, recon = ae.reconstruct(to_input(Piped() if image == STDIN else Path(image))[0])
         gap = np.full((28, 2), 0.5, np.float32)
         pixels = np.hstack([inputs[0, 0], gap, recon[0, 0]])  # (28, 58), light on black
         picture = Image.fromarray((np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")

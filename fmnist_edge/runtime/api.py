@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -150,14 +150,15 @@ class FashionClassifier:
         return preds
 
     def classify_files(self, paths: Iterable, top_k: int = 3, batch_size: int = DEFAULT_BATCH,
-                       tta: bool = False) -> Iterator[tuple[str, Prediction | ImageError]]:
+                       tta: bool = False, load: Callable = preprocess.from_path,
+                       ) -> Iterator[tuple[str, Prediction | ImageError]]:
         """(path, Prediction or the ImageError that file gave), in order, in batches; one bad
-        file never stops the others."""
+        file never stops the others. `load` turns each item into a (1, 28, 28) model input."""
         for chunk in _chunks(list(paths), batch_size):
             arrays, good, results = [], [], {}
             for i, path in enumerate(chunk):
                 try:
-                    arrays.append(preprocess.from_path(path))
+                    arrays.append(load(path))
                     good.append(i)
                 except ImageError as exc:
                     results[i] = exc

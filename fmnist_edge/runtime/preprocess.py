@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,53 +27,49 @@ TRIM = 0.05  # like Fashion-MNIST: pixels within 5% of the background colour are
 QUANTUM = 1 / 255  # one level of an 8-bit picture: less variation than this is no noise
 NOISE_MAX = 0.05  # a camera's noise is a few levels; more variation than this on the border is garment
 NOISE_GRID = 512  # noisy pictures are told from their garment on at most this many pixels a side
-STDIN = "-"  # as a path: the picture is read from standard input (`cat shot.jpg | fmnist-edge classify -`)
-MAX_STDIN_BYTES = 256 * 1024 * 1024  # a picture piped in is read whole; a stream this long is no picture
-
-
-def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
-    """All of standard input, refused when it is a terminal (nothing was piped), empty or too long."""
-    stream = sys.stdin
-    if stream is None or stream.isatty():
-        raise ImageError(f"{STDIN}: standard input is a terminal; pipe a picture into it")
-    data = stream.buffer.read(limit + 1)
-    if not data:
-        raise ImageError(f"{STDIN}: standard input is empty")
-    if len(data) > limit:
-        raise ImageError(f"{STDIN}: more than {limit:,} bytes on standard input; that is no picture")
-    return data
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open a picture file (or standard input, for "-"), decoded and checked; every failure is one
-    ImageError line."""
+    """Open a picture file, decoded and checked; every failure is one ImageError line."""
     path = Path(path)
-    piped = str(path) == STDIN
-    if not piped and not path.exists():
+    if not path.exists():
         raise ImageError(f"{path}: no such file")
-    if not piped and path.is_dir():
+    if path.is_dir():
         raise ImageError(f"{path}: is a folder, not a picture")
     try:
-        if not piped and path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file")
-        im = Image.open(io.BytesIO(read_stdin()) if piped else path)  # reads the header only
-    except ImageError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageError(f"{path}: refused, too many pixels for a picture (decompression bomb?)") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a picture Pillow can read") from None
+        empty = path.stat().st_size == 0
     except OSError as exc:
         raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if empty:
+        raise ImageError(f"{path}: empty file")
+    return _decode(path, path)
+
+
+def open_bytes(data: bytes, name: str) -> Image.Image:
+    """A picture held in memory (piped in, say), decoded and checked like a file."""
+    if not data:
+        raise ImageError(f"{name}: empty")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str | os.PathLike) -> Image.Image:
+    try:
+        im = Image.open(source)  # reads the header only
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: refused, too many pixels for a picture (decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a picture Pillow can read") from None
+    except OSError as exc:
+        raise ImageError(f"{name}: unreadable ({exc.strerror or exc})") from None
     except Exception as exc:  # Pillow's plugins raise ValueError, EOFError, ... on a damaged header
-        raise ImageError(f"{path}: damaged picture header ({_first_line(exc)})") from None
-    check_size(im, path)
+        raise ImageError(f"{name}: damaged picture header ({_first_line(exc)})") from None
+    check_size(im, name)
     try:
         if getattr(im, "n_frames", 1) > 1:
             im.seek(0)  # animated GIF/WebP/APNG: the first frame
         im.load()
     except Exception as exc:  # decoders fail in many types (OSError, TypeError, ...): all mean a bad file
-        raise ImageError(f"{path}: truncated or corrupt {im.format or 'image'} ({_first_line(exc)})") from None
+        raise ImageError(f"{name}: truncated or corrupt {im.format or 'image'} ({_first_line(exc)})") from None
     return im
 
 
@@ -242,6 +237,12 @@ def from_path(path: str | os.PathLike) -> np.ndarray:
     """A picture file -> float32 (1, 28, 28) model input."""
     with open_image(path) as im:
         return from_pil(im, path)
+
+
+def from_bytes(data: bytes, name: str = "bytes") -> np.ndarray:
+    """A picture file's contents -> float32 (1, 28, 28) model input."""
+    with open_bytes(data, name) as im:
+        return from_pil(im, name)
 
 
 def from_array(array: np.ndarray, name: str = "array") -> np.ndarray:

@@ -105,8 +105,8 @@ class TrainConfig:
     # learns to give back the clean image (masking noise, Vincent et al. 2010). 0 = off.
     mask_inputs: float = 0.0
     # Autoencoders: the training loss, "mse" (the report's) or "bce", binary cross-entropy on the
-    # sigmoid's output, whose gradient on the logit does not vanish where the sigmoid saturates.
-    # Validation loss, early stopping and every reported figure stay MSE.
+    # sigmoid's output, whose gradient on the logit is the error itself where MSE's is the error
+    # times the sigmoid's slope. Validation loss, early stopping and every reported figure stay MSE.
     recon_loss: str = "mse"
     # Knowledge distillation: a teacher checkpoint whose softened predictions (at `temperature`)
     # make up the `distill` fraction of the loss; the labels' cross-entropy the rest.
@@ -141,7 +141,7 @@ class TrainConfig:
         if not (0.0 <= self.mask_inputs < 1.0):
             raise FmnistEdgeError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
         if self.recon_loss not in RECON_LOSSES:
-            raise FmnistEdgeError(f"--recon-loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
+            raise FmnistEdgeError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         if not (0.0 <= self.dropout_off_last <= 1.0):
             raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.augment_off_last <= 1.0):
