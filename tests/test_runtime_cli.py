@@ -277,3 +277,28 @@ def test_version_imports_none_of_the_engines():
             "print([m for m in ('onnxruntime', 'numpy', 'PIL', 'torch', 'rich') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_json_lines_are_streamed_batch_by_batch(run, monkeypatch):
+    import typer
+
+    from fmnist_edge.runtime import inputs
+
+    events, real_load, real_echo = [], inputs.to_input, typer.echo
+
+    def load(source):
+        events.append(("read", Path(str(source)).name))
+        return real_load(source)
+
+    def echo(message=None, **kw):
+        if message and message.startswith("{"):
+            events.append(("printed", Path(json.loads(message)["file"]).name))
+        return real_echo(message, **kw)
+
+    monkeypatch.setattr(inputs, "to_input", load)
+    monkeypatch.setattr(typer, "echo", echo)
+    names = ["bag.png", "coat.png", "dress.png"]
+    result = run("classify", *(SAMPLES / n for n in names), "--model", FIXTURES, "--json", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert events == [("read", "bag.png"), ("read", "coat.png"), ("printed", "bag.png"), ("printed", "coat.png"),
+                      ("read", "dress.png"), ("printed", "dress.png")]

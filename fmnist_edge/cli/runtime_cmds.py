@@ -109,20 +109,24 @@ def register(app: typer.Typer) -> None:
         _quiet_pillow()
         sources = _pictures(images)
         clf = FashionClassifier.load(model, int8=int8, threads=threads)
-        results = list(clf.classify_files(sources, top_k, batch_size, tta, load=to_input))
-        good = [(f, r) for f, r in results if not isinstance(r, Exception)]
-        failed = [(f, r) for f, r in results if isinstance(r, Exception)]
-        if json_out:
+        results = clf.classify_files(sources, top_k, batch_size, tta, load=to_input)
+        if json_out:  # streamed: each batch's lines are out before the next batch is read
             import json
 
+            failed = 0
             for file, r in results:
+                failed += isinstance(r, Exception)
                 row = {"file": file, "error": _error_line(file, r)} if isinstance(r, Exception) else r.to_dict()
                 typer.echo(json.dumps(row))
-        else:
+        else:  # a table needs every row for its column widths
+            results = list(results)
+            good = [(f, r) for f, r in results if not isinstance(r, Exception)]
+            bad = [(f, r) for f, r in results if isinstance(r, Exception)]
             if good:
                 _print_table(good, top_k)
-            for file, exc in failed:
+            for file, exc in bad:
                 typer.echo(f"fmnist-edge: error: {_error_line(file, exc)}", err=True)
+            failed = len(bad)
         if failed:
             raise typer.Exit(1)
 
