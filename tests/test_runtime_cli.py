@@ -302,3 +302,15 @@ def test_json_lines_are_streamed_batch_by_batch(run, monkeypatch):
     assert result.exit_code == 0, result.output
     assert events == [("read", "bag.png"), ("read", "coat.png"), ("printed", "bag.png"), ("printed", "coat.png"),
                       ("read", "dress.png"), ("printed", "dress.png")]
+
+
+def test_a_runtime_command_is_run_by_an_app_holding_it_alone(capsys):
+    from fmnist_edge.cli import RUNTIME_COMMANDS, build_app, main
+
+    for name in RUNTIME_COMMANDS:
+        assert [c.name for c in build_app(name).registered_commands] == [name]
+    assert {c.name for c in build_app().registered_commands} >= RUNTIME_COMMANDS | {"export", "reproduce"}
+    with pytest.raises(SystemExit) as exited:
+        main(["classify", str(SAMPLES / "trouser.png"), "--model", str(FIXTURES), "--json"])
+    assert exited.value.code == 0
+    assert json.loads(capsys.readouterr().out)["label"] == "Trouser"

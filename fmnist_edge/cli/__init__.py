@@ -2,9 +2,10 @@
 
 Only typer is imported up front; each command imports what it needs when it runs, so
 `--help` and `classify` stay fast and the runtime never pulls in torch. A runtime command
-(classify, encode, reconstruct, bench) is run by an app holding the runtime commands alone:
-typer turns every registered command into a click command on each call, and skipping the
-training, export and reproduction commands saves about a tenth of a one-picture classify.
+(classify, encode, reconstruct, bench) is run by an app holding that one command alone: typer
+turns every registered command into a click command on each call, and skipping the others (the
+training, export and reproduction ones, and the other runtime ones) saves about a tenth of a
+one-picture classify.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def _version_option(version: Annotated[bool, typer.Option(
 
 
 @functools.cache
-def build_app(runtime_only: bool = False) -> typer.Typer:
+def build_app(runtime_command: str | None = None) -> typer.Typer:
+    """The whole CLI, or with `runtime_command` an app holding that runtime command alone."""
     app = typer.Typer(
         name="fmnist-edge",
         help="Fashion-MNIST autoencoders and classifiers: train in PyTorch, export to ONNX, run anywhere.",
@@ -62,8 +64,10 @@ def build_app(runtime_only: bool = False) -> typer.Typer:
         rich_markup_mode=None,
     )
     app.callback(invoke_without_command=True)(_version_option)
-    for name in ("runtime_cmds",) if runtime_only else COMMAND_MODULES:
+    for name in ("runtime_cmds",) if runtime_command else COMMAND_MODULES:
         importlib.import_module(f"fmnist_edge.cli.{name}").register(app)
+    if runtime_command:
+        app.registered_commands = [c for c in app.registered_commands if c.name == runtime_command]
     return app
 
 
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one line on stderr too (exit 2)."""
     try:
         args = sys.argv[1:] if argv is None else argv
-        app = build_app(runtime_only=bool(args) and args[0] in RUNTIME_COMMANDS)
+        app = build_app(args[0] if args and args[0] in RUNTIME_COMMANDS else None)
         code = app(args=args, prog_name="fmnist-edge", standalone_mode=False)
     except typer.TyperException as exc:  # typer's vendored click errors: bad options, usage
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `fmnist-edge`: help, not an error
