@@ -26,11 +26,12 @@ sys.meta_path.insert(0, BlockTorch())
 '''
 
 
-def run(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+def run(tmp_path: Path, *args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     (tmp_path / "sitecustomize.py").write_text(BLOCK_TORCH)
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "FMNIST_EDGE_MODELS": str(FIXTURES)}
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
+    done = subprocess.run([sys.executable, *map(str, args)], capture_output=True, env=env, cwd=tmp_path,
+                          timeout=120, input=stdin if stdin is not None else b"")
+    return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
 def test_torch_is_really_blocked(tmp_path):
@@ -42,6 +43,11 @@ def test_runtime_commands_run_without_torch(tmp_path):
     done = run(tmp_path, "-m", "fmnist_edge", "classify", SAMPLES / "shirt.png", SAMPLES / "bag.png", "--json")
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["label"] for line in done.stdout.splitlines()] == ["Shirt", "Bag"]
+
+    done = run(tmp_path, "-m", "fmnist_edge", "classify", "-", "--json", stdin=(SAMPLES / "shirt.png").read_bytes())
+    assert done.returncode == 0, done.stderr  # a real pipe into standard input
+    row = json.loads(done.stdout)
+    assert (row["file"], row["label"]) == ("-", "Shirt")
 
     done = run(tmp_path, "-m", "fmnist_edge", "classify", SAMPLES / "shirt.png")  # the Rich table
     assert done.returncode == 0 and "Shirt" in done.stdout, done.stderr
