@@ -97,13 +97,14 @@ def tiny_autoencoder(tmp_path_factory, fake_data_dir) -> Path:
     return result.model_path
 
 
-def invoke(*args):
-    """The CLI in-process: invoke("classify", path, ...) -> typer's Result (stdout, stderr, exit_code)."""
+def invoke(*args, stdin: bytes | None = None):
+    """The CLI in-process: invoke("classify", path, ...) -> typer's Result (stdout, stderr, exit_code),
+    with `stdin` as its standard input when given."""
     from typer.testing import CliRunner
 
     from fmnist_edge.cli import app
 
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return CliRunner().invoke(app, [str(a) for a in args], input=stdin)
 
 
 @pytest.fixture

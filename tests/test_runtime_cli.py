@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import refused
+from conftest import invoke
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -157,18 +157,9 @@ def test_bench_labels_same_named_models_by_folder(run, tmp_path):
     assert [r["model"] for r in rows] == ["fixtures/classifier", "other/classifier"]  # the repeat timed once
 
 
-def _piped(*args, data: bytes):
-    """The CLI in-process with `data` on standard input."""
-    from typer.testing import CliRunner
-
-    from fmnist_edge.cli import app
-
-    return CliRunner().invoke(app, [str(a) for a in args], input=data)
-
-
 def test_classify_reads_one_picture_from_standard_input(run):
     shirt = (SAMPLES / "shirt.png").read_bytes()
-    result = _piped("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, "--json", data=shirt)
+    result = invoke("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, "--json", stdin=shirt)
     assert result.exit_code == 0, result.output
     piped, bag = [json.loads(line) for line in result.stdout.splitlines()]
     direct = json.loads(run("classify", SAMPLES / "shirt.png", "--model", FIXTURES, "--json").stdout)
@@ -178,7 +169,7 @@ def test_classify_reads_one_picture_from_standard_input(run):
 
 @pytest.mark.parametrize("data, needle", [(b"", "empty"), (b"hello", "not a picture")])
 def test_bad_standard_input_is_one_line_and_the_other_files_still_run(data, needle):
-    result = _piped("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, data=data)
+    result = invoke("classify", "-", SAMPLES / "bag.png", "--model", FIXTURES, stdin=data)
     assert result.exit_code == 1
     assert "Bag" in result.stdout
     assert result.stderr.startswith(f"fmnist-edge: error: -: {needle}")
@@ -186,7 +177,7 @@ def test_bad_standard_input_is_one_line_and_the_other_files_still_run(data, need
 
 
 def test_standard_input_named_twice_is_a_usage_error():
-    result = _piped("classify", "-", "-", "--model", FIXTURES, data=b"x")
+    result = invoke("classify", "-", "-", "--model", FIXTURES, stdin=b"x")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.strip() == "fmnist-edge: error: '-' (standard input) given 2 times; it holds one picture"
 
@@ -194,7 +185,7 @@ def test_standard_input_named_twice_is_a_usage_error():
 def test_a_file_named_dash_is_a_file_and_shown_by_its_full_path(tmp_path, monkeypatch):
     shutil.copy(SAMPLES / "bag.png", tmp_path / "-")
     monkeypatch.chdir(tmp_path)
-    result = _piped("classify", "./-", "-", "--model", FIXTURES, "--json", data=(SAMPLES / "shirt.png").read_bytes())
+    result = invoke("classify", "./-", "-", "--model", FIXTURES, "--json", stdin=(SAMPLES / "shirt.png").read_bytes())
     assert result.exit_code == 0, result.output
     bag, shirt = [json.loads(line) for line in result.stdout.splitlines()]
     assert bag["file"] == str(tmp_path / "-") and bag["label"] == "Bag"
@@ -203,13 +194,13 @@ def test_a_file_named_dash_is_a_file_and_shown_by_its_full_path(tmp_path, monkey
 
 def test_encode_and_reconstruct_read_standard_input(tmp_path):
     shirt = (SAMPLES / "shirt.png").read_bytes()
-    result = _piped("encode", "-", "-o", tmp_path / "z.npy", "--model", FIXTURES, data=shirt)
+    result = invoke("encode", "-", "-o", tmp_path / "z.npy", "--model", FIXTURES, stdin=shirt)
     assert result.exit_code == 0, result.output
-    direct = _piped("encode", SAMPLES / "shirt.png", "-o", tmp_path / "d.npy", "--model", FIXTURES, data=b"")
+    direct = invoke("encode", SAMPLES / "shirt.png", "-o", tmp_path / "d.npy", "--model", FIXTURES, stdin=b"")
     assert direct.exit_code == 0, direct.output
     assert np.array_equal(np.load(tmp_path / "z.npy"), np.load(tmp_path / "d.npy"))
     for source, out, data in (("-", "r.png", shirt), (SAMPLES / "shirt.png", "f.png", b"")):
-        result = _piped("reconstruct", source, "-o", tmp_path / out, "--model", FIXTURES, data=data)
+        result = invoke("reconstruct", source, "-o", tmp_path / out, "--model", FIXTURES, stdin=data)
         assert result.exit_code == 0, result.output
     piped, direct = (np.asarray(Image.open(tmp_path / name)) for name in ("r.png", "f.png"))
     assert piped.shape == (28 * 8, 58 * 8) and np.array_equal(piped, direct)
@@ -258,8 +249,6 @@ def test_the_python_api_never_reads_standard_input(monkeypatch, tmp_path):
 def test_version_names_the_package_and_its_engines():
     import tomllib
     from importlib import metadata
-
-    from conftest import invoke
 
     result = invoke("--version")
     assert result.exit_code == 0, result.output

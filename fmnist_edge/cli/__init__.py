@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
-
 from typing import Annotated
 
 import typer
