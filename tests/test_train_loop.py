@@ -408,7 +408,8 @@ def test_augment_off_last_epochs_train_on_the_images_as_they_are(tmp_path, fake_
         TrainConfig(augment_off_last=1.5).check()
 
 
-def test_denoising_masks_what_the_autoencoder_sees_and_targets_the_clean_image(tmp_path, fake_data_dir, monkeypatch):
+def _inputs_and_targets(monkeypatch, run) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first batch a training run feeds its model, and the target its loss compares with."""
     seen_inputs, targets = [], []
     original = Trainer._train_epoch
 
@@ -427,8 +428,13 @@ def test_denoising_masks_what_the_autoencoder_sees_and_targets_the_clean_image(t
             handle.remove()
 
     monkeypatch.setattr(Trainer, "_train_epoch", spy)
-    ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=1, mask_inputs=0.3).run()
-    seen, clean = seen_inputs[0], targets[0]
+    run()
+    return seen_inputs[0], targets[0]
+
+
+def test_denoising_masks_what_the_autoencoder_sees_and_targets_the_clean_image(tmp_path, fake_data_dir, monkeypatch):
+    seen, clean = _inputs_and_targets(
+        monkeypatch, ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=1, mask_inputs=0.3).run)
     lit = clean > 0
     zeroed = (seen[lit] == 0).float().mean().item()
     assert abs(zeroed - 0.3) < 0.05, zeroed  # about 30% of the image's pixels are masked ...
@@ -436,9 +442,26 @@ def test_denoising_masks_what_the_autoencoder_sees_and_targets_the_clean_image(t
     assert not torch.equal(seen, clean)
 
 
+def test_shift_inputs_moves_what_the_autoencoder_sees_and_targets_the_unmoved_image(tmp_path, fake_data_dir,
+                                                                                     monkeypatch):
+    seen, target = _inputs_and_targets(
+        monkeypatch, ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=1, shift_inputs=2).run)
+    padded = torch.nn.functional.pad(target, (2, 2, 2, 2))
+    moves = []
+    for image, original in zip(seen, padded):  # each input is its target moved by at most 2 pixels
+        found = [(dy, dx) for dy in range(5) for dx in range(5)
+                 if torch.equal(image[:, 2:-2, 2:-2], original[:, 4 - dy:32 - dy, 4 - dx:32 - dx][:, 2:-2, 2:-2])]
+        assert found, "an input that is not its target moved by up to 2 pixels"
+        moves.append(found[0])
+    assert len(set(moves)) > 5  # a random move per image, not one for the batch
+    assert not torch.equal(seen, target)
+
+
 def test_mask_inputs_out_of_range_is_one_clear_error(tmp_path, fake_data_dir):
     with pytest.raises(FmnistEdgeError, match="mask_inputs"):
         ae_trainer(tmp_path / "run", fake_data_dir, mask_inputs=1.0).run()
+    with pytest.raises(FmnistEdgeError, match="shift_inputs must be 0 to 8 pixels"):
+        ae_trainer(tmp_path / "run", fake_data_dir, shift_inputs=9).run()
 
 
 def test_bce_reconstruction_loss_trains_on_cross_entropy_and_still_reports_mse(tmp_path, fake_data_dir):

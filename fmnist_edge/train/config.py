@@ -104,6 +104,9 @@ class TrainConfig:
     # Denoising (autoencoders): each input pixel is zeroed with this probability and the network
     # learns to give back the clean image (masking noise, Vincent et al. 2010). 0 = off.
     mask_inputs: float = 0.0
+    # Autoencoders: each input moved by up to this many pixels, the unmoved image the target, so
+    # that the code has to say what the garment is rather than where its pixels are. 0 = off.
+    shift_inputs: int = 0
     # Autoencoders: the training loss, "mse" (the report's) or "bce", binary cross-entropy on the
     # sigmoid's output, whose gradient on the logit is the error itself where MSE's is the error
     # times the sigmoid's slope. Validation loss, early stopping and every reported figure stay MSE.
@@ -140,6 +143,8 @@ class TrainConfig:
             raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if not (0.0 <= self.mask_inputs < 1.0):
             raise FmnistEdgeError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
+        if not (0 <= self.shift_inputs <= 8):
+            raise FmnistEdgeError(f"shift_inputs must be 0 to 8 pixels, got {self.shift_inputs}")
         if self.recon_loss not in RECON_LOSSES:
             raise FmnistEdgeError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         if not (0.0 <= self.dropout_off_last <= 1.0):

@@ -60,14 +60,18 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None):
 def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random horizontal flips and shifts of up to `shift` pixels, per image. (B, 1, 28, 28);
     also returns which images were flipped."""
-    b, _, h, w = x.shape
+    b = x.shape[0]
     flip = torch.rand(b, generator=generator) < 0.5
     x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
-    if shift == 0:
-        return x, flip
+    return (random_shift(x, generator, shift) if shift else x), flip
+
+
+def random_shift(x: torch.Tensor, generator: torch.Generator, shift: int) -> torch.Tensor:
+    """Each image of (B, 1, H, W) moved by up to `shift` pixels each way, zeros filling in."""
+    b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
     dy = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * shift + 1, (b,), generator=generator)
     rows = (dy[:, None] + torch.arange(h))[:, :, None]  # (B, H, 1)
     cols = (dx[:, None] + torch.arange(w))[:, None, :]  # (B, 1, W)
-    return padded[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1), flip
+    return padded[torch.arange(b)[:, None, None], 0, rows, cols].unsqueeze(1)

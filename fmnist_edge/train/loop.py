@@ -20,7 +20,7 @@ from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
-from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val
+from fmnist_edge.train.data import Tensors, augment, batches, load_test, load_train_val, random_shift
 from fmnist_edge.train.evaluate import evaluate
 from fmnist_edge.train.models import fold_batch_norm
 from fmnist_edge.train.recipe import (WeightAverage, calibrate_biases, cpu_state, dead_units, distillation_loss, loss_fn,
@@ -240,8 +240,10 @@ class Trainer(RunState):
             if augment_on:
                 x, flipped = augment(x, self.aug_gen, cfg.augment_shift)
             seen = x
+            if cfg.shift_inputs and kind == "autoencoder":  # a moved input, the unmoved target
+                seen = random_shift(seen, self.aug_gen, cfg.shift_inputs)
             if cfg.mask_inputs and kind == "autoencoder":  # denoising: a masked input, the clean target
-                seen = x * (torch.rand(x.shape, generator=self.aug_gen) >= cfg.mask_inputs)
+                seen = seen * (torch.rand(x.shape, generator=self.aug_gen) >= cfg.mask_inputs)
             x, y, seen = x.to(self.device), y.to(self.device), seen.to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = step_module(seen)

@@ -105,7 +105,7 @@ TRAINING_CODE_VERSION = 2  # 2: revival counts steps over the run and reaches th
 # they stay out of the digest, so a folder started before they existed still resumes.
 ADDED_FIELDS = {name: TrainConfig.__dataclass_fields__[name].default
                 for name in ("teacher", "distill", "temperature", "calibrate_init", "mask_inputs", "augment_off_last",
-                             "calibrate_active", "batch_norm", "recon_loss")}
+                             "calibrate_active", "batch_norm", "recon_loss", "shift_inputs")}
 ADDED_MODEL_FIELDS = {"decoder_dilation": ModelConfig.__dataclass_fields__["decoder_dilation"].default}
 
 
