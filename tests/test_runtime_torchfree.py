@@ -66,6 +66,21 @@ def test_runtime_commands_run_without_torch(tmp_path):
     assert "| classifier |" in done.stdout and "PyTorch eager: skipped (torch is not installed)" in done.stdout
 
 
+def test_to_ort_converts_and_the_runtime_runs_the_result_without_torch(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for item in FIXTURES.iterdir():
+        if item.is_file():
+            (folder / item.name).write_bytes(item.read_bytes())
+    done = run(tmp_path, "-m", "fmnist_edge", "to-ort", folder, "--no-validate")
+    assert done.returncode == 0, done.stderr
+    assert (folder / "classifier.ort").is_file() and (folder / "required_operators.config").is_file()
+    done = run(tmp_path, "-m", "fmnist_edge", "classify", SAMPLES / "shirt.png", "--json",
+               "--model", folder / "classifier.ort")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["file"].endswith("shirt.png")
+
+
 def test_runtime_modules_import_no_torch(tmp_path):
     code = ("import sys, fmnist_edge.runtime.api, fmnist_edge.runtime.bench, fmnist_edge.runtime.inputs, "
             "fmnist_edge.cli; heavy = {'torch', 'matplotlib', 'onnx'} & set(sys.modules); "

@@ -20,6 +20,7 @@ import numpy as np
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ORT_SUFFIX, ort_name
 from fmnist_edge.spec import MANIFEST_NAME, MODELS
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
@@ -80,7 +81,8 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
-def _install(staging: Path, target: Path) -> None:
+def install(staging: Path, target: Path) -> None:
+    """Put `staging` in `target`'s place in one swap; the previous folder is deleted."""
     if not target.exists():
         os.rename(staging, target)
         return
@@ -94,6 +96,23 @@ def _install(staging: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def make_staging(out_dir: Path) -> Path:
+    """An empty hidden folder beside `out_dir` to build its next version in, after cleaning up
+    what a killed export or conversion left there."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
+        if previous.is_dir() and not out_dir.exists():
+            os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
+        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+        staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
+    except OSError as exc:
+        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return staging
+
+
 def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> dict:
     """Copy the target's other files (samples, models not re-exported) into staging. An int8
     file whose fp32 model was just re-exported is left behind: it was made from the old one."""
@@ -102,12 +121,18 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> d
     if not target.is_dir():
         return kept
     stale = {spec.int8_filename for spec in MODELS.values() if spec.filename in replaced}
+    # ORT-format files made from a replaced model, and the operators list that counted them
+    stale |= {ort_name(name) for name in replaced | stale}
+    if any((target / name).exists() for name in stale if name.endswith(ORT_SUFFIX)):
+        stale.add(OPERATORS_CONFIG)
     for item in target.iterdir():
         if item.name in replaced or item.name == MANIFEST_NAME or item.name.startswith(STAGING_PREFIX):
             continue
         if item.name in stale:
+            again = "`fmnist-edge to-ort`" if item.name.endswith(ORT_SUFFIX) or item.name == OPERATORS_CONFIG \
+                else "--quantize"
             log(f"dropping {item.name}: made from the {item.name.split('.')[0]} this export replaces "
-                "(--quantize makes a new one)")
+                f"({again} makes a new one)")
             continue
         dest = staging / item.name
         if item.is_dir():
@@ -142,17 +167,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
         raise FmnistEdgeError(f"{out_dir}: exists and is not a folder; choose another --out")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
-        if previous.is_dir() and not out_dir.exists():
-            os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
-        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
-        staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
-    except OSError as exc:
-        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    staging = make_staging(out_dir)
     try:
         entries: dict[str, dict] = {}
         for ckpt in checkpoints:
@@ -182,7 +197,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 entries[name]["validation"] = figures
         written = manifest.write(staging, entries, producer="fmnist-edge")
         data = json.loads(written.read_text())
-        _install(staging, out_dir)
+        install(staging, out_dir)
         return data
     except OSError as exc:  # disk full, file too large, a folder gone: the previous export stays
         shutil.rmtree(staging, ignore_errors=True)

@@ -145,6 +145,12 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         elif kind == "encoder":
             figures["max_abs_diff_vs_fp32"] = float(np.abs(outputs[name] - outputs[twin]).max())
 
+    # ORT-format twins (`fmnist-edge to-ort`) against the ONNX files they came from
+    from fmnist_edge.export.ort_format import validate_ort_entries
+
+    ort_report, ort_failures = validate_ort_entries(folder, entries, test=(x, labels))
+    report.update(ort_report)
+    failures.extend(ort_failures)
     result = {"models": report, "failures": failures}
     if failures and raise_on_failure:
         raise ValidationFailed(f"{len(failures)} validation bound(s) missed: " + "; ".join(failures))

@@ -1,0 +1,214 @@
+"""ORT format: an export folder's models as ONNX Runtime's own flatbuffer files, for its reduced builds.
+
+ONNX Runtime's minimal builds (mobile, embedded, WebAssembly) read only ORT-format models and
+carry only the operators a `required_operators.config` names (their build script's
+`--include_ops_by_config`). `convert_folder` writes both beside an export's `.onnx` files, checks
+each `.ort` file against the `.onnx` file it came from on the test set, and installs the folder
+atomically, as export does. Torch-free: onnxruntime, numpy and the package's own modules.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fmnist_edge import manifest
+from fmnist_edge.errors import FmnistEdgeError, ModelError, ValidationFailed
+from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS
+
+ORT_SUFFIX = ".ort"
+OPERATORS_CONFIG = "required_operators.config"
+OPERATORS_KIND = "ort-operators"  # the manifest's kind for OPERATORS_CONFIG
+# What each target platform gets baked into its files. "portable": constant folding and the
+# fusions every CPU shares (Conv+ReLU, Gemm+ReLU): runs on any build, ARM included. "x86" adds
+# the blocked NCHWc layout of ONNX Runtime's x86 kernels, which ONNX Runtime's own converter
+# writes only for an amd64 target: an ORT-format model is not re-optimised when loaded, and
+# without it the classifier ran about twice as slow on an x86 CPU (benchmarks/ort_format).
+PLATFORMS = {"portable": ("extended", ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+             "x86": ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)}
+DEFAULT_PLATFORM = "portable"
+BATCH = 1000
+
+
+def ort_name(onnx_name: str) -> str:
+    """classifier.int8.onnx -> classifier.int8.ort"""
+    return onnx_name.removesuffix(".onnx") + ORT_SUFFIX
+
+
+def is_ort_entry(entry: dict) -> bool:
+    return entry.get("format") == "ort"
+
+
+def check_platform(platform: str) -> None:
+    if platform not in PLATFORMS:
+        raise FmnistEdgeError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+
+
+def convert_model(source: Path, target: Path, platform: str = DEFAULT_PLATFORM) -> None:
+    """Write `source` (.onnx) as an ORT-format model at `target`, optimised for `platform`."""
+    check_platform(platform)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = PLATFORMS[platform][1]
+    options.optimized_model_filepath = str(target)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT's own pybind errors: the source is not a model it can convert
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{source}: cannot be converted to ORT format ({first[:200]})") from None
+    if not target.is_file():
+        raise ModelError(f"{source}: ONNX Runtime wrote no ORT-format file")
+
+
+def write_operators_config(ort_files: list[Path], target: Path) -> None:
+    """The operators (and opsets) the ORT files use, in the format ONNX Runtime's build reads."""
+    import logging
+
+    create_config_from_models = _ort_tools_module("ort_format_model").create_config_from_models
+    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)  # its INFO line names a temp folder
+    create_config_from_models([Path(p) for p in ort_files], target, enable_type_reduction=False)
+    # The tool writes each model's path into a comment: keep the names, not this machine's folders.
+    lines = target.read_text().splitlines()
+    target.write_text("".join((f"# - {Path(line[4:]).name}" if line.startswith("# - ") else line) + "\n"
+                              for line in lines))
+
+
+def _ort_tools_module(name: str):
+    """onnxruntime.tools.<name>, without running onnxruntime/tools/__init__.py: that file imports
+    torch whenever torch is installed (for helpers this module never calls), which would make a
+    torch-free command pay for torch, or fail where torch is present but broken or blocked."""
+    import importlib
+    import sys
+    import types
+
+    package = "onnxruntime.tools"
+    if package not in sys.modules:
+        stub = types.ModuleType(package)
+        stub.__path__ = [str(Path(ort.__file__).parent / "tools")]
+        sys.modules[package] = stub
+    return importlib.import_module(f"{package}.{name}")
+
+
+def compare(ort_file: Path, onnx_file: Path, kind: str, inputs: np.ndarray,
+            labels: np.ndarray | None) -> tuple[dict, list[str]]:
+    """The ORT file against the ONNX file it came from, on the same inputs: (figures, failures)."""
+    from fmnist_edge.runtime.session import OnnxModel
+
+    converted, original = OnnxModel(ort_file, kind), OnnxModel(onnx_file, kind)
+    got, want = converted.run(inputs, batch_size=BATCH), original.run(inputs, batch_size=BATCH)
+    diff = float(np.abs(got - want).max()) if np.isfinite(got).all() else float("inf")
+    figures: dict = {"images": len(inputs), "max_abs_diff_vs_onnx": diff}
+    failures = []
+    if not diff <= FP32_MAX_ABS_DIFF:
+        failures.append(f"{ort_file.name}: max |ORT format - ONNX| = {diff:.2e} > {FP32_MAX_ABS_DIFF:.0e}")
+    if kind == "classifier":
+        figures["top1_agreement_vs_onnx"] = float((got.argmax(1) == want.argmax(1)).mean())
+        if labels is not None:
+            figures["accuracy"] = float((got.argmax(1) == labels).mean())
+    return figures, failures
+
+
+def _test_inputs(data_dir) -> tuple[np.ndarray, np.ndarray]:
+    from fmnist_edge.idx import load_split
+
+    test = load_split("test", data_dir, expect_full=True)  # as `validate`: the whole test set
+    return (test.images.astype(np.float32) / 255.0)[:, None], test.labels
+
+
+def validate_ort_entries(folder: Path, entries: dict, data_dir=None,
+                         test: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[dict, list[str]]:
+    """Every ORT-format model in `entries` against its source: ({file: figures}, failures)."""
+    report, failures = {}, []
+    names = [n for n, e in entries.items() if is_ort_entry(e) and e.get("kind") in MODELS]
+    if not names:
+        return report, failures
+    images, labels = test if test is not None else _test_inputs(data_dir)
+    latents: dict[str, np.ndarray] = {}
+    for name in sorted(names, key=lambda n: entries[n]["kind"] == "decoder"):  # encoders first
+        entry = entries[name]
+        source = folder / entry.get("source", "")
+        if not entry.get("source") or not source.is_file():
+            failures.append(f"{name}: its source {entry.get('source')!r} is not in {folder}")
+            continue
+        inputs, truth = images, labels
+        if entry["kind"] == "decoder":
+            encoder = MODELS["encoder"].int8_filename if ".int8." in name else MODELS["encoder"].filename
+            if encoder not in latents:
+                from fmnist_edge.runtime.session import OnnxModel
+
+                if not (folder / encoder).is_file():
+                    continue  # nothing to decode: the folder has no encoder of this precision
+                latents[encoder] = OnnxModel(folder / encoder, "encoder").run(images, batch_size=BATCH)
+            inputs, truth = latents[encoder], None
+        try:
+            report[name], missed = compare(folder / name, source, entry["kind"], inputs,
+                                           truth if entry["kind"] == "classifier" else None)
+        except ModelError as exc:
+            failures.append(str(exc))
+            continue
+        failures.extend(missed)
+    return report, failures
+
+
+def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, platform: str = DEFAULT_PLATFORM,
+                   log=print) -> dict:
+    """Add an ORT-format twin of every ONNX model in an export folder, and the operators config;
+    validated, then installed in one swap. Returns the written manifest."""
+    import json
+
+    from fmnist_edge.export.pipeline import install, make_staging
+
+    check_platform(platform)
+    folder = Path(folder)
+    data = manifest.read(folder) if folder.is_dir() else None
+    if data is None:
+        raise FmnistEdgeError(f"{folder}: no {MANIFEST_NAME}; convert a folder that `fmnist-edge export` wrote")
+    sources = {n: e for n, e in data["files"].items() if n.endswith(".onnx") and e.get("kind") in MODELS}
+    if not sources:
+        raise FmnistEdgeError(f"{folder}: its manifest lists no ONNX models to convert")
+    for name in sources:
+        manifest.verify(folder / name)  # an altered model is refused before anything is written
+    test = _test_inputs(data_dir) if validate else None  # no data: said before any work
+    staging = make_staging(folder)
+    try:
+        entries = {n: e for n, e in data["files"].items() if not is_ort_entry(e)}
+        for item in folder.iterdir():
+            is_old_ort = item.suffix == ORT_SUFFIX or item.name == OPERATORS_CONFIG
+            if item.name == MANIFEST_NAME or is_old_ort or item.name.startswith(".staging-"):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+        converted = []
+        for name, entry in sorted(sources.items()):
+            target = staging / ort_name(name)
+            log(f"converting {name} to {target.name}")
+            convert_model(staging / name, target, platform)
+            converted.append(target)
+            entries[target.name] = {"kind": entry["kind"], "precision": entry.get("precision", "fp32"),
+                                    "format": "ort", "platform": platform,
+                                    "optimisation": PLATFORMS[platform][0], "source": name,
+                                    "source_sha256": entry["sha256"], "onnxruntime": ort.__version__}
+        write_operators_config(converted, staging / OPERATORS_CONFIG)
+        entries[OPERATORS_CONFIG] = {"kind": OPERATORS_KIND, "format": "ort",
+                                     "models": [p.name for p in converted]}
+        if validate:
+            log("validating the ORT-format models against their ONNX files on the test set")
+            report, failures = validate_ort_entries(staging, entries, test=test)
+            if failures:
+                raise ValidationFailed(f"{len(failures)} validation bound(s) missed: " + "; ".join(failures))
+            for name, figures in report.items():
+                entries[name]["validation"] = figures
+        info = {k: v for k, v in data.items() if k not in ("files", "format")}
+        written = manifest.write(staging, entries, **info)
+        result = json.loads(written.read_text())
+        install(staging, folder)
+        return result
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FmnistEdgeError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,144 @@
+"""ORT-format twins of an export (`fmnist-edge to-ort`, `export --ort-format`) for ONNX Runtime's minimal builds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from fmnist_edge import manifest  # noqa: E402
+from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ort_name  # noqa: E402
+from fmnist_edge.runtime.session import OnnxModel  # noqa: E402
+from fmnist_edge.spec import MODELS  # noqa: E402
+from conftest import invoke as cli, refused  # noqa: E402
+from test_export import full_test_split, tiny_classifier  # noqa: E402,F401  (fixtures)
+
+KINDS = ("encoder", "decoder", "classifier")
+
+
+@pytest.fixture(scope="module")
+def with_ort(tmp_path_factory, tiny_autoencoder, tiny_classifier, full_test_split) -> Path:  # noqa: F811
+    """`export --quantize --ort-format`: fp32 and int8 models, each with its .ort twin, validated."""
+    out = tmp_path_factory.mktemp("ort") / "models"
+    result = cli("export", tiny_autoencoder, tiny_classifier, "--out", out, "--quantize", "--ort-format",
+                 "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    assert f"{out / 'classifier.ort'}: " in result.stdout
+    return out
+
+
+@pytest.fixture
+def copy_of(with_ort, tmp_path) -> Path:
+    folder = tmp_path / "models"
+    shutil.copytree(with_ort, folder)
+    return folder
+
+
+def _onnx_names() -> list[str]:
+    return [name for kind in KINDS for name in (MODELS[kind].filename, MODELS[kind].int8_filename)]
+
+
+def test_every_onnx_model_gets_a_listed_ort_twin_and_the_operators_config(with_ort):
+    files = manifest.read(with_ort)["files"]
+    for name in _onnx_names():
+        twin = ort_name(name)
+        assert (with_ort / twin).is_file() and (with_ort / twin).read_bytes()[4:8] == b"ORTM"  # flatbuffer id
+        entry = files[twin]
+        assert entry["format"] == "ort" and entry["source"] == name and entry["platform"] == "portable"
+        assert entry["source_sha256"] == files[name]["sha256"]
+        assert entry["validation"]["max_abs_diff_vs_onnx"] <= 1e-4
+        assert manifest.verify(with_ort / twin) == entry
+    config = (with_ort / OPERATORS_CONFIG).read_text()
+    ops = {op for line in config.splitlines() if not line.startswith("#") for op in line.split(";")[2].split(",")}
+    assert {"Gemm", "MaxPool", "ConvTranspose", "Sigmoid", "DequantizeLinear"} <= ops
+    assert str(with_ort.parent) not in config  # model names, not this machine's folders
+    assert files[OPERATORS_CONFIG]["models"] == sorted(ort_name(n) for n in _onnx_names())
+
+
+def test_ort_twins_compute_what_their_onnx_files_compute(with_ort, full_test_split):  # noqa: F811
+    x = np.random.default_rng(0).random((300, 1, 28, 28), dtype=np.float32)
+    for kind in ("encoder", "classifier"):
+        for name in (MODELS[kind].filename, MODELS[kind].int8_filename):
+            got = OnnxModel(with_ort / ort_name(name), kind).run(x)
+            want = OnnxModel(with_ort / name, kind).run(x)
+            assert np.abs(got - want).max() <= 1e-5, name
+    figures = manifest.read(with_ort)["files"]["classifier.ort"]["validation"]
+    assert figures["images"] == 10_000 and figures["top1_agreement_vs_onnx"] == 1.0
+    assert figures["accuracy"] == manifest.read(with_ort)["files"]["classifier.onnx"]["validation"]["accuracy"]
+
+
+def test_classify_and_validate_take_the_ort_files(with_ort, full_test_split, tmp_path):  # noqa: F811
+    picture = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(1).random((28, 28)) * 255).astype(np.uint8)).save(picture)
+    by_ort = cli("classify", picture, "--model", with_ort / "classifier.ort", "--json")
+    by_onnx = cli("classify", picture, "--model", with_ort / "classifier.onnx", "--json")
+    assert by_ort.exit_code == 0, by_ort.output
+    assert json.loads(by_ort.stdout)["label"] == json.loads(by_onnx.stdout)["label"]
+    checked = cli("validate", with_ort, "--json", "--data-dir", full_test_split)
+    assert checked.exit_code == 0, checked.output
+    models = json.loads(checked.stdout)["models"]
+    assert all(ort_name(n) in models for n in _onnx_names())
+
+
+def test_to_ort_on_an_export_without_twins_and_the_x86_platform(copy_of, full_test_split):  # noqa: F811
+    for item in copy_of.iterdir():
+        if item.suffix == ".ort" or item.name == OPERATORS_CONFIG:
+            item.unlink()
+    entries = manifest.read(copy_of)["files"]
+    manifest.write(copy_of, {n: e for n, e in entries.items() if e.get("format") != "ort"}, producer="fmnist-edge")
+    result = cli("to-ort", copy_of, "--platform", "x86", "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    files = manifest.read(copy_of)["files"]
+    assert files["classifier.ort"]["platform"] == "x86" and files["classifier.ort"]["optimisation"] == "all"
+    assert not list(copy_of.parent.glob(".staging-*"))  # swapped in, nothing left beside it
+
+
+def test_to_ort_refuses_an_altered_model_and_writes_nothing(copy_of, full_test_split):  # noqa: F811
+    with open(copy_of / "encoder.onnx", "ab") as f:
+        f.write(b"\0")
+    before = {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()}
+    result = cli("to-ort", copy_of, "--data-dir", full_test_split)
+    refused(result, "encoder.onnx", "altered after export")
+    assert {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()} == before
+
+
+def test_an_altered_ort_file_is_refused_by_the_runtime_and_by_validate(copy_of, full_test_split):  # noqa: F811
+    data = bytearray((copy_of / "classifier.ort").read_bytes())
+    data[-1] ^= 1
+    (copy_of / "classifier.ort").write_bytes(bytes(data))
+    shirt = Path(__file__).resolve().parents[1] / "exported" / "samples" / "shirt.png"
+    refused(cli("classify", shirt, "--model", copy_of / "classifier.ort"),
+            "classifier.ort", "altered after export")
+    refused(cli("validate", copy_of, "--data-dir", full_test_split), "classifier.ort", "altered after export")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("to-ort", "{folder}", "--platform", "arm"), "--platform must be one of portable, x86"),
+    (("to-ort", "{missing}"), "no manifest.json"),
+])
+def test_bad_to_ort_calls_are_one_line(args, needle, copy_of, tmp_path):
+    values = {"folder": copy_of, "missing": tmp_path / "nothing-here"}
+    refused(cli(*[str(a).format(**values) for a in args]), needle)
+
+
+def test_export_platform_without_ort_format_is_refused(tmp_path, tiny_classifier):  # noqa: F811
+    refused(cli("export", tiny_classifier, "--out", tmp_path / "m", "--platform", "x86"), "--ort-format")
+    assert not (tmp_path / "m").exists()
+
+
+def test_reexport_drops_the_twins_of_the_models_it_replaces(copy_of, tiny_classifier, full_test_split):  # noqa: F811
+    result = cli("export", tiny_classifier, "--out", copy_of, "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in copy_of.iterdir()}
+    assert "classifier.onnx" in names and "encoder.ort" in names  # the autoencoder's twins stay
+    assert not {"classifier.ort", "classifier.int8.onnx", "classifier.int8.ort", OPERATORS_CONFIG} & names
+    assert "dropping classifier.ort" in result.stderr and "fmnist-edge to-ort" in result.stderr
+    assert set(manifest.read(copy_of)["files"]) == names - {"manifest.json"}
