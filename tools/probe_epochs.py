@@ -1,0 +1,123 @@
+"""Train an autoencoder variant and read how linearly separable its code is as it trains.
+
+    python tools/probe_epochs.py OUT [--every K] [--code-noise S] [--code-l1 W] [--code-decorrelation W] \
+        kind=autoencoder n=64 p=0.1 schedule=cosine revive_every=50 dropout_off_last=0.75 max_epochs=20 ...
+
+FIELD=VALUE pairs as in tools/train_variant.py. After every K-th epoch and the last, the encoder's
+weights of that moment get tools/linear_probe.py's probe with --validation (a converged logistic
+regression fitted on the 54,000 training images, read on the 6,000 validation images): case 2's
+ceiling, the figure to choose an autoencoder recipe on. Each row is printed and appended to
+OUT.probe.jsonl.
+
+The --code-* options add a term on the latent code while training, for experiments only (they are
+no TrainConfig field, and no recipe uses them): Gaussian noise of S times each unit's standard
+deviation over the batch; W times the code's mean absolute value (sparsity); W times the mean
+squared correlation between two different units over the batch (decorrelation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import fmnist_edge.train.loop as loop
+import train_variant
+from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.train.config import TrainConfig
+from fmnist_edge.train.data import load_train_val
+from linear_probe import fit_head
+
+
+def decorrelation(z: torch.Tensor) -> torch.Tensor:
+    """Mean squared correlation between different units of a (B, n) code, over the batch."""
+    standard = (z - z.mean(0)) / (z.std(0) + 1e-4)
+    corr = standard.T @ standard / len(z)
+    off = corr - torch.diag(torch.diag(corr))
+    return (off ** 2).sum() / (corr.shape[0] * (corr.shape[0] - 1))
+
+
+class CodeTerms:
+    """A forward hook on the encoder that adds noise to its code while training and keeps the
+    penalty of the batch it just encoded, for the loss to add."""
+
+    def __init__(self, noise: float, l1: float, decorrelate: float):
+        self.noise, self.l1, self.decorrelate = noise, l1, decorrelate
+        self.penalty = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.noise or self.l1 or self.decorrelate)
+
+    def __call__(self, module, args, code):
+        if not module.training:
+            return code
+        self.penalty = self.l1 * code.abs().mean() + (self.decorrelate * decorrelation(code) if self.decorrelate
+                                                      else 0.0)
+        if self.noise:
+            return code + self.noise * code.detach().std(0, keepdim=True) * torch.randn_like(code)
+        return code
+
+    def install(self, trainer: loop.Trainer) -> None:
+        fresh, make_loss = trainer._fresh_state, loop.loss_fn
+
+        def fresh_with_hook():
+            fresh()
+            trainer.model.encoder.register_forward_hook(self)
+
+        def loss_with_penalty(kind, cfg):
+            base = make_loss(kind, cfg)
+            return lambda out, x, y: base(out, x, y) + self.penalty
+
+        trainer._fresh_state = fresh_with_hook
+        loop.loss_fn = loss_with_penalty  # the trainer builds its objective from this module global
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--every", type=int, default=1, help="probe every K epochs (and after the last)")
+    parser.add_argument("--code-noise", type=float, default=0.0)
+    parser.add_argument("--code-l1", type=float, default=0.0)
+    parser.add_argument("--code-decorrelation", type=float, default=0.0)
+    args, rest = parser.parse_known_args()
+    out, model_cfg, train_cfg, _ = train_variant.parse(rest)
+    if model_cfg.kind != "autoencoder":
+        raise FmnistEdgeError("probe_epochs trains autoencoders: pass kind=autoencoder")
+    train, val = load_train_val(TrainConfig())  # the probe's split: the training runs' own
+    trainer = loop.Trainer(model_cfg, train_cfg, out, force=True, quiet=True)
+    terms = CodeTerms(args.code_noise, args.code_l1, args.code_decorrelation)
+    if terms.active:
+        terms.install(trainer)
+    log = out.parent / f"{out.name}.probe.jsonl"
+
+    def probe(record: dict) -> None:
+        if record["epoch"] % args.every and record["epoch"] != train_cfg.max_epochs:
+            return
+        started, encoder = time.time(), trainer.model.encoder
+        was_training = encoder.training
+        encoder.eval()
+        f_train, f_val = loop.encoded(encoder, train).images, loop.encoded(encoder, val).images
+        encoder.train(was_training)
+        mean, std = f_train.mean(0), f_train.std(0) + 1e-6
+        f_train, f_val = (f_train - mean) / std, (f_val - mean) / std
+        weight, bias = fit_head(f_train, train.labels)
+        row = {"epoch": record["epoch"], "val_mse": record["val_loss"], "train_loss": record["train_loss"],
+               "probe_train": ((f_train @ weight + bias).argmax(1) == train.labels).float().mean().item(),
+               "probe_val": ((f_val @ weight + bias).argmax(1) == val.labels).float().mean().item(),
+               "probe_seconds": round(time.time() - started, 1)}
+        print(json.dumps(row), flush=True)
+        with open(log, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    trainer.on_epoch = probe
+    trainer.run()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (FmnistEdgeError, ValueError) as exc:
+        raise SystemExit(f"probe_epochs: error: {exc}") from None
