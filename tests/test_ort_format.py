@@ -139,6 +139,87 @@ def test_reexport_drops_the_twins_of_the_models_it_replaces(copy_of, tiny_classi
     assert result.exit_code == 0, result.output
     names = {p.name for p in copy_of.iterdir()}
     assert "classifier.onnx" in names and "encoder.ort" in names  # the autoencoder's twins stay
-    assert not {"classifier.ort", "classifier.int8.onnx", "classifier.int8.ort", OPERATORS_CONFIG} & names
+    assert not {"classifier.ort", "classifier.int8.onnx", "classifier.int8.ort"} & names
     assert "dropping classifier.ort" in result.stderr and "fmnist-edge to-ort" in result.stderr
-    assert set(manifest.read(copy_of)["files"]) == names - {"manifest.json"}
+    files = manifest.read(copy_of)["files"]
+    assert set(files) == names - {"manifest.json"}
+    kept = ["decoder.int8.ort", "decoder.ort", "encoder.int8.ort", "encoder.ort"]
+    assert files[OPERATORS_CONFIG]["models"] == kept  # written again for the twins that stay
+    config = (copy_of / OPERATORS_CONFIG).read_text()
+    assert "classifier" not in config and all(f"# - {n}" in config for n in kept)
+    assert f"rewriting {OPERATORS_CONFIG}" in result.stderr
+
+
+def test_converting_again_keeps_unchanged_twins_and_a_new_platform_replaces_them(copy_of, full_test_split):  # noqa: F811
+    before = manifest.read(copy_of)["files"]
+    again = cli("to-ort", copy_of, "--data-dir", full_test_split)
+    assert again.exit_code == 0, again.output
+    after = manifest.read(copy_of)["files"]
+    for name in _onnx_names():  # ONNX Runtime writes other bytes each time: kept, not rewritten
+        assert after[ort_name(name)]["sha256"] == before[ort_name(name)]["sha256"]
+        assert f"keeping {ort_name(name)}" in again.stderr
+    x86 = cli("to-ort", copy_of, "--platform", "x86", "--data-dir", full_test_split)
+    assert x86.exit_code == 0, x86.output
+    files = manifest.read(copy_of)["files"]
+    assert all(files[ort_name(n)]["platform"] == "x86" for n in _onnx_names())
+    assert "converting classifier.onnx to classifier.ort" in x86.stderr
+    for name in files:
+        assert manifest.verify(copy_of / name) == files[name]
+
+
+def test_to_ort_keeps_unlisted_files_and_refuses_one_in_the_way(copy_of, full_test_split):  # noqa: F811
+    (copy_of / "notes.txt").write_text("mine")
+    (copy_of / "classifier-arm.ort").write_bytes(b"my own conversion")
+    (copy_of / "samples").mkdir()
+    (copy_of / "samples" / "a.png").write_bytes(b"x")
+    result = cli("to-ort", copy_of, "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    assert (copy_of / "notes.txt").read_text() == "mine"
+    assert (copy_of / "classifier-arm.ort").read_bytes() == b"my own conversion"
+    assert (copy_of / "samples" / "a.png").read_bytes() == b"x"
+    entries = manifest.read(copy_of)["files"]
+    manifest.write(copy_of, {n: e for n, e in entries.items() if n != OPERATORS_CONFIG}, producer="fmnist-edge")
+    (copy_of / OPERATORS_CONFIG).write_text("# hand-made\n")  # now a file the manifest does not list
+    refused(cli("to-ort", copy_of, "--data-dir", full_test_split), OPERATORS_CONFIG, "not listed")
+    assert (copy_of / OPERATORS_CONFIG).read_text() == "# hand-made\n"
+
+
+def test_a_missed_bound_leaves_the_folder_as_it_was(copy_of, full_test_split, monkeypatch):  # noqa: F811
+    import fmnist_edge.export.ort_format as ort_format
+
+    monkeypatch.setattr(ort_format, "FP32_MAX_ABS_DIFF", -1.0)  # every twin now misses its bound
+    before = {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()}
+    refused(cli("to-ort", copy_of, "--platform", "x86", "--data-dir", full_test_split), "validation bound")
+    assert {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()} == before
+    assert not list(copy_of.parent.glob(".staging-*"))
+
+
+def test_to_ort_on_the_current_folder(copy_of, full_test_split, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(copy_of)
+    result = cli("to-ort", ".", "--platform", "x86", "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    assert manifest.read(copy_of)["files"]["classifier.ort"]["platform"] == "x86"
+
+
+def test_a_decoder_twin_without_an_encoder_is_not_passed_unchecked(copy_of, full_test_split):  # noqa: F811
+    entries = manifest.read(copy_of)["files"]
+    for name in [n for n in entries if n.startswith("encoder.")]:
+        (copy_of / name).unlink()
+        del entries[name]
+    manifest.write(copy_of, {n: {k: v for k, v in e.items() if k not in ("size_bytes", "sha256")}
+                             for n, e in entries.items()}, producer="fmnist-edge")
+    refused(cli("to-ort", copy_of, "--platform", "x86", "--data-dir", full_test_split),
+            "decoder.ort: no encoder", "cannot be checked")
+
+
+def test_no_validate_with_a_data_dir_is_refused(copy_of, full_test_split):  # noqa: F811
+    refused(cli("to-ort", copy_of, "--no-validate", "--data-dir", full_test_split), "--data-dir", "--no-validate")
+
+
+def test_the_api_pairs_an_ort_encoder_with_the_decoder_of_the_same_form(with_ort):
+    from fmnist_edge.runtime import FashionAutoencoder
+
+    ae = FashionAutoencoder.load(with_ort / "encoder.int8.ort", threads=1)
+    assert ae.decoder.path.name == "decoder.int8.ort"
+    assert FashionAutoencoder.load(with_ort / "encoder.onnx").decoder.path.name == "decoder.onnx"
+    assert FashionAutoencoder.load(with_ort).decoder.path.name == "decoder.onnx"  # a folder: the .onnx files

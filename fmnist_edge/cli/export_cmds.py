@@ -40,6 +40,9 @@ def _print_files(out: Path, data: dict) -> None:
 def _to_ort(folder: Path, no_validate: bool, platform: str | None, data_dir) -> dict:
     from fmnist_edge.export.ort_format import DEFAULT_PLATFORM, convert_folder
 
+    if no_validate and data_dir is not None:
+        raise FmnistEdgeError("--data-dir names the test set that --no-validate skips; pass one of them")
+
     return convert_folder(folder, data_dir=data_dir, validate=not no_validate, platform=platform or DEFAULT_PLATFORM,
                           log=lambda msg: typer.echo(msg, err=True))
 
@@ -80,7 +83,7 @@ def register(app: typer.Typer) -> None:
                       calibration_size=calibration_size, data_dir=data_dir, validate=not no_validate,
                       log=lambda msg: typer.echo(msg, err=True))
         if ort_format:
-            data = _to_ort(out, no_validate, platform, data_dir)
+            data = _to_ort(out, no_validate, platform, None if no_validate else data_dir)  # export used it
         _print_files(out, data)
 
     @app.command("to-ort")

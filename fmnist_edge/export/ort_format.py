@@ -9,6 +9,7 @@ atomically, as export does. Torch-free: onnxruntime, numpy and the package's own
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -136,12 +137,15 @@ def validate_ort_entries(folder: Path, entries: dict, data_dir=None,
             continue
         inputs, truth = images, labels
         if entry["kind"] == "decoder":
-            encoder = MODELS["encoder"].int8_filename if ".int8." in name else MODELS["encoder"].filename
+            # latents from the encoder of the same precision, else the fp32 one, as `validate` does
+            wanted = [MODELS["encoder"].int8_filename] if ".int8." in name else []
+            encoder = next((e for e in wanted + [MODELS["encoder"].filename] if (folder / e).is_file()), None)
+            if encoder is None:
+                failures.append(f"{name}: no encoder in {folder} to give it latents, so it cannot be checked")
+                continue
             if encoder not in latents:
                 from fmnist_edge.runtime.session import OnnxModel
 
-                if not (folder / encoder).is_file():
-                    continue  # nothing to decode: the folder has no encoder of this precision
                 latents[encoder] = OnnxModel(folder / encoder, "encoder").run(images, batch_size=BATCH)
             inputs, truth = latents[encoder], None
         try:
@@ -157,40 +161,57 @@ def validate_ort_entries(folder: Path, entries: dict, data_dir=None,
 def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, platform: str = DEFAULT_PLATFORM,
                    log=print) -> dict:
     """Add an ORT-format twin of every ONNX model in an export folder, and the operators config;
-    validated, then installed in one swap. Returns the written manifest."""
+    validated, then installed in one swap. Returns the written manifest.
+
+    A twin already listed with the same source sha256, platform and onnxruntime version is kept
+    as it is: ONNX Runtime does not write the same bytes twice for one model, and an unchanged
+    twin should not show as changed. Files the manifest does not list are kept; one that is in
+    the way of a file to be written is refused, not overwritten."""
     import json
 
     from fmnist_edge.export.pipeline import install, make_staging
 
     check_platform(platform)
-    folder = Path(folder)
+    where = Path(folder)
+    folder = Path(os.path.abspath(where))  # `to-ort .` swaps the folder itself, by its name
     data = manifest.read(folder) if folder.is_dir() else None
     if data is None:
-        raise FmnistEdgeError(f"{folder}: no {MANIFEST_NAME}; convert a folder that `fmnist-edge export` wrote")
-    sources = {n: e for n, e in data["files"].items() if n.endswith(".onnx") and e.get("kind") in MODELS}
+        raise FmnistEdgeError(f"{where}: no {MANIFEST_NAME}; convert a folder that `fmnist-edge export` wrote")
+    listed = data["files"]
+    sources = {n: e for n, e in listed.items() if n.endswith(".onnx") and e.get("kind") in MODELS}
     if not sources:
-        raise FmnistEdgeError(f"{folder}: its manifest lists no ONNX models to convert")
+        raise FmnistEdgeError(f"{where}: its manifest lists no ONNX models to convert")
     for name in sources:
         manifest.verify(folder / name)  # an altered model is refused before anything is written
+    old_twins = {n for n, e in listed.items() if is_ort_entry(e)}
+    for name in [ort_name(n) for n in sources] + [OPERATORS_CONFIG]:
+        if (folder / name).exists() and name not in old_twins:
+            raise FmnistEdgeError(f"{where / name}: not listed in {MANIFEST_NAME} as an ORT-format file; "
+                                  "move it away first, so that to-ort does not overwrite it")
     test = _test_inputs(data_dir) if validate else None  # no data: said before any work
     staging = make_staging(folder)
     try:
-        entries = {n: e for n, e in data["files"].items() if not is_ort_entry(e)}
         for item in folder.iterdir():
-            is_old_ort = item.suffix == ORT_SUFFIX or item.name == OPERATORS_CONFIG
-            if item.name == MANIFEST_NAME or is_old_ort or item.name.startswith(".staging-"):
+            if item.name == MANIFEST_NAME or item.name in old_twins or item.name.startswith(".staging-"):
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+        entries = {n: e for n, e in listed.items() if n not in old_twins}
         converted = []
         for name, entry in sorted(sources.items()):
-            target = staging / ort_name(name)
-            log(f"converting {name} to {target.name}")
-            convert_model(staging / name, target, platform)
-            converted.append(target)
-            entries[target.name] = {"kind": entry["kind"], "precision": entry.get("precision", "fp32"),
-                                    "format": "ort", "platform": platform,
-                                    "optimisation": PLATFORMS[platform][0], "source": name,
-                                    "source_sha256": entry["sha256"], "onnxruntime": ort.__version__}
+            twin = ort_name(name)
+            made = {"kind": entry["kind"], "precision": entry.get("precision", "fp32"), "format": "ort",
+                    "platform": platform, "optimisation": PLATFORMS[platform][0], "source": name,
+                    "source_sha256": entry["sha256"], "onnxruntime": ort.__version__}
+            old = listed.get(twin, {})
+            if all(old.get(k) == v for k, v in made.items()) and _intact(folder / twin):
+                log(f"keeping {twin}: made from this {name} for {platform}")
+                shutil.copy2(folder / twin, staging / twin)
+                made.update({k: old[k] for k in ("validation",) if k in old})  # checked again below
+            else:
+                log(f"converting {name} to {twin}")
+                convert_model(staging / name, staging / twin, platform)
+            converted.append(staging / twin)
+            entries[twin] = made
         write_operators_config(converted, staging / OPERATORS_CONFIG)
         entries[OPERATORS_CONFIG] = {"kind": OPERATORS_KIND, "format": "ort",
                                      "models": [p.name for p in converted]}
@@ -208,7 +229,15 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
         return result
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise FmnistEdgeError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+        raise FmnistEdgeError(f"cannot write to {where}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _intact(path: Path) -> bool:
+    """The file is there and matches its manifest entry."""
+    try:
+        return manifest.verify(path) is not None
+    except ModelError:
+        return False

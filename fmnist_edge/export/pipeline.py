@@ -20,7 +20,7 @@ import numpy as np
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ORT_SUFFIX, ort_name
+from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ORT_SUFFIX, is_ort_entry, ort_name, write_operators_config
 from fmnist_edge.spec import MANIFEST_NAME, MODELS
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
@@ -115,22 +115,24 @@ def make_staging(out_dir: Path) -> Path:
 
 def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> dict:
     """Copy the target's other files (samples, models not re-exported) into staging. An int8
-    file whose fp32 model was just re-exported is left behind: it was made from the old one."""
+    file whose fp32 model was just re-exported is left behind: it was made from the old one; so
+    are the ORT-format twins of every model left behind or replaced, and the operators config
+    is written again for the twins that stay."""
     old_manifest = manifest.read(target) if target.is_dir() else None
     kept = {}
     if not target.is_dir():
         return kept
+    listed = old_manifest["files"] if old_manifest else {}
     stale = {spec.int8_filename for spec in MODELS.values() if spec.filename in replaced}
-    # ORT-format files made from a replaced model, and the operators list that counted them
-    stale |= {ort_name(name) for name in replaced | stale}
-    if any((target / name).exists() for name in stale if name.endswith(ORT_SUFFIX)):
-        stale.add(OPERATORS_CONFIG)
+    stale |= {ort_name(name) for name in replaced | stale if is_ort_entry(listed.get(ort_name(name), {}))}
+    config_listed = is_ort_entry(listed.get(OPERATORS_CONFIG, {}))
     for item in target.iterdir():
         if item.name in replaced or item.name == MANIFEST_NAME or item.name.startswith(STAGING_PREFIX):
             continue
+        if item.name == OPERATORS_CONFIG and config_listed:
+            continue  # written again below, for the twins that stay
         if item.name in stale:
-            again = "`fmnist-edge to-ort`" if item.name.endswith(ORT_SUFFIX) or item.name == OPERATORS_CONFIG \
-                else "--quantize"
+            again = "`fmnist-edge to-ort`" if item.name.endswith(ORT_SUFFIX) else "--quantize"
             log(f"dropping {item.name}: made from the {item.name.split('.')[0]} this export replaces "
                 f"({again} makes a new one)")
             continue
@@ -139,9 +141,17 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> d
             shutil.copytree(item, dest)
         else:
             shutil.copy2(item, dest)
-        if old_manifest and item.name in old_manifest["files"]:
-            kept[item.name] = {k: v for k, v in old_manifest["files"][item.name].items()
-                               if k not in ("size_bytes", "sha256")}
+        if item.name in listed:
+            kept[item.name] = {k: v for k, v in listed[item.name].items() if k not in ("size_bytes", "sha256")}
+    if config_listed:
+        twins = sorted(n for n, e in kept.items() if is_ort_entry(e) and n.endswith(ORT_SUFFIX))
+        if twins:
+            write_operators_config([staging / n for n in twins], staging / OPERATORS_CONFIG)
+            kept[OPERATORS_CONFIG] = {**listed[OPERATORS_CONFIG], "models": twins}
+            if twins != listed[OPERATORS_CONFIG].get("models"):
+                log(f"rewriting {OPERATORS_CONFIG} for the ORT-format files kept: {', '.join(twins)}")
+        else:
+            log(f"dropping {OPERATORS_CONFIG}: no ORT-format file is left")
     return kept
 
 
@@ -164,7 +174,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
 
     for ckpt in checkpoints:
         load_model(ckpt)  # refuse a missing, foreign or mismatched checkpoint before writing anything
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))  # `--out .` swaps the folder itself, by its name
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
         raise FmnistEdgeError(f"{out_dir}: exists and is not a folder; choose another --out")
     staging = make_staging(out_dir)

@@ -186,9 +186,14 @@ class FashionAutoencoder:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, threads: int | None = None,
              with_decoder: bool = True) -> "FashionAutoencoder":
-        """Load from a folder (default: exported/) or an encoder .onnx file with its decoder beside it."""
+        """Load from a folder (default: exported/) or an encoder file with its decoder beside it: the
+        decoder of the same form (encoder.int8.ort -> decoder.int8.ort) when the folder has it."""
         enc = OnnxModel(model_file(path, "encoder"), "encoder", threads)
-        dec = OnnxModel(model_file(enc.path.parent, "decoder"), "decoder", threads) if with_decoder else None
+        if not with_decoder:
+            return cls(enc, None)
+        twin = enc.path.with_name("decoder" + enc.path.name.removeprefix("encoder"))
+        use_twin = enc.path.name.startswith("encoder.") and twin.is_file()
+        dec = OnnxModel(twin if use_twin else model_file(enc.path.parent, "decoder"), "decoder", threads)
         return cls(enc, dec)
 
     @property

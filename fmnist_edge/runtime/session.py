@@ -155,7 +155,8 @@ class OnnxModel:
         self.manifest_entry = manifest.verify(self.path)  # before anything runs
         options = session_options(threads, optimisation)
         self.session = self._open(options)
-        if self.session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION) == "weights":
+        if (self.session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION) == "weights"
+                and self.path.suffix != ".ort"):  # an ORT-format file is not optimised at load
             # int8 weights, fp32 compute: let constant folding turn DequantizeLinear(weights) into
             # fp32 weights once at load, instead of dequantizing on every call (2x slower).
             options.add_session_config_entry("session.disable_quant_qdq", "1")
