@@ -54,6 +54,19 @@ class ModelSpec:
     def int8_filename(self) -> str:
         return f"{self.kind}.int8.onnx"
 
+    def file_names(self, int8: bool = False) -> tuple[str, str]:
+        """The names a folder may hold this model under, in order of preference: the ONNX file,
+        then its ORT-format twin (`fmnist-edge to-ort`), which a device's minimal build reads."""
+        onnx_name = self.int8_filename if int8 else self.filename
+        return onnx_name, ort_name(onnx_name)
+
+
+def ort_name(onnx_name: str) -> str:
+    """classifier.int8.onnx -> classifier.int8.ort"""
+    return onnx_name.removesuffix(".onnx") + ORT_SUFFIX
+
+
+ORT_SUFFIX = ".ort"
 
 IMAGE = TensorSpec("image", ("batch", 1, IMAGE_SIZE, IMAGE_SIZE), 0.0, 1.0)
 LATENT = TensorSpec("latent", ("batch", "n"))

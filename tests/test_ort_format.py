@@ -223,3 +223,24 @@ def test_the_api_pairs_an_ort_encoder_with_the_decoder_of_the_same_form(with_ort
     assert ae.decoder.path.name == "decoder.int8.ort"
     assert FashionAutoencoder.load(with_ort / "encoder.onnx").decoder.path.name == "decoder.onnx"
     assert FashionAutoencoder.load(with_ort).decoder.path.name == "decoder.onnx"  # a folder: the .onnx files
+
+
+def test_a_folder_of_ort_twins_alone_serves_the_runtime(with_ort, tmp_path, monkeypatch):
+    """What a device gets: the .ort files and the manifest, no .onnx file."""
+    device = tmp_path / "device"
+    device.mkdir()
+    for item in with_ort.iterdir():
+        if item.suffix != ".onnx":
+            shutil.copy2(item, device / item.name)
+    shirt = Path(__file__).resolve().parents[1] / "exported" / "samples" / "shirt.png"
+    result = cli("classify", shirt, "--model", device, "--json")
+    assert result.exit_code == 0, result.output
+    int8 = cli("classify", shirt, "--model", device, "--int8", "--json")
+    assert int8.exit_code == 0, int8.output
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(device))
+    from fmnist_edge.runtime import FashionAutoencoder, FashionClassifier
+
+    assert FashionClassifier.load().path == device / "classifier.ort"
+    ae = FashionAutoencoder.load()
+    assert (ae.encoder.path.name, ae.decoder.path.name) == ("encoder.ort", "decoder.ort")
+    assert FashionClassifier.load(with_ort).path == with_ort / "classifier.onnx"  # .onnx first when both

@@ -145,7 +145,7 @@ def test_default_folder_from_env(monkeypatch):
     assert models_dir() == FIXTURES
     assert FashionClassifier.load().path == FIXTURES / "classifier.onnx"
     monkeypatch.setenv("FMNIST_EDGE_MODELS", str(FIXTURES / "nowhere"))
-    with pytest.raises(ModelError, match="no exported classifier.onnx found"):
+    with pytest.raises(ModelError, match="no exported classifier.onnx or classifier.ort found"):
         FashionClassifier.load()
 
 

@@ -18,9 +18,8 @@ import onnxruntime as ort
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError, ModelError, ValidationFailed
-from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS
+from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS, ort_name
 
-ORT_SUFFIX = ".ort"
 OPERATORS_CONFIG = "required_operators.config"
 OPERATORS_KIND = "ort-operators"  # the manifest's kind for OPERATORS_CONFIG
 # What each target platform gets baked into its files. "portable": constant folding and the
@@ -32,11 +31,6 @@ PLATFORMS = {"portable": ("extended", ort.GraphOptimizationLevel.ORT_ENABLE_EXTE
              "x86": ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)}
 DEFAULT_PLATFORM = "portable"
 BATCH = 1000
-
-
-def ort_name(onnx_name: str) -> str:
-    """classifier.int8.onnx -> classifier.int8.ort"""
-    return onnx_name.removesuffix(".onnx") + ORT_SUFFIX
 
 
 def is_ort_entry(entry: dict) -> bool:

@@ -20,8 +20,8 @@ import numpy as np
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ORT_SUFFIX, is_ort_entry, ort_name, write_operators_config
-from fmnist_edge.spec import MANIFEST_NAME, MODELS
+from fmnist_edge.export.ort_format import OPERATORS_CONFIG, is_ort_entry, write_operators_config
+from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, ort_name
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
 STAGING_PREFIX = ".staging-"

@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import ModelError, with_article as _a
-from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ModelSpec, TensorSpec
+from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ORT_SUFFIX, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
 PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "exported"  # the repository's exported/
@@ -38,36 +38,37 @@ def candidate_dirs() -> list[Path]:
     return [PACKAGE_MODELS, Path.cwd() / "exported"]
 
 
-def models_dir(path: str | os.PathLike | None = None, need: str = "classifier.onnx") -> Path:
-    """The folder to load from: `path` when given, else the first candidate holding `need`."""
+def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...] = "classifier.onnx") -> Path:
+    """The folder to load from: `path` when given, else the first candidate holding one of `need`."""
     if path is not None:
         path = Path(path)
         if not path.is_dir():
             raise ModelError(f"{path}: no such model folder")
         return path
+    names = (need,) if isinstance(need, str) else need
     for folder in candidate_dirs():
-        if (folder / need).is_file():
+        if any((folder / name).is_file() for name in names):
             return folder
     looked = ", ".join(str(d) for d in dict.fromkeys(candidate_dirs()))
-    raise ModelError(f"no exported {need} found (looked in {looked}); run `fmnist-edge export`, "
+    raise ModelError(f"no exported {' or '.join(names)} found (looked in {looked}); run `fmnist-edge export`, "
                      f"pass --model, or set {ENV_MODELS}")
 
 
 def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
     """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
-    if path is not None and (Path(path).suffix == ".onnx" or Path(path).is_file()):
+    if path is not None and (Path(path).suffix in (".onnx", ORT_SUFFIX) or Path(path).is_file()):
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
         if int8 and ".int8." not in Path(path).name:  # the file would win silently over the flag
             raise ModelError(f"{path}: int8 picks {MODELS[kind].int8_filename} in a model folder; "
                              "with a file, name the int8 file itself")
         return Path(path)  # any file the user names is tried, and refused if it is not our model
-    spec = MODELS[kind]
-    name = spec.int8_filename if int8 else spec.filename
-    file = models_dir(path, need=name) / name
-    if not file.is_file():
-        raise ModelError(f"{file}: no such model file" + (" (export with --quantize for int8)" if int8 else ""))
-    return file
+    names = MODELS[kind].file_names(int8)
+    folder = models_dir(path, need=names)
+    for name in names:  # the .onnx file, else its ORT-format twin (a device's folder may hold only those)
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelError(f"{folder / names[0]}: no such model file" + (" (export with --quantize for int8)" if int8 else ""))
 
 
 def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
@@ -156,7 +157,7 @@ class OnnxModel:
         options = session_options(threads, optimisation)
         self.session = self._open(options)
         if (self.session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION) == "weights"
-                and self.path.suffix != ".ort"):  # an ORT-format file is not optimised at load
+                and self.path.suffix != ORT_SUFFIX):  # an ORT-format file is not optimised at load
             # int8 weights, fp32 compute: let constant folding turn DequantizeLinear(weights) into
             # fp32 weights once at load, instead of dequantizing on every call (2x slower).
             options.add_session_config_entry("session.disable_quant_qdq", "1")
