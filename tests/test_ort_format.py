@@ -222,6 +222,7 @@ def test_the_api_pairs_an_ort_encoder_with_the_decoder_of_the_same_form(with_ort
     ae = FashionAutoencoder.load(with_ort / "encoder.int8.ort", threads=1)
     assert ae.decoder.path.name == "decoder.int8.ort"
     assert FashionAutoencoder.load(with_ort / "encoder.onnx").decoder.path.name == "decoder.onnx"
+    assert FashionAutoencoder.load(with_ort / "encoder.int8.onnx").decoder.path.name == "decoder.int8.onnx"
     assert FashionAutoencoder.load(with_ort).decoder.path.name == "decoder.onnx"  # a folder: the .onnx files
 
 
@@ -241,6 +242,55 @@ def test_a_folder_of_ort_twins_alone_serves_the_runtime(with_ort, tmp_path, monk
     from fmnist_edge.runtime import FashionAutoencoder, FashionClassifier
 
     assert FashionClassifier.load().path == device / "classifier.ort"
+    assert FashionClassifier.load(int8=True).path == device / "classifier.int8.ort"
     ae = FashionAutoencoder.load()
     assert (ae.encoder.path.name, ae.decoder.path.name) == ("encoder.ort", "decoder.ort")
     assert FashionClassifier.load(with_ort).path == with_ort / "classifier.onnx"  # .onnx first when both
+
+
+def test_export_ort_format_refuses_a_file_in_the_way_and_leaves_the_folder(copy_of, tiny_classifier,  # noqa: F811
+                                                                             full_test_split):
+    entries = manifest.read(copy_of)["files"]
+    del entries["classifier.ort"]  # the file stays: now somebody's own, not listed
+    manifest.write(copy_of, {n: {k: v for k, v in e.items() if k not in ("size_bytes", "sha256")}
+                             for n, e in entries.items()}, producer="fmnist-edge")
+    before = {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()}
+    result = cli("export", tiny_classifier, "--out", copy_of, "--ort-format", "--data-dir", full_test_split)
+    refused(result, "classifier.ort", "not listed")
+    assert {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()} == before
+
+
+def test_export_ort_format_converts_in_the_same_swap(copy_of, tiny_classifier, full_test_split):  # noqa: F811
+    result = cli("export", tiny_classifier, "--out", copy_of, "--ort-format", "--platform", "x86",
+                 "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    files = manifest.read(copy_of)["files"]
+    assert files["classifier.ort"]["platform"] == "x86" and files["encoder.ort"]["platform"] == "x86"
+    assert files["classifier.ort"]["source_sha256"] == files["classifier.onnx"]["sha256"]
+    assert "classifier.int8.ort" not in files  # its int8 source was left behind by the re-export
+    assert files["classifier.ort"]["validation"]["max_abs_diff_vs_onnx"] <= 1e-4
+    for name in files:
+        assert manifest.verify(copy_of / name) == files[name]
+
+
+def test_an_altered_twin_is_converted_again_and_figures_stay_without_validation(copy_of):
+    data = bytearray((copy_of / "encoder.ort").read_bytes())
+    data[-1] ^= 1
+    (copy_of / "encoder.ort").write_bytes(bytes(data))
+    before = manifest.read(copy_of)["files"]
+    result = cli("to-ort", copy_of, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert "converting encoder.onnx to encoder.ort" in result.stderr
+    assert "keeping classifier.ort" in result.stderr
+    after = manifest.read(copy_of)["files"]
+    assert manifest.verify(copy_of / "encoder.ort") == after["encoder.ort"]
+    assert after["classifier.ort"]["validation"] == before["classifier.ort"]["validation"]  # same bytes, same source
+    assert "validation" not in after["encoder.ort"]  # new bytes, not checked
+
+
+def test_a_model_folder_may_be_named_like_a_file(with_ort, tmp_path):
+    folder = tmp_path / "device.ort"
+    shutil.copytree(with_ort, folder)
+    from fmnist_edge.runtime import FashionClassifier
+
+    assert FashionClassifier.load(folder).path == folder / "classifier.onnx"

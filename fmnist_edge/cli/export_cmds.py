@@ -70,20 +70,17 @@ def register(app: typer.Typer) -> None:
     ):
         """Export encoder, decoder and classifier to ONNX (optionally int8), validated, written atomically."""
         _require_train_extra()
-        from fmnist_edge.export.ort_format import DEFAULT_PLATFORM, check_platform
+        from fmnist_edge.export.ort_format import DEFAULT_PLATFORM
 
         if platform is not None and not ort_format:
             raise FmnistEdgeError("--platform chooses how --ort-format files are optimised; add --ort-format")
-        platform = platform or DEFAULT_PLATFORM
-        check_platform(platform)  # now, not after the export
         from fmnist_edge.export.pipeline import default_checkpoints, export
 
         ckpts = list(checkpoints) if checkpoints else default_checkpoints()
         data = export(ckpts, out, quantize=quantize, method=quantize_method, calibration=calibration,
                       calibration_size=calibration_size, data_dir=data_dir, validate=not no_validate,
+                      ort_platform=(platform or DEFAULT_PLATFORM) if ort_format else None,
                       log=lambda msg: typer.echo(msg, err=True))
-        if ort_format:
-            data = _to_ort(out, no_validate, platform, None if no_validate else data_dir)  # export used it
         _print_files(out, data)
 
     @app.command("to-ort")

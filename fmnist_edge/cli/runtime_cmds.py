@@ -21,9 +21,11 @@ Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glo
                                                   "picture from standard input.",
                                              metavar="IMG", show_default=False)]
 Model = Annotated[Optional[Path], typer.Option(
-    "--model", "-m", help="A .onnx file or a model folder (default: $FMNIST_EDGE_MODELS, else exported/).",
+    "--model", "-m", help="A .onnx or .ort file, or a model folder (default: $FMNIST_EDGE_MODELS, else "
+    "exported/).",
     show_default=False)]
-Int8 = Annotated[bool, typer.Option("--int8", help="Use the int8 classifier (classifier.int8.onnx).")]
+Int8 = Annotated[bool, typer.Option("--int8", help="Use the int8 classifier (classifier.int8.onnx, or its .ort "
+                                                   "twin in a folder without it).")]
 Tta = Annotated[bool, typer.Option("--tta", help="Average each picture's probabilities with its mirror "
                                    "image's: more accurate, twice the compute.")]
 TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, max=10, help="How many classes to show per file.")]

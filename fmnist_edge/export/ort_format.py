@@ -18,6 +18,7 @@ import onnxruntime as ort
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError, ModelError, ValidationFailed
+from fmnist_edge.fileio import sha256_file
 from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS, ort_name
 
 OPERATORS_CONFIG = "required_operators.config"
@@ -152,15 +153,70 @@ def validate_ort_entries(folder: Path, entries: dict, data_dir=None,
     return report, failures
 
 
+def model_sources(entries: dict) -> dict:
+    """The ONNX models a manifest's entries list: the files that get twins."""
+    return {n: e for n, e in entries.items() if n.endswith(".onnx") and e.get("kind") in MODELS}
+
+
+def refuse_clashes(folder: Path, entries: dict, shown: Path | None = None) -> None:
+    """Refuse when a file the manifest does not list as ORT format has a name a twin (or the
+    operators config) would be written under: it is somebody's, and is not overwritten."""
+    for name in [ort_name(n) for n in model_sources(entries)] + [OPERATORS_CONFIG]:
+        if (folder / name).exists() and not is_ort_entry(entries.get(name, {})):
+            raise FmnistEdgeError(f"{(shown or folder) / name}: not listed in {MANIFEST_NAME} as an ORT-format "
+                                  "file; move it away first, so that it is not overwritten")
+
+
+def add_twins(staging: Path, entries: dict, platform: str, log=print,
+              previous: tuple[Path, dict] | None = None) -> None:
+    """Write into `staging` the ORT-format twin of every ONNX model `entries` lists, and the
+    operators config, and list them in `entries` (twins listed before are replaced).
+
+    With `previous` (the folder being converted and its manifest's entries), a twin listed there
+    with the same source sha256, platform and onnxruntime version is kept as it is: ONNX Runtime
+    does not write the same bytes twice for one model, and an unchanged twin should not show as
+    changed."""
+    for name in [n for n, e in entries.items() if is_ort_entry(e)]:
+        del entries[name]
+        (staging / name).unlink(missing_ok=True)
+    converted = []
+    for name, entry in sorted(model_sources(entries).items()):
+        twin = ort_name(name)
+        made = {"kind": entry["kind"], "precision": entry.get("precision", "fp32"), "format": "ort",
+                "platform": platform, "optimisation": PLATFORMS[platform][0], "source": name,
+                "source_sha256": entry.get("sha256") or sha256_file(staging / name),
+                "onnxruntime": ort.__version__}
+        folder, listed = previous if previous else (None, {})
+        old = listed.get(twin, {})
+        if folder is not None and all(old.get(k) == v for k, v in made.items()) and _intact(folder / twin):
+            log(f"keeping {twin}: made from this {name} for {platform}")
+            shutil.copy2(folder / twin, staging / twin)
+            # the same bytes from the same source: its figures hold (and are measured again when validated)
+            made.update({k: old[k] for k in ("validation",) if k in old})
+        else:
+            log(f"converting {name} to {twin}")
+            convert_model(staging / name, staging / twin, platform)
+        converted.append(staging / twin)
+        entries[twin] = made
+    write_operators_config(converted, staging / OPERATORS_CONFIG)
+    entries[OPERATORS_CONFIG] = {"kind": OPERATORS_KIND, "format": "ort", "models": [p.name for p in converted]}
+
+
+def validate_twins(staging: Path, entries: dict, test, log=print) -> None:
+    """Check every twin against its source on `test`; their figures go into `entries`."""
+    log("validating the ORT-format models against their ONNX files on the test set")
+    report, failures = validate_ort_entries(staging, entries, test=test)
+    if failures:
+        raise ValidationFailed(f"{len(failures)} validation bound(s) missed: " + "; ".join(failures))
+    for name, figures in report.items():
+        entries[name]["validation"] = figures
+
+
 def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, platform: str = DEFAULT_PLATFORM,
                    log=print) -> dict:
     """Add an ORT-format twin of every ONNX model in an export folder, and the operators config;
-    validated, then installed in one swap. Returns the written manifest.
-
-    A twin already listed with the same source sha256, platform and onnxruntime version is kept
-    as it is: ONNX Runtime does not write the same bytes twice for one model, and an unchanged
-    twin should not show as changed. Files the manifest does not list are kept; one that is in
-    the way of a file to be written is refused, not overwritten."""
+    validated, then installed in one swap. Returns the written manifest. Files the manifest does
+    not list are kept; one in the way of a file to be written is refused (`refuse_clashes`)."""
     import json
 
     from fmnist_edge.export.pipeline import install, make_staging
@@ -172,50 +228,29 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
     if data is None:
         raise FmnistEdgeError(f"{where}: no {MANIFEST_NAME}; convert a folder that `fmnist-edge export` wrote")
     listed = data["files"]
-    sources = {n: e for n, e in listed.items() if n.endswith(".onnx") and e.get("kind") in MODELS}
+    sources = model_sources(listed)
     if not sources:
         raise FmnistEdgeError(f"{where}: its manifest lists no ONNX models to convert")
     for name in sources:
         manifest.verify(folder / name)  # an altered model is refused before anything is written
-    old_twins = {n for n, e in listed.items() if is_ort_entry(e)}
-    for name in [ort_name(n) for n in sources] + [OPERATORS_CONFIG]:
-        if (folder / name).exists() and name not in old_twins:
-            raise FmnistEdgeError(f"{where / name}: not listed in {MANIFEST_NAME} as an ORT-format file; "
-                                  "move it away first, so that to-ort does not overwrite it")
+    refuse_clashes(folder, listed, shown=where)
     test = _test_inputs(data_dir) if validate else None  # no data: said before any work
+    old_twins = {n for n, e in listed.items() if is_ort_entry(e)}
     staging = make_staging(folder)
     try:
         for item in folder.iterdir():
-            if item.name == MANIFEST_NAME or item.name in old_twins or item.name.startswith(".staging-"):
+            if item.name == MANIFEST_NAME or item.name.startswith(".staging-"):
+                continue
+            if item.name in old_twins:
+                source = listed[item.name].get("source")
+                if item.name != OPERATORS_CONFIG and source not in sources:
+                    log(f"dropping {item.name}: its source {source} is no longer in {MANIFEST_NAME}")
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
         entries = {n: e for n, e in listed.items() if n not in old_twins}
-        converted = []
-        for name, entry in sorted(sources.items()):
-            twin = ort_name(name)
-            made = {"kind": entry["kind"], "precision": entry.get("precision", "fp32"), "format": "ort",
-                    "platform": platform, "optimisation": PLATFORMS[platform][0], "source": name,
-                    "source_sha256": entry["sha256"], "onnxruntime": ort.__version__}
-            old = listed.get(twin, {})
-            if all(old.get(k) == v for k, v in made.items()) and _intact(folder / twin):
-                log(f"keeping {twin}: made from this {name} for {platform}")
-                shutil.copy2(folder / twin, staging / twin)
-                made.update({k: old[k] for k in ("validation",) if k in old})  # checked again below
-            else:
-                log(f"converting {name} to {twin}")
-                convert_model(staging / name, staging / twin, platform)
-            converted.append(staging / twin)
-            entries[twin] = made
-        write_operators_config(converted, staging / OPERATORS_CONFIG)
-        entries[OPERATORS_CONFIG] = {"kind": OPERATORS_KIND, "format": "ort",
-                                     "models": [p.name for p in converted]}
+        add_twins(staging, entries, platform, log, previous=(folder, listed))
         if validate:
-            log("validating the ORT-format models against their ONNX files on the test set")
-            report, failures = validate_ort_entries(staging, entries, test=test)
-            if failures:
-                raise ValidationFailed(f"{len(failures)} validation bound(s) missed: " + "; ".join(failures))
-            for name, figures in report.items():
-                entries[name]["validation"] = figures
+            validate_twins(staging, entries, test, log)
         info = {k: v for k, v in data.items() if k not in ("files", "format")}
         written = manifest.write(staging, entries, **info)
         result = json.loads(written.read_text())

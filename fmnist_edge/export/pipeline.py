@@ -20,7 +20,8 @@ import numpy as np
 
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.export.ort_format import OPERATORS_CONFIG, is_ort_entry, write_operators_config
+from fmnist_edge.export.ort_format import (OPERATORS_CONFIG, add_twins, check_platform, is_ort_entry,
+                                          refuse_clashes, write_operators_config)
 from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, ort_name
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
@@ -157,14 +158,17 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> d
 
 def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, method: str | None = None,
            calibration: Path | None = None, calibration_size: int = 2000, data_dir=None,
-           validate: bool = True, log=print) -> dict:
-    """Export, quantize, validate and install; returns the written manifest."""
+           validate: bool = True, ort_platform: str | None = None, log=print) -> dict:
+    """Export, quantize, validate and install; returns the written manifest. With `ort_platform`,
+    every model also gets its ORT-format twin (ort_format.add_twins), in the same swap."""
     from fmnist_edge.export.onnx_export import export_checkpoint
     from fmnist_edge.export.quantize import DEFAULT_METHOD, QuantizeConfig, quantize_model
     from fmnist_edge.runtime.session import OnnxModel
 
     qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size)
     qcfg.check()
+    if ort_platform is not None:
+        check_platform(ort_platform)
     quantize = quantize or method is not None
     if calibration is not None and not (quantize and qcfg.needs_calibration):
         # Said, not ignored: a user who names a calibration set expects it to be used.
@@ -198,6 +202,9 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 details = quantize_model(staging / name, staging / spec.int8_filename, qcfg, model_calib)
                 entries[spec.int8_filename] = {**entry, **details}
         entries = {**_carry_over(out_dir, staging, set(entries), log), **entries}
+        if ort_platform is not None:
+            refuse_clashes(staging, entries, shown=out_dir)  # a file carried over but not ours
+            add_twins(staging, entries, ort_platform, log)
         if validate:
             from fmnist_edge.export.validate import validate_folder
 

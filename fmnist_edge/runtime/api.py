@@ -22,7 +22,7 @@ from PIL import Image
 from fmnist_edge.errors import ImageError
 from fmnist_edge.runtime import preprocess
 from fmnist_edge.runtime.session import OnnxModel, model_file
-from fmnist_edge.spec import CLASS_NAMES, IMAGE_SIZE
+from fmnist_edge.spec import CLASS_NAMES, IMAGE_SIZE, MODELS
 
 DEFAULT_BATCH = 64  # images per ONNX call: the fastest per image here (benchmarks/runtime: 1.4x batch 1024)
 
@@ -187,13 +187,17 @@ class FashionAutoencoder:
     def load(cls, path: str | os.PathLike | None = None, threads: int | None = None,
              with_decoder: bool = True) -> "FashionAutoencoder":
         """Load from a folder (default: exported/) or an encoder file with its decoder beside it: the
-        decoder of the same form (encoder.int8.ort -> decoder.int8.ort) when the folder has it."""
+        decoder of the same form when the folder has it (encoder.int8.ort -> decoder.int8.ort),
+        else of the same precision (decoder.int8.onnx), else the folder's fp32 decoder."""
         enc = OnnxModel(model_file(path, "encoder"), "encoder", threads)
         if not with_decoder:
             return cls(enc, None)
-        twin = enc.path.with_name("decoder" + enc.path.name.removeprefix("encoder"))
-        use_twin = enc.path.name.startswith("encoder.") and twin.is_file()
-        dec = OnnxModel(twin if use_twin else model_file(enc.path.parent, "decoder"), "decoder", threads)
+        name, folder = enc.path.name, enc.path.parent
+        candidates = [folder / ("decoder" + name.removeprefix("encoder"))] if name.startswith("encoder.") else []
+        if ".int8." in name:
+            candidates += [folder / n for n in MODELS["decoder"].file_names(int8=True)]
+        found = next((c for c in candidates if c.is_file()), None)
+        dec = OnnxModel(found or model_file(folder, "decoder"), "decoder", threads)
         return cls(enc, dec)
 
     @property

@@ -56,7 +56,8 @@ def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...
 
 def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
     """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
-    if path is not None and (Path(path).suffix in (".onnx", ORT_SUFFIX) or Path(path).is_file()):
+    named_file = path is not None and not Path(path).is_dir()  # a folder may be called anything, x.ort too
+    if named_file and (Path(path).suffix in (".onnx", ORT_SUFFIX) or Path(path).is_file()):
         if not Path(path).is_file():
             raise ModelError(f"{path}: no such model file")
         if int8 and ".int8." not in Path(path).name:  # the file would win silently over the flag
