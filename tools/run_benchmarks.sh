@@ -2,7 +2,7 @@
 # Re-run every benchmark of the shipped models (exported/), one after the other, into benchmarks/.
 # Usage: bash tools/run_benchmarks.sh [--quick]
 # Run it on an otherwise idle machine: every figure is a ratio within one run, but two benchmarks
-# (or a test run) sharing the two cores spoil both. About 11 minutes; --quick (under 2 minutes)
+# (or a test run) sharing the two cores spoil both. About 12 minutes; --quick (under 2 minutes)
 # writes into /tmp/fmnist-edge-benchmarks instead, to check that every command still works.
 # The training benchmarks (bench_train_epoch, bench_jobs, bench_dead_units) and the reproduction
 # are not here: they train, for 10 minutes to hours; their commands are in the README.
@@ -28,14 +28,15 @@ step "$CLI" bench --batch-sizes 1024 --threads 1,2 --chunk 64 --seconds "$second
 step "$PY" benchmarks/bench_call_overhead.py --model exported/classifier.onnx --rounds "$rounds" --out "$out/call_overhead"
 step "$PY" benchmarks/bench_graph_nodes.py --model exported/classifier.onnx --rounds "$rounds" --out "$out/graph_nodes"
 step "$PY" benchmarks/bench_startup.py --reps "$reps" --out "$out/runtime"
-crop=() quant=() pool=() spread=()
+crop=() quant=() pool=() spread=() ortf=()
 [ ${#quick[@]} -gt 0 ] && crop=(--rounds 2 --seconds 0.05) quant=(--rounds 50 --repeats 1) pool=(--images 200 --passes 2) \
-    spread=(--runs 2 --pause 0 --seconds 0.05)
+    spread=(--runs 2 --pause 0 --seconds 0.05) ortf=(--rounds 1 --seconds 0.05 --loads 2)
 step "$PY" benchmarks/bench_ratio_spread.py --model exported/classifier.onnx "${spread[@]}" --out "$out/ratio_spread"
 step "$PY" benchmarks/bench_input_crop.py --model exported/classifier.onnx "${crop[@]}" --out "$out/input_crop"
 step "$PY" benchmarks/bench_input_crop.py --model exported/classifier.onnx --threads 2 "${crop[@]}" \
     --out "$out/input_crop/2-threads"
 step "$PY" benchmarks/bench_quantization.py --model exported/classifier.onnx "${quant[@]}" --out "$out/quantization"
+step "$PY" benchmarks/bench_ort_format.py --models exported "${ortf[@]}" --out "$out/ort_format"
 step "$PY" benchmarks/bench_photo_like.py --models exported "${quick[@]}" --out "$out/photo_like"
 step "$PY" benchmarks/bench_dropout_pooling.py --models exported "${pool[@]}" --out "$out/dropout_pooling"
 echo "benchmarks written under $out/" >&2
