@@ -1,4 +1,4 @@
-"""`fmnist-edge classify | encode | reconstruct | bench` through typer's CliRunner, on the fixture."""
+"""`fmnist-edge classify | encode | reconstruct | models | bench` through typer's CliRunner, on the fixture."""
 
 from __future__ import annotations
 
@@ -75,6 +75,51 @@ def test_no_models_anywhere(run, monkeypatch, tmp_path):
     monkeypatch.setenv("FMNIST_EDGE_MODELS", str(tmp_path))
     result = run("classify", SAMPLES / "shirt.png", "--int8")
     assert result.exit_code == 1 and "classifier.int8.onnx" in result.stderr
+
+
+def test_models_lists_and_checks_every_model_of_a_folder(run):
+    result = run("models", FIXTURES, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert (found["folder"], found["origin"], found["manifest"]) == (str(FIXTURES), "given", True)
+    rows = {m["file"]: m for m in found["models"]}
+    assert set(rows) == {"encoder.onnx", "decoder.onnx", "classifier.onnx", "classifier.int8.onnx"}
+    assert rows["classifier.int8.onnx"]["loaded_as"] == "int8" and rows["classifier.onnx"]["loaded_as"] == "default"
+    assert all(m["status"] == "ok" for m in found["models"])
+
+    result = run("models", FIXTURES)  # the table
+    assert result.exit_code == 0 and f"models: {FIXTURES} (given)" in result.stdout
+    assert result.stdout.count(" ok\n") == 4
+
+
+def test_models_without_a_folder_is_the_repositorys_exported_folder(run, monkeypatch):
+    monkeypatch.delenv("FMNIST_EDGE_MODELS", raising=False)
+    result = run("models", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert (found["folder"], found["origin"]) == (str(SAMPLES.parent), "the repository's exported/")
+    assert found["samples"] == str(SAMPLES) and len(found["models"]) == 12
+
+
+def test_models_names_the_lookup_and_refuses_an_altered_file(run, monkeypatch, tmp_path):
+    for name in ("manifest.json", "classifier.onnx", "encoder.onnx"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    (tmp_path / "classifier.ort").write_bytes(b"not a model")  # a twin the manifest does not list
+    data = bytearray((tmp_path / "encoder.onnx").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "encoder.onnx").write_bytes(bytes(data))
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(tmp_path))
+    result = run("models", "--json")
+    assert result.exit_code == 1
+    found = json.loads(result.stdout)
+    assert found["origin"] == "$FMNIST_EDGE_MODELS" and found["samples"] is None
+    rows = {m["file"]: m for m in found["models"]}
+    assert rows["classifier.onnx"]["status"] == "ok"
+    assert rows["classifier.ort"]["loaded_as"] == "classifier.onnx is preferred"
+    assert "not listed" in rows["classifier.ort"]["status"]
+    assert "differs from its manifest" in rows["encoder.onnx"]["status"]
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith(f"fmnist-edge: error: {tmp_path}") for e in errors)
 
 
 def test_encode(run, tmp_path):

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-RUNTIME_COMMANDS = frozenset({"classify", "encode", "reconstruct", "bench"})
+RUNTIME_COMMANDS = frozenset({"classify", "encode", "reconstruct", "models", "bench"})
 # Registration order is the order of `fmnist-edge --help`.
 COMMAND_MODULES = ("train_cmds", "reproduce_cmds", "export_cmds", "runtime_cmds")
 

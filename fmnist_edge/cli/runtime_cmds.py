@@ -1,4 +1,4 @@
-"""`fmnist-edge classify | encode | reconstruct | bench`: thin wrappers over fmnist_edge.runtime.
+"""`fmnist-edge classify | encode | reconstruct | models | bench`: thin wrappers over fmnist_edge.runtime.
 
 Only typer is imported up front: the runtime (numpy, onnxruntime, Pillow) is imported inside
 each command and Rich only when a table is printed, so `classify one.png` starts fast.
@@ -62,27 +62,31 @@ def _error_line(file: str, exc: Exception) -> str:
 
 
 def _print_table(rows: list, top_k: int) -> None:
-    """A Rich table on a terminal; the same columns as plain aligned text into a pipe or a file,
-    where Rich's import and layout (about 60 ms) would be most of a one-picture call's overhead."""
+    """classify's table: file, label, probability and the next top-k."""
     header = ["file", "label", "probability"] + ([f"next {top_k - 1}"] if top_k > 1 else [])
     body = [[file, pred.label, f"{pred.probability:.3f}"]
             + ([", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k[1:])] if top_k > 1 else [])
             for file, pred in rows]
+    _print_grid(header, body, right={2})
+
+
+def _print_grid(header: list[str], body: list[list[str]], right: set[int]) -> None:
+    """A Rich table on a terminal; the same columns as plain aligned text into a pipe or a file,
+    where Rich's import and layout (about 60 ms) would be most of a one-picture call's overhead."""
     if not sys.stdout.isatty():
         widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
         for r in [header] + body:
-            cells = [c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+            cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
             sys.stdout.write("  ".join(cells).rstrip() + "\n")
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    table.add_column("file", overflow="fold")
-    table.add_column("label", no_wrap=True)
-    table.add_column("probability", justify="right", no_wrap=True)
-    if top_k > 1:
-        table.add_column(header[3])
+    last = len(header) - 1
+    for i, name in enumerate(header):  # the first column (a path) folds; the last may wrap
+        table.add_column(name, justify="right" if i in right else "left", overflow="fold" if i == 0 else "ellipsis",
+                         no_wrap=0 < i < last)
     for cells in body:
         table.add_row(*cells)
     Console(highlight=False).print(table)
@@ -197,6 +201,32 @@ def register(app: typer.Typer) -> None:
         write_with(out, lambda tmp: picture.save(tmp, format=fmt))
         mse = float(np.mean((inputs - recon) ** 2))
         typer.echo(f"{out}: input (left) and reconstruction (right), MSE {mse:.5f}")
+
+    @app.command("models")
+    @command
+    def models_cmd(folder: Annotated[Optional[Path], typer.Argument(
+                       help="A model folder (default: the one the runtime would use).", show_default=False)] = None,
+                   json_out: JsonFlag = False):
+        """Show which model folder the runtime uses and why, and check every model in it as classify would."""
+        import json
+
+        from fmnist_edge.runtime.inventory import inventory
+
+        found = inventory(folder)
+        broken = [m for m in found["models"] if m["status"] != "ok"]
+        if json_out:
+            typer.echo(json.dumps(found))
+        else:
+            typer.echo(f"models: {found['folder']} ({found['origin']})")
+            typer.echo(f"samples: {found['samples'] or 'none'}")
+            body = [[m["file"], m["kind"], m["precision"], f"{m['size_bytes'] / 1024:.0f} KiB", m["loaded_as"],
+                     m["figure"] or "-", m["status"]] for m in found["models"]]
+            _print_grid(["file", "kind", "precision", "size", "loaded as", "export's figure", "check"], body,
+                        right={3})
+        for m in broken:
+            typer.echo(f"fmnist-edge: error: {Path(found['folder']) / m['file']}: {m['status']}", err=True)
+        if broken:
+            raise typer.Exit(1)
 
     @app.command("bench")
     @command

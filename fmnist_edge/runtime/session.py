@@ -21,7 +21,8 @@ from fmnist_edge.errors import ModelError, with_article as _a
 from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ORT_SUFFIX, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
-PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "exported"  # the repository's exported/
+REPOSITORY_MODELS = Path(__file__).resolve().parents[2] / "exported"  # an editable install's
+INSTALLED_MODELS = Path(__file__).resolve().parents[1] / "shipped"  # a wheel's copy of exported/
 OPTIMISATION = {
     "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -32,10 +33,10 @@ OPTIMISATION = {
 
 def candidate_dirs() -> list[Path]:
     """Where the shipped models are looked for: $FMNIST_EDGE_MODELS alone when set, else the
-    repository's exported/ and then ./exported."""
+    repository's exported/, ./exported, and last the copy a wheel installs with the package."""
     if os.environ.get(ENV_MODELS):
         return [Path(os.environ[ENV_MODELS])]
-    return [PACKAGE_MODELS, Path.cwd() / "exported"]
+    return [REPOSITORY_MODELS, Path.cwd() / "exported", INSTALLED_MODELS]
 
 
 def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...] = "classifier.onnx") -> Path:

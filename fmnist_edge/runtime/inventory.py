@@ -1,0 +1,87 @@
+"""What `fmnist-edge models` shows: the model folder the runtime would use and why, and every
+model file in it, loaded and checked exactly as `classify` would load it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fmnist_edge import manifest
+from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.runtime.session import (ENV_MODELS, INSTALLED_MODELS, REPOSITORY_MODELS, OnnxModel, model_file,
+                                         models_dir)
+from fmnist_edge.spec import MODELS, ORT_SUFFIX
+
+ALL_NAMES = tuple(name for spec in MODELS.values() for int8 in (False, True) for name in spec.file_names(int8))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    file: str
+    kind: str
+    precision: str  # fp32 | int8
+    format: str  # onnx | ort
+    size_bytes: int
+    loaded_as: str  # "default" or "int8" when the runtime picks this file; else why it does not
+    status: str  # "ok", or the one line the runtime would refuse it with
+    figure: str  # the export's test-set figure from the manifest, "" without one
+
+
+def origin(folder: Path, given: bool) -> str:
+    """Why the runtime looks in `folder`."""
+    if given:
+        return "given"
+    if os.environ.get(ENV_MODELS):
+        return f"${ENV_MODELS}"
+    resolved = folder.resolve()
+    if resolved == REPOSITORY_MODELS:
+        return "the repository's exported/"
+    if resolved == INSTALLED_MODELS:
+        return "installed with the package"
+    return "./exported"
+
+
+def _figure(entry: dict | None) -> str:
+    validation = (entry or {}).get("validation") or {}
+    if "accuracy" in validation:
+        return f"test accuracy {validation['accuracy']:.2%}"
+    if "reconstruction_mse" in validation:
+        return f"test MSE {validation['reconstruction_mse']:.4f}"
+    return ""
+
+
+def _entry(folder: Path, name: str, entries: dict) -> ModelEntry:
+    path = folder / name
+    kind = name.split(".")[0]
+    int8 = ".int8." in name
+    try:
+        chosen = model_file(folder, kind, int8).name
+    except FmnistEdgeError:
+        chosen = ""
+    loaded_as = ("int8" if int8 else "default") if chosen == name else f"{chosen} is preferred"
+    try:
+        OnnxModel(path, kind, threads=1)
+        status = "ok"
+    except FmnistEdgeError as exc:
+        status = str(exc).splitlines()[0].removeprefix(f"{path}: ")
+    return ModelEntry(name, kind, "int8" if int8 else "fp32", "ort" if name.endswith(ORT_SUFFIX) else "onnx",
+                      path.stat().st_size, loaded_as, status, _figure(entries.get(name)))
+
+
+def inventory(path: str | os.PathLike | None = None) -> dict:
+    """The model folder (`path`, else the runtime's lookup) and its models, each checked."""
+    folder = models_dir(path, need=ALL_NAMES)
+    try:
+        entries = (manifest.read(folder) or {}).get("files", {})
+    except FmnistEdgeError:  # each model's own check reports the unreadable manifest
+        entries = {}
+    models = [_entry(folder, name, entries) for name in ALL_NAMES if (folder / name).is_file()]
+    samples = folder / "samples"
+    return {
+        "folder": str(folder),
+        "origin": origin(folder, path is not None),
+        "manifest": (folder / manifest.MANIFEST_NAME).is_file(),
+        "samples": str(samples) if any(samples.glob("*.png")) else None,
+        "models": [asdict(m) for m in models],
+    }
