@@ -1,7 +1,7 @@
 """Which int8 variant to ship: every quantization method on one classifier, measured in one run.
 
 For each method (fmnist_edge.export.quantize.METHODS, per-channel and per-tensor where it
-applies): file size and ratio to fp32, test accuracy and top-1 agreement with fp32 on the 10k
+applies, and for the static methods with 8-bit weights beside their default 7): file size and ratio to fp32, test accuracy and top-1 agreement with fp32 on the 10k
 test images, and p50 latency at batch 1 and 64 on 1 and 2 threads as a ratio to fp32 measured
 alongside (runs interleaved, so machine noise hits every variant alike).
 
@@ -52,6 +52,8 @@ def main() -> None:
     for method in METHODS:
         for per_channel in ((True, False) if method in ("qdq", "qoperator", "linear") else (True,)):
             variants.append((f"{method}{'' if per_channel else '-tensor'}", QuantizeConfig(method, per_channel)))
+        if QuantizeConfig(method).reduce_range:  # 8-bit weights: saturate on x86 without VNNI (quantize.py)
+            variants.append((f"{method}-full-range", QuantizeConfig(method, full_range=True)))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"fp32": args.model}
@@ -64,7 +66,9 @@ def main() -> None:
             full = OnnxModel(paths[name], "classifier")
             pred = full.run(x_test, batch_size=1000).argmax(1)
             fp32_pred = pred if fp32_pred is None else fp32_pred
+            cfg = dict(variants)[name]
             rows.append({"variant": name, "size_bytes": paths[name].stat().st_size,
+                         "weight_bits": 32 if cfg is None else 7 if cfg.reduce_range else 8,
                          "accuracy": float((pred == test.labels).mean()),
                          "agreement_with_fp32": float((pred == fp32_pred).mean())})
             models[name] = {t: OnnxModel(paths[name], "classifier", threads=t) for t in THREADS}
@@ -90,11 +94,11 @@ def main() -> None:
     command = command_line()
     lines = [f"# int8 variants of {args.model}", "", f"Produced by `{command}` (one run; latency ratios are",
              "fp32 p50 / variant p50, measured interleaved; > 1 means faster than fp32).", "",
-             "| variant | size (bytes) | smaller | accuracy | drop (pp) | agrees with fp32 | "
+             "| variant | weight bits | size (bytes) | smaller | accuracy | drop (pp) | agrees with fp32 | "
              + " | ".join(f"speed b{b} t{t}" for t in THREADS for b in BATCHES) + " |",
-             "|---|---|---|---|---|---|" + "---|" * (len(THREADS) * len(BATCHES))]
+             "|---|---|---|---|---|---|---|" + "---|" * (len(THREADS) * len(BATCHES))]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['size_bytes']:,} | {r['size_ratio']:.2f}x | {r['accuracy']:.4f} | "
+        lines.append(f"| {r['variant']} | {r['weight_bits']} | {r['size_bytes']:,} | {r['size_ratio']:.2f}x | {r['accuracy']:.4f} | "
                      f"{r['accuracy_drop_pp']:+.2f} | {r['agreement_with_fp32']:.2%} | "
                      + " | ".join(f"{r[f'speed_vs_fp32_t{t}_b{b}']:.2f}x ({r[f'p50_us_t{t}_b{b}']:.0f} us)"
                                   for t in THREADS for b in BATCHES) + " |")

@@ -532,7 +532,12 @@ def test_int8_agrees_with_fp32(quantized, fake_data_dir):
     assert (fp32 == int8).mean() >= (0.98 if method == "weights" else 0.9), (method, (fp32 == int8).mean())
     z32 = ort_run(session(folder / "encoder.onnx"), x)
     z8 = ort_run(session(folder / "encoder.int8.onnx"), x)
-    assert np.abs(z32).max() > 0 and np.abs(z8 - z32).max() <= 0.02 * np.abs(z32).max()  # seen: <= 0.6%
+    # Relative RMS error of the latents, seen on an AVX2 CPU without VNNI: weights 0.12%, the static
+    # methods 0.46% (11% with 8-bit weights, which saturate there: quantize.py), dynamic 1.25%.
+    assert np.abs(z32).max() > 0 and np.sqrt(np.mean((z8 - z32) ** 2) / np.mean(z32 ** 2)) <= 0.02
+    assert np.abs(z8 - z32).max() <= 0.05 * np.abs(z32).max()  # seen: <= 3.6% (dynamic)
+    entry = manifest.read(folder)["files"][MODELS["encoder"].int8_filename]
+    assert entry["quantization"]["weight_bits"] == (7 if method in ("qdq", "qoperator", "linear") else 8)
     r32 = ort_run(session(folder / "decoder.onnx"), z32)
     r8 = ort_run(session(folder / "decoder.int8.onnx"), z32)
     assert ((r8 - r32) ** 2).mean() < 1e-4  # seen: <= 5e-7
@@ -565,6 +570,36 @@ def test_bad_calibration_leaves_a_previous_export_untouched(run, tmp_path, expor
     refused(run("export", tiny_classifier, "--out", out, "--quantize-method", "qoperator", "--calibration", calib,
                 "--no-validate"), str(calib))
     assert snapshot(out) == before and no_staging_left(tmp_path)
+
+
+def _largest_weight_code(path: Path) -> int:
+    """The largest |int8| weight code of a QDQ model's Conv and Gemm weights."""
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    codes = [inits[n.input[0]] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+             and inits[n.input[0]].dtype == np.int8]
+    assert codes
+    return max(int(np.abs(c.astype(int)).max()) for c in codes)
+
+
+@pytest.mark.parametrize("full_range, bits, largest", [(False, 7, 64), (True, 8, 127)])
+def test_integer_methods_store_seven_bit_weights_unless_full_range(run, tmp_path, tiny_classifier, fake_data_dir,
+                                                                  full_range, bits, largest):
+    """7-bit weights by default: x86 CPUs without VNNI saturate 8-bit ones (quantize.py says why)."""
+    out = tmp_path / "models"
+    result = run("export", tiny_classifier, "--out", out, "--quantize-method", "qdq", "--no-validate",
+                 "--data-dir", fake_data_dir, *(["--full-range"] if full_range else []))
+    assert result.exit_code == 0, result.output
+    entry = manifest.read(out)["files"][CLASSIFIER.int8_filename]
+    assert entry["quantization"]["weight_bits"] == bits
+    assert _largest_weight_code(out / CLASSIFIER.int8_filename) == largest
+
+
+def test_full_range_with_the_weights_method_is_refused(run, tmp_path, tiny_classifier):
+    out = tmp_path / "models"
+    refused(run("export", tiny_classifier, "--out", out, "--quantize", "--full-range", "--no-validate"),
+            "--full-range", "weights always stores 8-bit weights")
+    assert not out.exists() and no_staging_left(tmp_path)
 
 
 def test_unknown_quantize_method_is_refused(run, tmp_path, tiny_classifier):

@@ -122,6 +122,24 @@ def test_models_names_the_lookup_and_refuses_an_altered_file(run, monkeypatch, t
     assert len(errors) == 2 and all(e.startswith(f"fmnist-edge: error: {tmp_path}") for e in errors)
 
 
+@pytest.mark.parametrize("bits, no_vnni, noted", [(8, True, True), (7, True, False), (8, False, False),
+                                                  (None, True, True)])
+def test_models_notes_eight_bit_int8_kernels_on_a_cpu_without_vnni(run, monkeypatch, tmp_path, bits, no_vnni,
+                                                                   noted):
+    from fmnist_edge import manifest as manifest_file
+    from fmnist_edge.runtime import inventory
+
+    for name in ("classifier.onnx", "classifier.int8.onnx"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    quantization = {"method": "qdq", **({"weight_bits": bits} if bits else {})}  # None: an older export
+    manifest_file.write(tmp_path, {"classifier.onnx": {"kind": "classifier"},
+                                   "classifier.int8.onnx": {"kind": "classifier", "quantization": quantization}})
+    monkeypatch.setattr(inventory, "saturates_here", lambda: no_vnni)
+    result = run("models", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert ("note: classifier.int8.onnx: 8-bit weights in int8 kernels saturate" in result.stdout) == noted
+
+
 def test_encode(run, tmp_path):
     out = tmp_path / "latents.npy"
     result = run("encode", SAMPLES, tmp_path / "missing.png", "-o", out, "--model", FIXTURES)

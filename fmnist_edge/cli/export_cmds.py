@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
         calibration: Annotated[Optional[Path], typer.Option(
             help=".npy of calibration images (default: Fashion-MNIST training images).", show_default=False)] = None,
         calibration_size: Annotated[int, typer.Option(help="Calibration images for static methods.")] = 2000,
+        full_range: Annotated[bool, typer.Option(
+            "--full-range", help="8-bit weights for the static methods (qdq, qoperator, linear); their default "
+            "7 bits keep int8 kernels exact on x86 CPUs without VNNI, where 8 bits saturate.")] = False,
         no_validate: Annotated[bool, typer.Option("--no-validate", help="Skip validation against PyTorch.")] = False,
         ort_format: Annotated[bool, typer.Option(
             "--ort-format", help="Also write ORT-format twins (*.ort) and required_operators.config, for ONNX "
@@ -79,7 +82,7 @@ def register(app: typer.Typer) -> None:
         ckpts = list(checkpoints) if checkpoints else default_checkpoints()
         data = export(ckpts, out, quantize=quantize, method=quantize_method, calibration=calibration,
                       calibration_size=calibration_size, data_dir=data_dir, validate=not no_validate,
-                      ort_platform=(platform or DEFAULT_PLATFORM) if ort_format else None,
+                      ort_platform=(platform or DEFAULT_PLATFORM) if ort_format else None, full_range=full_range,
                       log=lambda msg: typer.echo(msg, err=True))
         _print_files(out, data)
 

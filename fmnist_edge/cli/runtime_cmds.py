@@ -223,6 +223,9 @@ def register(app: typer.Typer) -> None:
                      m["figure"] or "-", m["status"]] for m in found["models"]]
             _print_grid(["file", "kind", "precision", "size", "loaded as", "export's figure", "check"], body,
                         right={3})
+            for m in found["models"]:
+                if m["note"]:
+                    typer.echo(f"note: {m['file']}: {m['note']}")
         for m in broken:
             typer.echo(f"fmnist-edge: error: {Path(found['folder']) / m['file']}: {m['status']}", err=True)
         if broken:

@@ -158,14 +158,14 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> d
 
 def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, method: str | None = None,
            calibration: Path | None = None, calibration_size: int = 2000, data_dir=None,
-           validate: bool = True, ort_platform: str | None = None, log=print) -> dict:
+           validate: bool = True, ort_platform: str | None = None, full_range: bool = False, log=print) -> dict:
     """Export, quantize, validate and install; returns the written manifest. With `ort_platform`,
     every model also gets its ORT-format twin (ort_format.add_twins), in the same swap."""
     from fmnist_edge.export.onnx_export import export_checkpoint
     from fmnist_edge.export.quantize import DEFAULT_METHOD, QuantizeConfig, quantize_model
     from fmnist_edge.runtime.session import OnnxModel
 
-    qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size)
+    qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size, full_range=full_range)
     qcfg.check()
     if ort_platform is not None:
         check_platform(ort_platform)

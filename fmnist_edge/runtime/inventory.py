@@ -4,16 +4,20 @@ model file in it, loaded and checked exactly as `classify` would load it."""
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fmnist_edge import manifest
+from fmnist_edge.machine import cpu_model
 from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.runtime.session import (ENV_MODELS, INSTALLED_MODELS, REPOSITORY_MODELS, OnnxModel, model_file,
                                          models_dir)
 from fmnist_edge.spec import MODELS, ORT_SUFFIX
 
 ALL_NAMES = tuple(name for spec in MODELS.values() for int8 in (False, True) for name in spec.file_names(int8))
+STATIC_METHODS = ("qdq", "qoperator", "linear")  # int8 kernels whose 8-bit weights saturate without VNNI
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class ModelEntry:
     loaded_as: str  # "default" or "int8" when the runtime picks this file; else why it does not
     status: str  # "ok", or the one line the runtime would refuse it with
     figure: str  # the export's test-set figure from the manifest, "" without one
+    note: str = ""  # a warning that does not stop the file from loading
 
 
 def origin(folder: Path, given: bool) -> str:
@@ -51,6 +56,25 @@ def _figure(entry: dict | None) -> str:
     return ""
 
 
+def saturates_here() -> bool:
+    """True on an x86 CPU without VNNI, where ONNX Runtime's uint8 x int8 kernels sum pairs of
+    products in 16 bits (export/quantize.py)."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    return x86 and not set(VNNI_FLAGS) & set(cpu_model()["cpu_flags"])
+
+
+def _note(name: str, entries: dict) -> str:
+    entry = entries.get(name) or {}
+    if "source" in entry:  # an ORT-format twin runs its source's weights
+        entry = entries.get(entry["source"]) or {}
+    quantization = entry.get("quantization") or {}
+    # exports made before weight_bits was recorded stored 8-bit weights
+    if quantization.get("method") in STATIC_METHODS and quantization.get("weight_bits", 8) == 8 and saturates_here():
+        return ("8-bit weights in int8 kernels saturate on this CPU (x86 without VNNI): export without --full-range "
+                "for 7-bit ones")
+    return ""
+
+
 def _entry(folder: Path, name: str, entries: dict) -> ModelEntry:
     path = folder / name
     kind = name.split(".")[0]
@@ -66,7 +90,7 @@ def _entry(folder: Path, name: str, entries: dict) -> ModelEntry:
     except FmnistEdgeError as exc:
         status = str(exc).splitlines()[0].removeprefix(f"{path}: ")
     return ModelEntry(name, kind, "int8" if int8 else "fp32", "ort" if name.endswith(ORT_SUFFIX) else "onnx",
-                      path.stat().st_size, loaded_as, status, _figure(entries.get(name)))
+                      path.stat().st_size, loaded_as, status, _figure(entries.get(name)), _note(name, entries))
 
 
 def inventory(path: str | os.PathLike | None = None) -> dict:
