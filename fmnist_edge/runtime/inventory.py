@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fmnist_edge import manifest
-from fmnist_edge.machine import cpu_model
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.machine import cpu_model
 from fmnist_edge.runtime.session import (ENV_MODELS, INSTALLED_MODELS, REPOSITORY_MODELS, OnnxModel, model_file,
                                          models_dir)
 from fmnist_edge.spec import MODELS, ORT_SUFFIX
