@@ -32,9 +32,9 @@ def train(run_dir, data_dir, model_cfg=STUDENT, **train_kw):
 
 @pytest.fixture(scope="module")
 def tiny_teacher(tmp_path_factory, fake_data_dir):
-    """model.pt of a Teacher trained two epochs on the fake data (the best recipe's teacher settings)."""
+    """model.pt of a Teacher trained one epoch on the fake data (the best recipe's teacher settings)."""
     cfg = ModelConfig("teacher", n=32, dropout=0.1)
-    train_cfg = apply_recipe(TrainConfig(max_epochs=2, bf16=False), cfg)
+    train_cfg = apply_recipe(TrainConfig(max_epochs=1, bf16=False), cfg)
     return Trainer(cfg, train_cfg, tmp_path_factory.mktemp("teacher"), data_dir=fake_data_dir, device="cpu",
                    quiet=True).run().model_path
 
