@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke
+from conftest import invoke, refused
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -99,6 +99,13 @@ def test_models_without_a_folder_is_the_repositorys_exported_folder(run, monkeyp
     found = json.loads(result.stdout)
     assert (found["folder"], found["origin"]) == (str(SAMPLES.parent), "the repository's exported/")
     assert found["samples"] == str(SAMPLES) and len(found["models"]) == 12
+
+
+def test_models_of_an_empty_folder_or_an_empty_lookup_is_one_line(run, monkeypatch, tmp_path):
+    refused(run("models", tmp_path), str(tmp_path), "no model files")
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(tmp_path))
+    line = refused(run("models"), "no exported model files found", str(tmp_path))
+    assert "classifier.int8.ort" not in line  # not the twelve names
 
 
 def test_models_names_the_lookup_and_refuses_an_altered_file(run, monkeypatch, tmp_path):

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, ModelError
 from fmnist_edge.machine import cpu_model
 from fmnist_edge.runtime.session import (ENV_MODELS, INSTALLED_MODELS, REPOSITORY_MODELS, OnnxModel, model_file,
                                          models_dir)
@@ -101,6 +101,8 @@ def inventory(path: str | os.PathLike | None = None) -> dict:
     except FmnistEdgeError:  # each model's own check reports the unreadable manifest
         entries = {}
     models = [_entry(folder, name, entries) for name in ALL_NAMES if (folder / name).is_file()]
+    if not models:  # only a named folder can get here: the lookup needs one of ALL_NAMES
+        raise ModelError(f"{folder}: no model files ({', '.join(MODELS)}: .onnx or .ort, fp32 or .int8)")
     samples = folder / "samples"
     return {
         "folder": str(folder),

@@ -51,7 +51,8 @@ def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...
         if any((folder / name).is_file() for name in names):
             return folder
     looked = ", ".join(str(d) for d in dict.fromkeys(candidate_dirs()))
-    raise ModelError(f"no exported {' or '.join(names)} found (looked in {looked}); run `fmnist-edge export`, "
+    wanted = " or ".join(names) if len(names) <= 2 else "model files"  # every spec name: say so, not list 12
+    raise ModelError(f"no exported {wanted} found (looked in {looked}); run `fmnist-edge export`, "
                      f"pass --model, or set {ENV_MODELS}")
 
 
