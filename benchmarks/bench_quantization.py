@@ -1,9 +1,10 @@
 """Which int8 variant to ship: every quantization method on one classifier, measured in one run.
 
 For each method (fmnist_edge.export.quantize.METHODS, per-channel and per-tensor where it
-applies, and for the static methods with 8-bit weights beside their default 7): file size and ratio to fp32, test accuracy and top-1 agreement with fp32 on the 10k
-test images, and p50 latency at batch 1 and 64 on 1 and 2 threads as a ratio to fp32 measured
-alongside (runs interleaved, so machine noise hits every variant alike).
+applies, and for the static methods with 8-bit weights beside their default 7): file size and
+ratio to fp32, test accuracy and top-1 agreement with fp32 on the 10k test images, and p50
+latency at batch 1 and 64 on 1 and 2 threads as a ratio to fp32 measured alongside (runs
+interleaved, so machine noise hits every variant alike).
 
     .venv/bin/python benchmarks/bench_quantization.py --model exported/classifier.onnx --out benchmarks/quantization
 """
@@ -50,7 +51,7 @@ def main() -> None:
     calibration = load_calibration(None, 2000)  # training images, never test images
     variants = [("fp32", None)]
     for method in METHODS:
-        for per_channel in ((True, False) if method in ("qdq", "qoperator", "linear") else (True,)):
+        for per_channel in ((True, False) if QuantizeConfig(method).needs_calibration else (True,)):
             variants.append((f"{method}{'' if per_channel else '-tensor'}", QuantizeConfig(method, per_channel)))
         if QuantizeConfig(method).reduce_range:  # 8-bit weights: saturate on x86 without VNNI (quantize.py)
             variants.append((f"{method}-full-range", QuantizeConfig(method, full_range=True)))
@@ -62,13 +63,12 @@ def main() -> None:
             quantize_model(args.model, paths[name], cfg, calibration)
         fp32_pred = None
         models = {}
-        for name, _ in variants:
+        for name, cfg in variants:
             full = OnnxModel(paths[name], "classifier")
             pred = full.run(x_test, batch_size=1000).argmax(1)
             fp32_pred = pred if fp32_pred is None else fp32_pred
-            cfg = dict(variants)[name]
             rows.append({"variant": name, "size_bytes": paths[name].stat().st_size,
-                         "weight_bits": 32 if cfg is None else 7 if cfg.reduce_range else 8,
+                         "weight_bits": 32 if cfg is None else cfg.weight_bits,
                          "accuracy": float((pred == test.labels).mean()),
                          "agreement_with_fp32": float((pred == fp32_pred).mean())})
             models[name] = {t: OnnxModel(paths[name], "classifier", threads=t) for t in THREADS}

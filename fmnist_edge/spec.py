@@ -83,6 +83,8 @@ MANIFEST_NAME = "manifest.json"
 META_PRODUCER = "fmnist-edge"
 # How an int8 file was made ("weights", "qdq", ...); the runtime reads it to pick session options.
 META_QUANTIZATION = "fmnist_edge.quantization"
+# The calibrated int8 methods, whose files run ONNX Runtime's uint8 x int8 kernels (export/quantize.py).
+STATIC_QUANTIZATION_METHODS = ("qdq", "qoperator", "linear")
 
 # ONNX Runtime intra-op threads a caller may ask for: each is a real thread, and a typo of
 # 100000 would take the machine's memory.

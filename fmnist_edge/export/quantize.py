@@ -30,9 +30,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.spec import META_QUANTIZATION
+from fmnist_edge.spec import META_QUANTIZATION, STATIC_QUANTIZATION_METHODS
 
-METHODS = ("weights", "qdq", "qoperator", "linear", "dynamic")
+METHODS = ("weights", *STATIC_QUANTIZATION_METHODS, "dynamic")
 DEFAULT_METHOD = "weights"
 
 
@@ -54,12 +54,16 @@ class QuantizeConfig:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.method in ("qdq", "qoperator", "linear")
+        return self.method in STATIC_QUANTIZATION_METHODS
 
     @property
     def reduce_range(self) -> bool:
         """7-bit weights: the static methods' default (see the module's docstring)."""
         return self.needs_calibration and not self.full_range
+
+    @property
+    def weight_bits(self) -> int:
+        return 7 if self.reduce_range else 8
 
 
 def _quantize_weights_only(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -165,7 +169,7 @@ def quantize_model(fp32_path: Path, out_path: Path, cfg: QuantizeConfig,
     for node in quantized.graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return {"precision": "int8", "quantization": {"method": cfg.method, "per_channel": cfg.per_channel,
-                                                  "weight_bits": 7 if cfg.reduce_range else 8,
+                                                  "weight_bits": cfg.weight_bits,
                                                   "calibration_images": len(calibration) if (
                                                       calibration is not None and cfg.needs_calibration) else 0,
                                                   "op_counts": counts}}

@@ -13,10 +13,9 @@ from fmnist_edge.errors import FmnistEdgeError, ModelError
 from fmnist_edge.machine import cpu_model
 from fmnist_edge.runtime.session import (ENV_MODELS, INSTALLED_MODELS, REPOSITORY_MODELS, OnnxModel, model_file,
                                          models_dir)
-from fmnist_edge.spec import MODELS, ORT_SUFFIX
+from fmnist_edge.spec import MODELS, ORT_SUFFIX, STATIC_QUANTIZATION_METHODS
 
 ALL_NAMES = tuple(name for spec in MODELS.values() for int8 in (False, True) for name in spec.file_names(int8))
-STATIC_METHODS = ("qdq", "qoperator", "linear")  # int8 kernels whose 8-bit weights saturate without VNNI
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
@@ -69,7 +68,7 @@ def _note(name: str, entries: dict) -> str:
         entry = entries.get(entry["source"]) or {}
     quantization = entry.get("quantization") or {}
     # exports made before weight_bits was recorded stored 8-bit weights
-    if quantization.get("method") in STATIC_METHODS and quantization.get("weight_bits", 8) == 8 and saturates_here():
+    if quantization.get("method") in STATIC_QUANTIZATION_METHODS and quantization.get("weight_bits", 8) == 8 and saturates_here():
         return ("8-bit weights in int8 kernels saturate on this CPU (x86 without VNNI): export without --full-range "
                 "for 7-bit ones")
     return ""
