@@ -1,0 +1,92 @@
+"""A large batch on several cores: split each call across them, or give each core its own chunks?
+
+ONNX Runtime's intra-op threads split every node of one call across the cores. The classifier's
+nodes are small (a 64-image chunk's convolution is a few hundred microseconds), so each node ends
+in a wait for the slowest thread. The other way is data parallelism: chunks of the batch run side
+by side, one call per core, each call on one thread, with no wait inside a call. This times, in
+one run and taking turns, on the test images:
+
+- `one thread`: a one-thread session, the chunks one after another (the scaling's reference);
+- `intra-op`: a session on T threads, the chunks one after another;
+- `side by side, intra-op sessions`: the same session, its chunks run by T Python threads at once;
+- `side by side, one-thread session`: a one-thread session, its chunks run by T Python threads;
+- `OnnxModel.run`: the runtime's own path on T threads (what `FashionClassifier.predict`, the
+  CLI and `fmnist-edge bench` call), checks included.
+
+ONNX Runtime releases the GIL while it runs, so the Python threads compute in parallel.
+
+    .venv/bin/python benchmarks/bench_data_parallel.py --model exported/classifier.onnx --out benchmarks/data_parallel
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from fmnist_edge.idx import load_split
+from fmnist_edge.runtime.session import OnnxModel, session_options
+
+from benchlib import checked_classifier, command_line, interleaved_p50_us, publish, run_main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
+    parser.add_argument("--batch-sizes", default="128,256,1024,4096")
+    parser.add_argument("--chunk", type=int, default=64, help="images per ONNX Runtime call")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
+    parser.add_argument("--seconds", type=float, default=0.3, help="per variant, per round")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    checked_classifier(args.model)
+
+    def session(threads: int) -> ort.InferenceSession:
+        return ort.InferenceSession(str(args.model), session_options(threads), providers=["CPUExecutionProvider"])
+
+    one, many = session(1), session(args.threads)
+    name, chunk = one.get_inputs()[0].name, args.chunk
+    pool = ThreadPoolExecutor(args.threads)
+
+    def in_sequence(s):
+        return lambda x: np.concatenate([s.run(None, {name: x[i:i + chunk]})[0] for i in range(0, len(x), chunk)])
+
+    def side_by_side(s):
+        return lambda x: np.concatenate(list(pool.map(lambda i: s.run(None, {name: x[i:i + chunk]})[0],
+                                                      range(0, len(x), chunk))))
+
+    variants = {"one thread": in_sequence(one), "intra-op": in_sequence(many),
+                "side by side, intra-op session": side_by_side(many),
+                "side by side, one-thread session": side_by_side(one),
+                "OnnxModel.run": (lambda m: lambda x: m.run(x, chunk))(OnnxModel(args.model, "classifier", args.threads))}
+    test = load_split("test").images.astype(np.float32)[:, None] / 255.0
+    reference = variants["one thread"](test)
+    max_diff = max(float(np.abs(run(test) - reference).max()) for run in variants.values())
+    rows = []
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        x = np.ascontiguousarray(np.resize(test, (batch, *test.shape[1:])))
+        p50 = interleaved_p50_us(variants, x, args.rounds, args.seconds)
+        rows.append({"batch": batch, "p50_us": p50,
+                     "images_per_s": {v: batch / (us / 1e6) for v, us in p50.items()},
+                     "scaling_vs_one_thread": {v: p50["one thread"] / us for v, us in p50.items()}})
+    command = command_line()
+    result = {"model": str(args.model), "threads": args.threads, "chunk": chunk, "rows": rows,
+              "max_abs_diff_vs_one_thread_on_10000_test_images": max_diff, "command": command}
+    head = list(variants)
+    lines = [f"# A large batch on {args.threads} threads ({args.model}, chunks of {chunk})", "",
+             f"Produced by `{command}`: median over {args.rounds} interleaved rounds of each variant's p50. "
+             "Each cell: images per second, and in brackets the speed-up over one thread.", "",
+             f"Largest difference from the one-thread logits on the 10,000 test images: {max_diff:.2g}.", "",
+             "| batch | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r['images_per_s'][v]:,.0f} ({r['scaling_vs_one_thread'][v]:.2f}x)" for v in head]
+        lines.append(f"| {r['batch']} | " + " | ".join(cells) + " |")
+    publish(args.out, result, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    run_main(main)
