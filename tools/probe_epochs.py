@@ -9,6 +9,10 @@ regression fitted on the 54,000 training images, read on the 6,000 validation im
 ceiling, the figure to choose an autoencoder recipe on. Each row is printed and appended to
 OUT.probe.jsonl.
 
+--contrastive W adds W times a SimCLR loss (NT-Xent at --temperature, on a projection head trained
+with the run and then dropped) between two random views of each batch's images: an unsupervised
+term that asks the code to stay the same when the garment is mirrored, moved, turned or dimmed.
+
 The --code-* options add a term on the latent code while training, for experiments only (they are
 no TrainConfig field, and no recipe uses them): Gaussian noise of S times each unit's standard
 deviation over the batch; W times the code's mean absolute value (sparsity); W times the mean
@@ -40,23 +44,66 @@ def decorrelation(z: torch.Tensor) -> torch.Tensor:
     return (off ** 2).sum() / (corr.shape[0] * (corr.shape[0] - 1))
 
 
+def random_views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random view of each image of (B, 1, 28, 28): mirrored half the time, scaled by 0.8-1.2,
+    turned by up to 10 degrees, moved by up to 3 pixels, its intensity scaled by 0.6-1.0."""
+    b = x.shape[0]
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=generator)
+    angle, scale = u(-10, 10) * torch.pi / 180, u(0.8, 1.2)
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, u(-3, 3) / 14], 1),
+                         torch.stack([sin * flip, cos, u(-3, 3) / 14], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    views = torch.nn.functional.grid_sample(x, grid, align_corners=False)
+    return views * u(0.6, 1.0).view(b, 1, 1, 1)
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's loss (Chen et al. 2020): each view must pick its twin out of the other 2B - 2."""
+    z = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    n = len(a)
+    twin = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return torch.nn.functional.cross_entropy(sim, twin)
+
+
+class Contrastive(torch.nn.Module):
+    """A contrastive term beside the reconstruction: two random views of each batch's images are
+    encoded, projected by a small head (trained with the run, thrown away after) and scored by
+    NT-Xent. Only the encoder is kept, so the exported architecture stays the report's."""
+
+    def __init__(self, weight: float, temperature: float, n: int, seed: int):
+        super().__init__()
+        self.weight, self.temperature = weight, temperature
+        self.head = torch.nn.Sequential(torch.nn.Linear(n, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def penalty(self, encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        views = [encoder.net(random_views(x, self.generator)) for _ in range(2)]
+        return self.weight * nt_xent(self.head(views[0]), self.head(views[1]), self.temperature)
+
+
 class CodeTerms:
     """A forward hook on the encoder that adds noise to its code while training and keeps the
     penalty of the batch it just encoded, for the loss to add."""
 
-    def __init__(self, noise: float, l1: float, decorrelate: float):
-        self.noise, self.l1, self.decorrelate = noise, l1, decorrelate
+    def __init__(self, noise: float, l1: float, decorrelate: float, contrastive: Contrastive | None = None):
+        self.noise, self.l1, self.decorrelate, self.contrastive = noise, l1, decorrelate, contrastive
         self.penalty = 0.0
 
     @property
     def active(self) -> bool:
-        return bool(self.noise or self.l1 or self.decorrelate)
+        return bool(self.noise or self.l1 or self.decorrelate or self.contrastive)
 
     def __call__(self, module, args, code):
         if not module.training:
             return code
         self.penalty = self.l1 * code.abs().mean() + (self.decorrelate * decorrelation(code) if self.decorrelate
                                                       else 0.0)
+        if self.contrastive is not None:
+            self.penalty = self.penalty + self.contrastive.penalty(module, args[0])
         if self.noise:
             return code + self.noise * code.detach().std(0, keepdim=True) * torch.randn_like(code)
         return code
@@ -67,6 +114,8 @@ class CodeTerms:
         def fresh_with_hook():
             fresh()
             trainer.model.encoder.register_forward_hook(self)
+            if self.contrastive is not None:  # the projection head learns with the run, at its rate
+                trainer.optimizer.add_param_group({"params": list(self.contrastive.head.parameters())})
 
         def loss_with_penalty(kind, cfg):
             base = make_loss(kind, cfg)
@@ -82,13 +131,18 @@ def main() -> None:
     parser.add_argument("--code-noise", type=float, default=0.0)
     parser.add_argument("--code-l1", type=float, default=0.0)
     parser.add_argument("--code-decorrelation", type=float, default=0.0)
+    parser.add_argument("--contrastive", type=float, default=0.0,
+                        help="weight of a SimCLR term on two random views of each batch (0: none)")
+    parser.add_argument("--temperature", type=float, default=0.5, help="the SimCLR term's temperature")
     args, rest = parser.parse_known_args()
     out, model_cfg, train_cfg, _ = train_variant.parse(rest)
     if model_cfg.kind != "autoencoder":
         raise FmnistEdgeError("probe_epochs trains autoencoders: pass kind=autoencoder")
     train, val = load_train_val(TrainConfig())  # the probe's split: the training runs' own
     trainer = loop.Trainer(model_cfg, train_cfg, out, force=True, quiet=True)
-    terms = CodeTerms(args.code_noise, args.code_l1, args.code_decorrelation)
+    contrastive = (Contrastive(args.contrastive, args.temperature, model_cfg.n, train_cfg.seed)
+                   if args.contrastive else None)
+    terms = CodeTerms(args.code_noise, args.code_l1, args.code_decorrelation, contrastive)
     if terms.active:
         terms.install(trainer)
     log = out.parent / f"{out.name}.probe.jsonl"
