@@ -18,11 +18,11 @@ from fmnist_edge.idx import DEBIAN_DATA_DIR, load_split
 from fmnist_edge.runtime import FashionClassifier
 
 FIXTURES = Path(__file__).parent / "fixtures"
-N_IMAGES, THREADS, CHUNK = 10_000, 8, 125
+N_IMAGES, THREADS, CHUNK = 4_000, 8, 125
 
 
 def test_images() -> np.ndarray:
-    """(10000, 28, 28) uint8: the real test set when installed, else synthetic garments."""
+    """(N_IMAGES, 28, 28) uint8: the first real test images when installed, else synthetic garments."""
     if (DEBIAN_DATA_DIR / "t10k-images-idx3-ubyte.gz").is_file():
         return load_split("test", DEBIAN_DATA_DIR).images[:N_IMAGES]
     rng = np.random.default_rng(0)
