@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 TOOLS = Path(__file__).parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
 
-from probe_epochs import CodeTerms, decorrelation  # noqa: E402
+from probe_epochs import CodeTerms, Contrastive, decorrelation, nt_xent, random_views  # noqa: E402
 
 
 def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
@@ -24,6 +24,43 @@ def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
     assert decorrelation(independent).item() < 1e-3
     copies = independent[:, :1].repeat(1, 8)
     assert decorrelation(copies).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_nt_xent_is_low_when_each_view_matches_its_twin_and_chance_when_views_are_unrelated():
+    torch.manual_seed(0)
+    distinct = torch.eye(16) * 5
+    assert nt_xent(distinct, distinct, temperature=0.05).item() < 1e-3  # each twin is the only match
+    unrelated = nt_xent(torch.randn(512, 32), torch.randn(512, 32), temperature=10.0).item()
+    assert unrelated == pytest.approx(torch.log(torch.tensor(2 * 512 - 1.0)).item(), rel=0.01)
+
+
+def test_random_views_move_the_picture_but_keep_its_shape_and_range():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 8:20, 10:18] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    a, b = random_views(x, generator), random_views(x, generator)
+    assert a.shape == x.shape and 0.0 <= a.min() and a.max() <= 1.0
+    assert not torch.allclose(a, x) and not torch.allclose(a, b)
+    assert (a.flatten(1).sum(1) > 0).all()  # no view loses the garment altogether
+
+
+def test_the_contrastive_term_reaches_the_encoder_only_while_training():
+    from fmnist_edge.train.models import Encoder
+
+    encoder = Encoder(n=8, p=0.0)
+    terms = CodeTerms(0.0, 0.0, 0.0, Contrastive(weight=0.5, temperature=0.5, n=8, seed=0))
+    assert terms.active
+    x = torch.rand(32, 1, 28, 28)
+    encoder.register_forward_hook(terms)
+    encoder.train()
+    encoder(x)
+    terms.penalty.backward()
+    assert terms.penalty.item() > 0 and encoder.net[0].weight.grad.abs().sum() > 0
+    assert terms.contrastive.head[0].weight.grad is not None  # the projection head learns too
+    encoder.eval()
+    terms.penalty = 0.0
+    encoder(x)
+    assert terms.penalty == 0.0
 
 
 def test_code_terms_add_noise_and_a_penalty_only_while_training():
@@ -41,7 +78,7 @@ def test_code_terms_add_noise_and_a_penalty_only_while_training():
 def test_probe_epochs_trains_and_probes_every_epoch(tmp_path, fake_data_dir):
     out = tmp_path / "ae"
     done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), "--every", "1", "--code-decorrelation",
-                           "0.01", str(out), "kind=autoencoder", "n=8", "p=0.1", "max_epochs=2", "limit=300"],
+                           "0.01", "--contrastive", "0.1", str(out), "kind=autoencoder", "n=8", "p=0.1", "max_epochs=2", "limit=300"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "FMNIST_EDGE_DATA": str(fake_data_dir)})
     assert done.returncode == 0, done.stderr
