@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fmnist_edge.runtime.session import OnnxModel
 
-from benchlib import command_line, interleaved_args, interleaved_p50_us, one_thread_session, publish, run_main
+from benchlib import command_line, interleaved_args, interleaved_p50_us, cpu_session, publish, run_main
 
 
 def identity_model(path: Path) -> None:
@@ -60,7 +60,7 @@ def main() -> None:
         identity_model(identity_path)
         onnx.save(two_slice_crop(onnx.load(str(args.model))), str(split_path))
 
-        identity, split = one_thread_session(str(identity_path)), one_thread_session(str(split_path))
+        identity, split = cpu_session(str(identity_path)), cpu_session(str(split_path))
         model = OnnxModel(args.model, "classifier", threads=1)
         assert np.array_equal(split.run(None, {"image": x})[0], model.run(x))  # the same function
         feed, out = {"image": x}, ["logits"]

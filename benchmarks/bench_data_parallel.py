@@ -20,35 +20,25 @@ ONNX Runtime releases the GIL while it runs, so the Python threads compute in pa
 
 from __future__ import annotations
 
-import argparse
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from fmnist_edge.idx import load_split
-from fmnist_edge.runtime.session import OnnxModel, session_options
+from fmnist_edge.runtime.session import OnnxModel
 
-from benchlib import checked_classifier, command_line, interleaved_p50_us, publish, run_main
+from benchlib import command_line, cpu_session, interleaved_args, interleaved_p50_us, publish, run_main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
+def more_options(parser) -> None:
     parser.add_argument("--batch-sizes", default="128,256,1024,4096")
     parser.add_argument("--chunk", type=int, default=64, help="images per ONNX Runtime call")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per batch size")
-    parser.add_argument("--seconds", type=float, default=0.3, help="per variant, per round")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    checked_classifier(args.model)
 
-    def session(threads: int) -> ort.InferenceSession:
-        return ort.InferenceSession(str(args.model), session_options(threads), providers=["CPUExecutionProvider"])
 
-    one, many = session(1), session(args.threads)
+def main() -> None:
+    args = interleaved_args(__doc__.splitlines()[0], rounds=7, seconds=0.3, more=more_options)
+    one, many = cpu_session(str(args.model)), cpu_session(str(args.model), args.threads)
     name, chunk = one.get_inputs()[0].name, args.chunk
     pool = ThreadPoolExecutor(args.threads)
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from benchlib import command_line, interleaved_args, interleaved_p50_us, one_thread_session, publish, run_main
+from benchlib import command_line, interleaved_args, interleaved_p50_us, cpu_session, publish, run_main
 
 
 def cut_after(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
@@ -71,7 +71,7 @@ def main() -> None:
 
     def runner(proto: onnx.ModelProto):
         """The compiled session's run on `feed`, to the graph's one output."""
-        run, outputs = one_thread_session(proto.SerializeToString())._sess.run, [proto.graph.output[0].name]
+        run, outputs = cpu_session(proto.SerializeToString())._sess.run, [proto.graph.output[0].name]
         return lambda v: run(outputs, feed, None)[0]
 
     variants = {f"cut after node {k}, {node.op_type}": runner(cut_after(model, k))

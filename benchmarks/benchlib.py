@@ -53,28 +53,31 @@ def checked_classifier(path: Path) -> Path:
     return path
 
 
-def interleaved_args(description: str, rounds: int):
+def interleaved_args(description: str, rounds: int, seconds: float = 0.2, more=None):
     """--model, --rounds, --seconds and --out, parsed, for a benchmark of interleaved variants of a
-    classifier; the model is checked (one line through `run_main` when it is not one)."""
+    classifier, with the options `more(parser)` adds; the model is checked (one line through
+    `run_main` when it is not one)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", type=Path, default=Path("exported/classifier.onnx"))
     parser.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds")
-    parser.add_argument("--seconds", type=float, default=0.2, help="per variant, per round")
+    parser.add_argument("--seconds", type=float, default=seconds, help="per variant, per round")
     parser.add_argument("--out", type=Path, default=None)
+    if more is not None:
+        more(parser)
     args = parser.parse_args()
     checked_classifier(args.model)
     return args
 
 
-def one_thread_session(model):
-    """An ONNX Runtime session on one thread with the runtime's options, from a path or bytes."""
+def cpu_session(model, threads: int = 1):
+    """An ONNX Runtime session on `threads` threads with the runtime's options, from a path or bytes."""
     import onnxruntime as ort
 
     from fmnist_edge.runtime.session import session_options
 
-    return ort.InferenceSession(model, session_options(1), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, session_options(threads), providers=["CPUExecutionProvider"])
 
 
 def interleaved_p50_us(variants: dict, x, rounds: int, seconds: float) -> dict:
