@@ -26,6 +26,14 @@ def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
     assert decorrelation(copies).item() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_probe_epochs_refuses_a_temperature_of_zero_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), "--contrastive", "0.1", "--temperature",
+                           "0", str(tmp_path / "ae"), "kind=autoencoder"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "probe_epochs: error: --contrastive must be 0 or more and --temperature more than 0"
+    assert not (tmp_path / "ae").exists()
+
+
 def test_nt_xent_is_low_when_each_view_matches_its_twin_and_chance_when_views_are_unrelated():
     torch.manual_seed(0)
     distinct = torch.eye(16) * 5

@@ -135,6 +135,8 @@ def main() -> None:
                         help="weight of a SimCLR term on two random views of each batch (0: none)")
     parser.add_argument("--temperature", type=float, default=0.5, help="the SimCLR term's temperature")
     args, rest = parser.parse_known_args()
+    if args.contrastive < 0 or args.temperature <= 0:
+        raise FmnistEdgeError("--contrastive must be 0 or more and --temperature more than 0")
     out, model_cfg, train_cfg, _ = train_variant.parse(rest)
     if model_cfg.kind != "autoencoder":
         raise FmnistEdgeError("probe_epochs trains autoencoders: pass kind=autoencoder")
