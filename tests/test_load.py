@@ -52,7 +52,7 @@ def as_inputs(images: np.ndarray, start: int) -> list:
 
 
 def test_eight_threads_give_one_threads_answers():
-    clf = FashionClassifier.load(FIXTURES)
+    clf = FashionClassifier.load(FIXTURES, threads=2)  # its large batches' chunks side by side too
     images = test_images()
     chunks = [as_inputs(images[i:i + CHUNK], i) for i in range(0, N_IMAGES, CHUNK)]
     alone = [clf.probabilities(chunk) for chunk in chunks]  # one thread, chunk by chunk

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ from fmnist_edge.errors import ImageError, ModelError
 from fmnist_edge.runtime import FashionAutoencoder, FashionClassifier, Prediction
 from fmnist_edge.runtime.session import OnnxModel, model_file, models_dir
 from fmnist_edge.spec import CLASS_NAMES
+from conftest import refused
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
@@ -117,6 +119,24 @@ def test_a_large_batch_runs_its_chunks_side_by_side_with_one_threads_answers(nam
     with ThreadPoolExecutor(4) as callers:
         got = list(callers.map(lambda i: two.run(batches[i], batch_size=64), [0, 1, 2, 3] * 3))
     assert all(np.array_equal(g, expected[i % 4]) for i, g in enumerate(got))
+
+
+def test_fmnist_edge_threads_sets_the_default_thread_count(monkeypatch, run):
+    """Several processes on one machine each cap their threads with FMNIST_EDGE_THREADS; a
+    thread count given in the call still wins, and a bad value is one error line."""
+    monkeypatch.setenv("FMNIST_EDGE_THREADS", "1")
+    model = OnnxModel(FIXTURES / "classifier.onnx", "classifier")
+    assert model.threads == 1 and model.session.get_session_options().intra_op_num_threads == 1
+    model.run(np.zeros((200, 1, 28, 28), np.float32), batch_size=64)
+    assert model._side_by_side is None  # one thread: the chunks in sequence
+    assert OnnxModel(FIXTURES / "classifier.onnx", "classifier", threads=2).threads == 2
+    monkeypatch.setenv("FMNIST_EDGE_THREADS", " ")
+    assert OnnxModel(FIXTURES / "classifier.onnx", "classifier").threads == len(os.sched_getaffinity(0))
+    for bad in ("0", "two", "-1", "100000"):
+        monkeypatch.setenv("FMNIST_EDGE_THREADS", bad)
+        with pytest.raises(ModelError, match=f"FMNIST_EDGE_THREADS must be an integer from 1 to 256, got '{bad}'"):
+            OnnxModel(FIXTURES / "classifier.onnx", "classifier")
+    refused(run("classify", SAMPLES / "shirt.png", "--model", FIXTURES / "classifier.onnx"), "FMNIST_EDGE_THREADS", "'100000'")
 
 
 def test_one_image_falls_back_to_the_feed_without_fixed_output_shapes(monkeypatch):

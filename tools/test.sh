@@ -3,8 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh "train,dev"
+# One pytest worker per core (pytest-xdist), each test taken by whichever worker is free; every
+# worker keeps to one thread (torch, OpenMP, ONNX Runtime's default), or the workers' threads
+# would spin against each other on the shared cores.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 FMNIST_EDGE_THREADS=1
 set +e
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -n auto --dist worksteal "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

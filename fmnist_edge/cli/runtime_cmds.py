@@ -30,7 +30,7 @@ Tta = Annotated[bool, typer.Option("--tta", help="Average each picture's probabi
                                    "image's: more accurate, twice the compute.")]
 TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, max=10, help="How many classes to show per file.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per model call.")]
-Threads = Annotated[Optional[int], typer.Option(min=1, max=MAX_THREADS, help="Threads (default: all cores): one model call's nodes are split "
+Threads = Annotated[Optional[int], typer.Option(min=1, max=MAX_THREADS, help="Threads (default: $FMNIST_EDGE_THREADS, else all cores): one model call's nodes are split "
                                                 "across them, a larger batch's calls run side by side.",
                                                 show_default=False)]
 

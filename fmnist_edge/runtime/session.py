@@ -23,6 +23,7 @@ from fmnist_edge.errors import ModelError, with_article as _a
 from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ORT_SUFFIX, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
+ENV_THREADS = "FMNIST_EDGE_THREADS"  # the default thread count, for several processes on one machine
 REPOSITORY_MODELS = Path(__file__).resolve().parents[2] / "exported"  # an editable install's
 INSTALLED_MODELS = Path(__file__).resolve().parents[1] / "shipped"  # a wheel's copy of exported/
 OPTIMISATION = {
@@ -92,6 +93,18 @@ def session_options(threads: int | None = None, optimisation: str = "all") -> or
     opts.graph_optimization_level = OPTIMISATION[optimisation]
     opts.log_severity_level = 3  # errors only: warnings would break the one-line output
     return opts
+
+
+def default_threads() -> int | None:
+    """FMNIST_EDGE_THREADS when set (for a machine shared by several processes, whose ONNX
+    Runtime threads would otherwise each claim every core and spin against each other), else
+    None: one per core."""
+    value = os.environ.get(ENV_THREADS, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
+        raise ModelError(f"{ENV_THREADS} must be an integer from 1 to {MAX_THREADS}, got {value!r}")
+    return int(value)
 
 
 def _cores() -> int:
@@ -165,6 +178,7 @@ class OnnxModel:
             raise ModelError(f"{self.path}: no such model file")
         self.manifest_entry = manifest.verify(self.path)  # before anything runs
         self._optimisation, self._fold_int8_weights = optimisation, False
+        threads = threads or default_threads()
         self.session = self._open(threads)  # checks `threads` first
         self.threads = operator.index(threads) if threads else _cores()
         if (self.session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION) == "weights"
