@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,16 @@ def test_pickled_code_is_refused_without_running_it(tmp_path, legacy):
 def test_random_bytes(tmp_path):
     (tmp_path / "r.pt").write_bytes(os.urandom(4096))
     refused(tmp_path / "r.pt", "not a readable PyTorch checkpoint|not a plain-data checkpoint")
+
+
+def test_a_pickle_of_an_unknown_protocol_is_one_line_without_torchs_warning(tmp_path):
+    """Random bytes after the pickle magic: torch warns of "pickle protocol 28" and fails with a
+    paragraph of advice; the user gets one line saying what the unpickler met, and no warning."""
+    (tmp_path / "r.pt").write_bytes(b"\x80\x1c" + bytes(range(29, 256)) * 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning reaching the caller would fail the test
+        message = refused(tmp_path / "r.pt", "refused, not a plain-data checkpoint")
+    assert "Unsupported operand" in message and "PyTorch 2.6" not in message
 
 
 def test_a_text_file_is_named_as_such_not_given_torchs_advice(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -66,6 +67,20 @@ def _check_magic(path: Path) -> None:
         raise ModelError(f"{path}: not a readable PyTorch checkpoint (neither a zip archive nor a pickle)")
 
 
+def _unpickling_reason(exc: pickle.UnpicklingError) -> str:
+    """What the weights-only unpickler met. torch's message opens with advice to load unsafely;
+    the reason is the line naming a blocked global, else what follows "WeightsUnpickler error:"."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = next((line for line in lines if "global" in line.lower()), None)
+    if named:
+        return named
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            after = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return after or (lines[i + 1] if i + 1 < len(lines) else "unpickling refused")
+    return lines[0] if lines else "unpickling refused"
+
+
 def load_raw(path: str | Path) -> dict:
     """The checkpoint's dict. Refuses anything that is not an fmnist-edge checkpoint, and
     never runs pickled code (weights_only=True)."""
@@ -76,12 +91,11 @@ def load_raw(path: str | Path) -> dict:
         raise ModelError(f"{path}: no such checkpoint")
     _check_magic(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of an odd pickle protocol: one error line is ours to give
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        # torch's first line is advice to load unsafely; the line naming the blocked global says why.
-        reason = next((line for line in lines if "global" in line.lower()), lines[0] if lines else "unpickling refused")
-        raise ModelError(f"{path}: refused, not a plain-data checkpoint ({reason[:160]})") from None
+        raise ModelError(f"{path}: refused, not a plain-data checkpoint ({_unpickling_reason(exc)[:160]})") from None
     except Exception as exc:  # zip errors, truncation, EOF: all mean "not a checkpoint we can read"
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get(FORMAT_KEY) not in READABLE_VERSIONS:
