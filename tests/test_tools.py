@@ -94,3 +94,81 @@ def test_probe_epochs_trains_and_probes_every_epoch(tmp_path, fake_data_dir):
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(0.0 <= r["probe_val"] <= 1.0 and r["val_mse"] > 0 for r in rows)
     assert (out / "model.pt").is_file()
+
+
+def run_tool(name: str, *args: str, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOLS / name), *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "FMNIST_EDGE_DATA": str(data_dir)})
+
+
+def test_linear_probe_features_cut_the_encoder_before_its_relu_and_before_its_bottleneck(tiny_autoencoder):
+    from linear_probe import FEATURE_DEPTH
+
+    from fmnist_edge.train.checkpoint import load_model
+
+    encoder = load_model(tiny_autoencoder)[0].encoder.eval()
+    images = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        features = {name: encoder.net[:depth](images) for name, depth in FEATURE_DEPTH.items()}
+        assert torch.equal(features["code"], encoder(images))
+        assert features["pooled"].shape == (32, 800) and features["pre-relu"].shape == (32, 16)
+        assert torch.equal(features["code"], features["pre-relu"].clamp(min=0))
+        assert (features["pre-relu"] < 0).any()
+
+
+def test_linear_probe_runs_on_each_layer(tiny_autoencoder, fake_data_dir):
+    for layer, width in [("pooled", 800), ("pre-relu", 16)]:
+        done = run_tool("linear_probe.py", "--features", layer, str(tiny_autoencoder), data_dir=fake_data_dir)
+        assert done.returncode == 0, done.stderr
+        assert f"linear probe on {layer} ({width} features)" in done.stdout
+
+
+def test_fitted_codes_find_pictures_the_decoder_can_draw_and_stay_nonnegative_when_asked(tiny_autoencoder):
+    """Targets drawn by the decoder itself from known codes: started away from those codes,
+    the fitted ones must come back close to them."""
+    from decoder_capacity import fit_codes, mse
+
+    from fmnist_edge.train.checkpoint import load_model
+
+    decoder = load_model(tiny_autoencoder)[0].eval().decoder
+    torch.manual_seed(0)
+    true_codes = torch.rand(20, 16) * 3
+    with torch.no_grad():
+        images = decoder(true_codes)
+    start = true_codes + torch.randn(20, 16)
+    before = mse(decoder, start, images)
+    fitted = fit_codes(decoder, start, images, steps=100, lr=0.05)
+    assert mse(decoder, fitted, images) < 0.2 * before
+    kept = fit_codes(decoder, start - 3.0, images, steps=5, lr=0.05, nonnegative=True)
+    assert (kept >= 0).all() and (start - 3.0 < 0).any()
+    assert all(p.requires_grad for p in decoder.parameters())  # the decoder is handed back trainable
+
+
+def test_free_codes_train_the_decoder_and_the_codes_together(tiny_autoencoder, fake_data_dir):
+    from decoder_capacity import train_free_codes
+
+    from fmnist_edge.train.checkpoint import load_model
+    from fmnist_edge.train.data import Tensors
+
+    model = load_model(tiny_autoencoder)[0].eval()
+    images = torch.rand(200, 1, 28, 28)
+    train = Tensors(images, torch.zeros(200, dtype=torch.int64))
+    start = torch.rand(200, 16)
+    weights_before = [p.clone() for p in model.decoder.parameters()]
+    codes = train_free_codes(model.decoder, start, train, epochs=1, lr=1e-3, code_lr=1e-2, seed=0)
+    assert codes.shape == start.shape and not torch.equal(codes, start)
+    assert any(not torch.equal(a, b) for a, b in zip(weights_before, model.decoder.parameters()))
+
+
+def test_decoder_capacity_runs_end_to_end(tiny_autoencoder, fake_data_dir):
+    done = run_tool("decoder_capacity.py", str(tiny_autoencoder), "--epochs", "1", "--code-steps", "3",
+                    "--limit", "50", data_dir=fake_data_dir)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.strip().startswith("1. its decoder") for line in lines)
+    assert any(line.strip().startswith("2. decoder trained with free codes (1 epochs)") for line in lines)
+
+
+def test_decoder_capacity_refuses_a_classifier_in_one_line(tmp_path, fake_data_dir):
+    done = run_tool("decoder_capacity.py", str(tmp_path / "missing.pt"), data_dir=fake_data_dir)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "decoder_capacity: error:" in done.stderr

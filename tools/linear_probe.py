@@ -10,7 +10,9 @@ Each checkpoint is an autoencoder or a classifier (its encoder is used). Trains 
 training images (the head has no hyper-parameter left to choose on validation) and prints
 train and test accuracy. With `--validation` it fits on the training runs' 54,000 images and
 prints the accuracy on their 6,000 validation images instead of the test set's: the figure to
-choose a recipe on.
+choose a recipe on. `--features` probes an earlier layer of the encoder instead of its code:
+`pre-relu` (the code before its ReLU) or `pooled` (the 800 pooled convolution features the
+bottleneck's Linear(800, n) reads), to see where the encoder loses what a linear head could use.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from fmnist_edge.train.checkpoint import load_model
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.data import load_test, load_train_val, to_tensors
 from fmnist_edge.train.loop import encoded
+
+
+# How many of the encoder's layers (Encoder.net) each --features choice runs: the code is the
+# whole encoder; pre-relu stops before the bottleneck's ReLU, pooled before its Linear(800, n).
+FEATURE_DEPTH = {"code": None, "pre-relu": -2, "pooled": -3}
 
 
 def fit_head(train: torch.Tensor, labels: torch.Tensor, iterations: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +57,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--validation", action="store_true",
                         help="fit on the training split, report the validation split (not the test set)")
+    parser.add_argument("--features", choices=sorted(FEATURE_DEPTH), default="code",
+                        help="which of the encoder's layers to probe (default: its code, what cases 2 and 4 read)")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.validation:
@@ -60,14 +69,14 @@ def main() -> None:
     held_out = "validation" if args.validation else "test"
     for path in args.checkpoints:
         model, _ = load_model(path)
-        encoder = model.encoder.eval()
+        encoder = model.encoder.eval().net[:FEATURE_DEPTH[args.features]]
         f_train, f_test = encoded(encoder, train).images, encoded(encoder, test).images
         mean, std = f_train.mean(0), f_train.std(0) + 1e-6
         f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
         weight, bias = fit_head(f_train, train.labels)
         train_acc = ((f_train @ weight + bias).argmax(1) == train.labels).float().mean().item()
         test_acc = ((f_test @ weight + bias).argmax(1) == test.labels).float().mean().item()
-        print(f"{path}: linear probe train {train_acc:.4f}, {held_out} {test_acc:.4f}")
+        print(f"{path}: linear probe on {args.features} ({f_train.shape[1]} features) train {train_acc:.4f}, {held_out} {test_acc:.4f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""How low the report's decoder can take the test MSE when the encoder has no say.
+
+An autoencoder's test MSE has two sources of error: the encoder's code may not be the best one
+for the decoder, and the decoder may not be able to draw the picture from any code. This
+separates them for a trained autoencoder:
+
+1. codes only: the decoder frozen, each test image gets the code that minimises its own
+   reconstruction error (Adam on the code, started from the encoder's). No encoder can do
+   better with this decoder.
+2. free codes (GLO, Bojanowski et al. 2018): the decoder and one free code per training image
+   are trained together for --epochs more epochs (started from the autoencoder's decoder and
+   its codes), then step 1 is repeated on the test images with the new decoder. This is the
+   decoder architecture's own floor, with any encoder at all in front of it.
+
+    python tools/decoder_capacity.py runs/reproduction/seed0/ae-base/model.pt [--epochs 20]
+
+Codes are free in R^n (the encoder's ends in a ReLU; a free code may be negative), so both
+figures are lower bounds for what the report's encoder could reach with that decoder, as far
+as Adam finds the minimum. Dropout is off throughout: the figures are the test-time model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.train.checkpoint import load_model
+from fmnist_edge.train.config import TrainConfig
+from fmnist_edge.train.data import Tensors, batches, load_test, load_train_val
+from fmnist_edge.train.loop import encoded
+
+
+def mse(decoder: torch.nn.Module, codes: torch.Tensor, images: torch.Tensor) -> float:
+    with torch.no_grad():
+        return sum(F.mse_loss(decoder(codes[i:i + 1000]), images[i:i + 1000], reduction="sum").item()
+                   for i in range(0, len(images), 1000)) / images.numel()
+
+
+def fit_codes(decoder: torch.nn.Module, codes: torch.Tensor, images: torch.Tensor, steps: int,
+              lr: float, nonnegative: bool = False, chunk: int = 1000) -> torch.Tensor:
+    """The codes that minimise each image's reconstruction error through a frozen decoder. Images
+    are independent given the decoder, so each chunk is optimised on its own, full batch. With
+    `nonnegative` the codes stay >= 0, as the encoder's final ReLU keeps its own."""
+    for p in decoder.parameters():
+        p.requires_grad_(False)
+    fitted = []
+    for i in range(0, len(images), chunk):
+        z = codes[i:i + chunk].clone().requires_grad_(True)
+        target = images[i:i + chunk]
+        optimizer = torch.optim.Adam([z], lr=lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            # a sum over the chunk, so each image's code gets its own gradient, undiluted
+            F.mse_loss(decoder(z), target, reduction="sum").backward()
+            optimizer.step()
+            schedule.step()
+            if nonnegative:
+                with torch.no_grad():
+                    z.clamp_(min=0)
+        fitted.append(z.detach())
+    for p in decoder.parameters():
+        p.requires_grad_(True)
+    return torch.cat(fitted)
+
+
+def train_free_codes(decoder: torch.nn.Module, codes: torch.Tensor, train: Tensors, epochs: int,
+                     lr: float, code_lr: float, seed: int) -> torch.Tensor:
+    """Train the decoder and one free code per training image together; returns the codes."""
+    table = torch.nn.Embedding.from_pretrained(codes.clone(), freeze=False, sparse=True)
+    decoder_opt = torch.optim.Adam(decoder.parameters(), lr=lr)
+    code_opt = torch.optim.SparseAdam(table.parameters(), lr=code_lr)
+    steps = epochs * ((len(train) + 99) // 100)
+    schedules = [torch.optim.lr_scheduler.CosineAnnealingLR(o, steps) for o in (decoder_opt, code_opt)]
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(1, epochs + 1):
+        start, total = time.perf_counter(), 0.0
+        for idx in batches(len(train), 100, generator):
+            decoder_opt.zero_grad()
+            code_opt.zero_grad()
+            loss = F.mse_loss(decoder(table(idx)), train.images[idx])
+            loss.backward()
+            decoder_opt.step()
+            code_opt.step()
+            for s in schedules:
+                s.step()
+            total += loss.item() * len(idx)
+        print(f"  free codes, epoch {epoch:3d}: train MSE {total / len(train):.5f}  "
+              f"{time.perf_counter() - start:.1f}s", flush=True)
+    return table.weight.detach()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, help="an autoencoder's model.pt")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of free-code training (0: skip step 2)")
+    parser.add_argument("--code-steps", type=int, default=200, help="Adam steps per chunk when fitting test codes")
+    parser.add_argument("--code-lr", type=float, default=0.05)
+    parser.add_argument("--nonnegative", action="store_true", help="keep fitted codes >= 0, as the encoder's ReLU does")
+    parser.add_argument("--lr", type=float, default=1e-3, help="the decoder's learning rate in step 2")
+    parser.add_argument("--limit", type=int, default=None, help="fit codes for the first N test images only")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    model, _ = load_model(args.checkpoint, expect_kind="autoencoder")
+    model.eval()  # dropout off: the test-time model
+    test = load_test(args.data_dir, args.limit)
+    test_codes = encoded(model.encoder, test).images
+    decoder = model.decoder
+    print(f"{args.checkpoint}: n={model.encoder.n}, test images {len(test)}")
+    print(f"  the autoencoder as trained:                test MSE {mse(decoder, test_codes, test.images):.5f}")
+    fitted = fit_codes(decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
+    print(f"  1. its decoder, best code per test image:  test MSE {mse(decoder, fitted, test.images):.5f}", flush=True)
+    if args.epochs <= 0:
+        return
+    train, _ = load_train_val(TrainConfig(), args.data_dir)
+    free_decoder = copy.deepcopy(decoder).eval()
+    train_free_codes(free_decoder, encoded(model.encoder, train).images, train, args.epochs,
+                     args.lr, args.code_lr / 5, args.seed)
+    fitted = fit_codes(free_decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
+    print(f"  2. decoder trained with free codes ({args.epochs} epochs), best code per test image: "
+          f"test MSE {mse(free_decoder, fitted, test.images):.5f}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except FmnistEdgeError as exc:
+        raise SystemExit(f"decoder_capacity: error: {exc}") from None
