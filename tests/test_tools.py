@@ -160,13 +160,30 @@ def test_free_codes_train_the_decoder_and_the_codes_together(tiny_autoencoder, f
     assert any(not torch.equal(a, b) for a, b in zip(weights_before, model.decoder.parameters()))
 
 
+@pytest.mark.parametrize("regress", [False, True])
+def test_the_encoder_trains_alone_and_the_decoder_stays_as_it_was(tiny_autoencoder, regress):
+    from decoder_capacity import train_encoder
+
+    from fmnist_edge.train.checkpoint import load_model
+    from fmnist_edge.train.data import Tensors
+
+    model = load_model(tiny_autoencoder)[0].eval()
+    train = Tensors(torch.rand(200, 1, 28, 28), torch.zeros(200, dtype=torch.int64))
+    decoder_before = [p.clone() for p in model.decoder.parameters()]
+    encoder_before = [p.clone() for p in model.encoder.parameters()]
+    targets = torch.rand(200, 16) if regress else None
+    train_encoder(model.encoder, model.decoder, train, epochs=1, lr=1e-3, seed=0, code_targets=targets)
+    assert all(torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(encoder_before, model.encoder.parameters()))
+    assert all(p.requires_grad for p in model.decoder.parameters())
+
+
 def test_decoder_capacity_runs_end_to_end(tiny_autoencoder, fake_data_dir):
-    done = run_tool("decoder_capacity.py", str(tiny_autoencoder), "--epochs", "1", "--code-steps", "3",
-                    "--limit", "50", data_dir=fake_data_dir)
+    done = run_tool("decoder_capacity.py", str(tiny_autoencoder), "--free-code-epochs", "1", "--encoder-epochs", "1",
+                    "--code-targets", "100", "--code-steps", "3", "--limit", "50", data_dir=fake_data_dir)
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert any(line.strip().startswith("1. its decoder") for line in lines)
-    assert any(line.strip().startswith("2. decoder trained with free codes (1 epochs)") for line in lines)
+    steps = [line.strip()[:2] for line in done.stdout.splitlines() if "test MSE" in line]
+    assert steps == ["th", "1.", "2.", "3.", "4."], done.stdout
 
 
 def test_decoder_capacity_refuses_a_classifier_in_one_line(tmp_path, fake_data_dir):

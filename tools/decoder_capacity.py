@@ -8,11 +8,17 @@ separates them for a trained autoencoder:
    reconstruction error (Adam on the code, started from the encoder's). No encoder can do
    better with this decoder.
 2. free codes (GLO, Bojanowski et al. 2018): the decoder and one free code per training image
-   are trained together for --epochs more epochs (started from the autoencoder's decoder and
-   its codes), then step 1 is repeated on the test images with the new decoder. This is the
-   decoder architecture's own floor, with any encoder at all in front of it.
+   are trained together for --free-code-epochs more epochs (started from the autoencoder's
+   decoder and its codes), then step 1 is repeated on the test images with the new decoder:
+   the decoder architecture's own floor, with any encoder at all in front of it.
+3. the encoder trained --encoder-epochs more epochs alone, on the frozen decoder's
+   reconstruction error: whether the joint training left the encoder short of its own best.
+4. with --code-targets K: the best codes of K training images are fitted as in step 1, and
+   the encoder is trained to regress them instead: whether the report's encoder can compute
+   codes that good at all.
 
-    python tools/decoder_capacity.py runs/reproduction/seed0/ae-base/model.pt [--epochs 20]
+    python tools/decoder_capacity.py runs/reproduction/seed0/ae-base/model.pt [--limit 2000]
+        [--free-code-epochs 10] [--encoder-epochs 10 [--code-targets 10000]]
 
 Codes are free in R^n (the encoder's ends in a ReLU; a free code may be negative), so both
 figures are lower bounds for what the report's encoder could reach with that decoder, as far
@@ -96,15 +102,48 @@ def train_free_codes(decoder: torch.nn.Module, codes: torch.Tensor, train: Tenso
     return table.weight.detach()
 
 
+def train_encoder(encoder: torch.nn.Module, decoder: torch.nn.Module, train: Tensors, epochs: int,
+                  lr: float, seed: int, code_targets: torch.Tensor | None = None) -> None:
+    """Train `encoder` with `decoder` frozen: on the reconstruction error, or, given
+    `code_targets` (one per training image), to regress them. Dropout stays off."""
+    for p in decoder.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * ((len(train) + 99) // 100))
+    generator = torch.Generator().manual_seed(seed)
+    what = "reconstruction" if code_targets is None else "code regression"
+    for epoch in range(1, epochs + 1):
+        start, total = time.perf_counter(), 0.0
+        for idx in batches(len(train), 100, generator):
+            optimizer.zero_grad()
+            codes = encoder(train.images[idx])
+            loss = (F.mse_loss(decoder(codes), train.images[idx]) if code_targets is None
+                    else F.mse_loss(codes, code_targets[idx]))
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(idx)
+        print(f"  encoder on {what}, epoch {epoch:3d}: train loss {total / len(train):.5f}  "
+              f"{time.perf_counter() - start:.1f}s", flush=True)
+    for p in decoder.parameters():
+        p.requires_grad_(True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="an autoencoder's model.pt")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of free-code training (0: skip step 2)")
-    parser.add_argument("--code-steps", type=int, default=200, help="Adam steps per chunk when fitting test codes")
-    parser.add_argument("--code-lr", type=float, default=0.05)
-    parser.add_argument("--nonnegative", action="store_true", help="keep fitted codes >= 0, as the encoder's ReLU does")
-    parser.add_argument("--lr", type=float, default=1e-3, help="the decoder's learning rate in step 2")
-    parser.add_argument("--limit", type=int, default=None, help="fit codes for the first N test images only")
+    parser.add_argument("--code-steps", type=int, default=500, help="Adam steps per chunk when fitting codes")
+    parser.add_argument("--code-lr", type=float, default=0.15)
+    parser.add_argument("--nonnegative", action="store_true", help="keep fitted test codes >= 0, as the encoder's ReLU does")
+    parser.add_argument("--free-code-epochs", type=int, default=0,
+                        help="step 2: epochs of decoder training with free codes (0: skip)")
+    parser.add_argument("--encoder-epochs", type=int, default=0,
+                        help="step 3: epochs of training the encoder alone on the frozen decoder (0: skip)")
+    parser.add_argument("--code-targets", type=int, default=0,
+                        help="step 4: fit the best codes of this many training images, then train the encoder "
+                             "alone for --encoder-epochs to regress them (0: skip)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the decoder (step 2) and the encoder (3, 4)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N test images only")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -115,18 +154,35 @@ def main() -> None:
     test_codes = encoded(model.encoder, test).images
     decoder = model.decoder
     print(f"{args.checkpoint}: n={model.encoder.n}, test images {len(test)}")
-    print(f"  the autoencoder as trained:                test MSE {mse(decoder, test_codes, test.images):.5f}")
+    print(f"  the autoencoder as trained: test MSE {mse(decoder, test_codes, test.images):.5f}")
     fitted = fit_codes(decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
-    print(f"  1. its decoder, best code per test image:  test MSE {mse(decoder, fitted, test.images):.5f}", flush=True)
-    if args.epochs <= 0:
+    print(f"  1. its decoder, the best code per test image: test MSE {mse(decoder, fitted, test.images):.5f}", flush=True)
+    if not (args.free_code_epochs or args.encoder_epochs):
         return
     train, _ = load_train_val(TrainConfig(), args.data_dir)
-    free_decoder = copy.deepcopy(decoder).eval()
-    train_free_codes(free_decoder, encoded(model.encoder, train).images, train, args.epochs,
-                     args.lr, args.code_lr / 5, args.seed)
-    fitted = fit_codes(free_decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
-    print(f"  2. decoder trained with free codes ({args.epochs} epochs), best code per test image: "
-          f"test MSE {mse(free_decoder, fitted, test.images):.5f}", flush=True)
+    if args.free_code_epochs:
+        free_decoder = copy.deepcopy(decoder).eval()
+        train_free_codes(free_decoder, encoded(model.encoder, train).images, train, args.free_code_epochs,
+                         args.lr, args.code_lr / 5, args.seed)
+        fitted = fit_codes(free_decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
+        print(f"  2. a decoder trained with free codes ({args.free_code_epochs} epochs), the best code per test "
+              f"image: test MSE {mse(free_decoder, fitted, test.images):.5f}", flush=True)
+    if args.encoder_epochs:
+        encoder = copy.deepcopy(model.encoder).eval()
+        train_encoder(encoder, decoder, train, args.encoder_epochs, args.lr, args.seed)
+        print(f"  3. its encoder trained {args.encoder_epochs} more epochs on the frozen decoder: "
+              f"test MSE {mse(decoder, encoded(encoder, test).images, test.images):.5f}", flush=True)
+    if args.encoder_epochs and args.code_targets:
+        subset = Tensors(train.images[:args.code_targets], train.labels[:args.code_targets])
+        start = time.perf_counter()
+        targets = fit_codes(decoder, encoded(model.encoder, subset).images, subset.images, args.code_steps,
+                            args.code_lr, nonnegative=True)
+        print(f"  best codes of {len(subset)} training images fitted (train MSE "
+              f"{mse(decoder, targets, subset.images):.5f}, {time.perf_counter() - start:.0f}s)", flush=True)
+        encoder = copy.deepcopy(model.encoder).eval()
+        train_encoder(encoder, decoder, subset, args.encoder_epochs, args.lr, args.seed, code_targets=targets)
+        print(f"  4. its encoder trained {args.encoder_epochs} epochs to regress those codes: "
+              f"test MSE {mse(decoder, encoded(encoder, test).images, test.images):.5f}", flush=True)
 
 
 if __name__ == "__main__":
