@@ -139,12 +139,13 @@ def test_fitted_codes_find_pictures_the_decoder_can_draw_and_stay_nonnegative_wh
     before = mse(decoder, start, images)
     fitted = fit_codes(decoder, start, images, steps=100, lr=0.05)
     assert mse(decoder, fitted, images) < 0.2 * before
+    assert all(p.grad is None for p in decoder.parameters())  # frozen while the codes were fitted
     kept = fit_codes(decoder, start - 3.0, images, steps=5, lr=0.05, nonnegative=True)
-    assert (kept >= 0).all() and (start - 3.0 < 0).any()
+    assert (kept >= 0).all() and (kept == 0).any()  # codes started below 0 are held at it
     assert all(p.requires_grad for p in decoder.parameters())  # the decoder is handed back trainable
 
 
-def test_free_codes_train_the_decoder_and_the_codes_together(tiny_autoencoder, fake_data_dir):
+def test_free_codes_train_the_decoder_and_the_codes_together(tiny_autoencoder):
     from decoder_capacity import train_free_codes
 
     from fmnist_edge.train.checkpoint import load_model
@@ -173,6 +174,7 @@ def test_the_encoder_trains_alone_and_the_decoder_stays_as_it_was(tiny_autoencod
     encoder_before = [p.clone() for p in model.encoder.parameters()]
     targets = torch.rand(200, 16) if regress else None
     train_encoder(model.encoder, model.decoder, train, epochs=1, lr=1e-3, seed=0, code_targets=targets)
+    assert all(p.grad is None for p in model.decoder.parameters())  # no gradient reached it
     assert all(torch.equal(a, b) for a, b in zip(decoder_before, model.decoder.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(encoder_before, model.encoder.parameters()))
     assert all(p.requires_grad for p in model.decoder.parameters())
@@ -186,6 +188,12 @@ def test_decoder_capacity_runs_end_to_end(tiny_autoencoder, fake_data_dir):
     assert steps == ["th", "1.", "2.", "3.", "4."], done.stdout
 
 
-def test_decoder_capacity_refuses_a_classifier_in_one_line(tmp_path, fake_data_dir):
+def test_decoder_capacity_refuses_a_missing_checkpoint_in_one_line(tmp_path, fake_data_dir):
     done = run_tool("decoder_capacity.py", str(tmp_path / "missing.pt"), data_dir=fake_data_dir)
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "decoder_capacity: error:" in done.stderr
+    assert "no such checkpoint" in done.stderr
+
+
+def test_decoder_capacity_refuses_code_targets_without_encoder_epochs(tiny_autoencoder, fake_data_dir):
+    done = run_tool("decoder_capacity.py", str(tiny_autoencoder), "--code-targets", "100", data_dir=fake_data_dir)
+    assert done.returncode == 2 and "--code-targets needs --encoder-epochs" in done.stderr

@@ -10,24 +10,25 @@ separates them for a trained autoencoder:
 2. free codes (GLO, Bojanowski et al. 2018): the decoder and one free code per training image
    are trained together for --free-code-epochs more epochs (started from the autoencoder's
    decoder and its codes), then step 1 is repeated on the test images with the new decoder:
-   the decoder architecture's own floor, with any encoder at all in front of it.
+   an estimate of the decoder architecture's own floor, with any encoder in front of it.
 3. the encoder trained --encoder-epochs more epochs alone, on the frozen decoder's
    reconstruction error: whether the joint training left the encoder short of its own best.
-4. with --code-targets K: the best codes of K training images are fitted as in step 1, and
-   the encoder is trained to regress them instead: whether the report's encoder can compute
-   codes that good at all.
+4. with --code-targets K: the best codes of K training images are fitted as in step 1 (kept
+   >= 0, as the encoder's ReLU keeps its own), and the encoder is trained to regress them:
+   whether the report's encoder learns to compute codes that good.
 
     python tools/decoder_capacity.py runs/reproduction/seed0/ae-base/model.pt [--limit 2000]
         [--free-code-epochs 10] [--encoder-epochs 10 [--code-targets 10000]]
 
-Codes are free in R^n (the encoder's ends in a ReLU; a free code may be negative), so both
-figures are lower bounds for what the report's encoder could reach with that decoder, as far
+Fitted test codes are free in R^n unless --nonnegative (the encoder's end in a ReLU), so
+steps 1 and 2 give lower bounds for what the report's encoder could reach with that decoder, as far
 as Adam finds the minimum. Dropout is off throughout: the figures are the test-time model's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import time
 from pathlib import Path
@@ -42,6 +43,19 @@ from fmnist_edge.train.data import Tensors, batches, load_test, load_train_val
 from fmnist_edge.train.loop import encoded
 
 
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """`module`'s parameters take no gradient inside the block; their earlier states come back after."""
+    states = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in states:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, state in states:
+            p.requires_grad_(state)
+
+
 def mse(decoder: torch.nn.Module, codes: torch.Tensor, images: torch.Tensor) -> float:
     with torch.no_grad():
         return sum(F.mse_loss(decoder(codes[i:i + 1000]), images[i:i + 1000], reduction="sum").item()
@@ -53,26 +67,23 @@ def fit_codes(decoder: torch.nn.Module, codes: torch.Tensor, images: torch.Tenso
     """The codes that minimise each image's reconstruction error through a frozen decoder. Images
     are independent given the decoder, so each chunk is optimised on its own, full batch. With
     `nonnegative` the codes stay >= 0, as the encoder's final ReLU keeps its own."""
-    for p in decoder.parameters():
-        p.requires_grad_(False)
     fitted = []
-    for i in range(0, len(images), chunk):
-        z = codes[i:i + chunk].clone().requires_grad_(True)
-        target = images[i:i + chunk]
-        optimizer = torch.optim.Adam([z], lr=lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            # a sum over the chunk, so each image's code gets its own gradient, undiluted
-            F.mse_loss(decoder(z), target, reduction="sum").backward()
-            optimizer.step()
-            schedule.step()
-            if nonnegative:
-                with torch.no_grad():
-                    z.clamp_(min=0)
-        fitted.append(z.detach())
-    for p in decoder.parameters():
-        p.requires_grad_(True)
+    with frozen(decoder):
+        for i in range(0, len(images), chunk):
+            z = codes[i:i + chunk].clone().requires_grad_(True)
+            target = images[i:i + chunk]
+            optimizer = torch.optim.Adam([z], lr=lr)
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+            for _ in range(steps):
+                optimizer.zero_grad()
+                # a sum over the chunk, so each image's code gets its own gradient, undiluted
+                F.mse_loss(decoder(z), target, reduction="sum").backward()
+                optimizer.step()
+                schedule.step()
+                if nonnegative:
+                    with torch.no_grad():
+                        z.clamp_(min=0)
+            fitted.append(z.detach())
     return torch.cat(fitted)
 
 
@@ -106,37 +117,36 @@ def train_encoder(encoder: torch.nn.Module, decoder: torch.nn.Module, train: Ten
                   lr: float, seed: int, code_targets: torch.Tensor | None = None) -> None:
     """Train `encoder` with `decoder` frozen: on the reconstruction error, or, given
     `code_targets` (one per training image), to regress them. Dropout stays off."""
-    for p in decoder.parameters():
-        p.requires_grad_(False)
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * ((len(train) + 99) // 100))
     generator = torch.Generator().manual_seed(seed)
     what = "reconstruction" if code_targets is None else "code regression"
-    for epoch in range(1, epochs + 1):
-        start, total = time.perf_counter(), 0.0
-        for idx in batches(len(train), 100, generator):
-            optimizer.zero_grad()
-            codes = encoder(train.images[idx])
-            loss = (F.mse_loss(decoder(codes), train.images[idx]) if code_targets is None
-                    else F.mse_loss(codes, code_targets[idx]))
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(idx)
-        print(f"  encoder on {what}, epoch {epoch:3d}: train loss {total / len(train):.5f}  "
-              f"{time.perf_counter() - start:.1f}s", flush=True)
-    for p in decoder.parameters():
-        p.requires_grad_(True)
+    with frozen(decoder):
+        for epoch in range(1, epochs + 1):
+            start, total = time.perf_counter(), 0.0
+            for idx in batches(len(train), 100, generator):
+                optimizer.zero_grad()
+                codes = encoder(train.images[idx])
+                loss = (F.mse_loss(decoder(codes), train.images[idx]) if code_targets is None
+                        else F.mse_loss(codes, code_targets[idx]))
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += loss.item() * len(idx)
+            print(f"  encoder on {what}, epoch {epoch:3d}: train loss {total / len(train):.5f}  "
+                  f"{time.perf_counter() - start:.1f}s", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="an autoencoder's model.pt")
     parser.add_argument("--code-steps", type=int, default=500, help="Adam steps per chunk when fitting codes")
-    parser.add_argument("--code-lr", type=float, default=0.15)
+    parser.add_argument("--code-lr", type=float, default=0.15, help="Adam's learning rate on the codes being fitted")
     parser.add_argument("--nonnegative", action="store_true", help="keep fitted test codes >= 0, as the encoder's ReLU does")
     parser.add_argument("--free-code-epochs", type=int, default=0,
                         help="step 2: epochs of decoder training with free codes (0: skip)")
+    parser.add_argument("--free-code-lr", type=float, default=0.1,
+                        help="step 2: SparseAdam's learning rate on the free codes (each is updated once an epoch)")
     parser.add_argument("--encoder-epochs", type=int, default=0,
                         help="step 3: epochs of training the encoder alone on the frozen decoder (0: skip)")
     parser.add_argument("--code-targets", type=int, default=0,
@@ -147,6 +157,8 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.code_targets and not args.encoder_epochs:
+        parser.error("--code-targets needs --encoder-epochs (the epochs of the regression)")
     torch.manual_seed(args.seed)
     model, _ = load_model(args.checkpoint, expect_kind="autoencoder")
     model.eval()  # dropout off: the test-time model
@@ -163,7 +175,7 @@ def main() -> None:
     if args.free_code_epochs:
         free_decoder = copy.deepcopy(decoder).eval()
         train_free_codes(free_decoder, encoded(model.encoder, train).images, train, args.free_code_epochs,
-                         args.lr, args.code_lr / 5, args.seed)
+                         args.lr, args.free_code_lr, args.seed)
         fitted = fit_codes(free_decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
         print(f"  2. a decoder trained with free codes ({args.free_code_epochs} epochs), the best code per test "
               f"image: test MSE {mse(free_decoder, fitted, test.images):.5f}", flush=True)
