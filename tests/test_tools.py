@@ -186,6 +186,7 @@ def test_decoder_capacity_runs_end_to_end(tiny_autoencoder, fake_data_dir):
     assert done.returncode == 0, done.stderr
     steps = [line.strip()[:2] for line in done.stdout.splitlines() if "test MSE" in line]
     assert steps == ["th", "1.", "2.", "3.", "4."], done.stdout
+    assert "of a code's length from the encoder's" in done.stdout
 
 
 def test_decoder_capacity_refuses_a_missing_checkpoint_in_one_line(tmp_path, fake_data_dir):

@@ -169,6 +169,10 @@ def main() -> None:
     print(f"  the autoencoder as trained: test MSE {mse(decoder, test_codes, test.images):.5f}")
     fitted = fit_codes(decoder, test_codes, test.images, args.code_steps, args.code_lr, args.nonnegative)
     print(f"  1. its decoder, the best code per test image: test MSE {mse(decoder, fitted, test.images):.5f}", flush=True)
+    distance = (fitted - test_codes).norm(dim=1) / test_codes.norm(dim=1).clamp_min(1e-12)
+    print(f"     the best codes lie {distance.median().item():.0%} of a code's length from the encoder's "
+          f"(median; mean square of a code {test_codes.pow(2).mean().item():.1f}, "
+          f"of the distance {(fitted - test_codes).pow(2).mean().item():.1f})")
     if not (args.free_code_epochs or args.encoder_epochs):
         return
     train, _ = load_train_val(TrainConfig(), args.data_dir)
