@@ -33,6 +33,7 @@ crop=() quant=() pool=() spread=() ortf=()
     spread=(--runs 2 --pause 0 --seconds 0.05) ortf=(--rounds 1 --seconds 0.05 --loads 2)
 step "$PY" benchmarks/bench_ratio_spread.py --model exported/classifier.onnx "${spread[@]}" --out "$out/ratio_spread"
 step "$PY" benchmarks/bench_input_crop.py --model exported/classifier.onnx "${crop[@]}" --out "$out/input_crop"
+step "$PY" benchmarks/bench_first_pool.py --model exported/classifier.onnx "${crop[@]}" --out "$out/first_pool"
 step "$PY" benchmarks/bench_input_crop.py --model exported/classifier.onnx --threads 2 "${crop[@]}" \
     --out "$out/input_crop/2-threads"
 step "$PY" benchmarks/bench_quantization.py --model exported/classifier.onnx "${quant[@]}" --out "$out/quantization"
