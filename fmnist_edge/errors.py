@@ -24,3 +24,9 @@ class ValidationFailed(FmnistEdgeError):
 def with_article(kind: str) -> str:
     """'an encoder', 'a decoder': for messages that name a model kind."""
     return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind}"
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters escaped (a newline in a file name is shown as \\n), so
+    that a message about it stays one line on a terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)

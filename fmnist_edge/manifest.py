@@ -13,6 +13,11 @@ from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.spec import MANIFEST_NAME
 
 FORMAT_VERSION = 1
+# The entry fields that fmnist-edge reads, and their types: a hand-edited manifest is refused
+# here in one line rather than failing later, deep in a command.
+ENTRY_FIELDS = {"kind": str, "precision": str, "format": str, "source": str, "checkpoint": str, "size_bytes": int,
+                "quantization": (dict, type(None)), "validation": dict, "models": list}
+QUANTIZATION_FIELDS = {"method": str, "weight_bits": int}
 
 
 def read(folder: str | Path) -> dict | None:
@@ -33,7 +38,27 @@ def read(folder: str | Path) -> dict | None:
             raise ModelError(f"{path}: lists {name!r}, which is not a file name in its folder")
         if not (isinstance(entry, dict) and _is_sha256(entry.get("sha256"))):
             raise ModelError(f"{path}: the entry for {name} has no sha256")
+        wrong = _wrong_field(entry)
+        if wrong:
+            raise ModelError(f"{path}: the entry for {name} has {wrong}")
     return data
+
+
+def _wrong_field(entry: dict) -> str:
+    """What is wrong with the types of an entry's fields, "" when nothing."""
+    def typed(value, kind) -> bool:
+        return isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, float, (int, float)))
+
+    for field, kind in ENTRY_FIELDS.items():
+        if field in entry and not typed(entry[field], kind):
+            return f"a {field} of the wrong type ({type(entry[field]).__name__})"
+    for field, kind in QUANTIZATION_FIELDS.items():
+        if field in (entry.get("quantization") or {}) and not typed(entry["quantization"][field], kind):
+            return f"a quantization {field} of the wrong type"
+    for field, value in entry.get("validation", {}).items():
+        if not typed(value, str if field == "precision" else (int, float)):
+            return f"a validation {field} of the wrong type ({type(value).__name__})"
+    return ""
 
 
 def _is_sha256(value) -> bool:

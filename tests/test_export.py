@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -846,6 +847,25 @@ def test_manifest_read_write_verify(tmp_path):
         manifest.read(tmp_path)
     (tmp_path / "manifest.json").write_text("[1,")
     with pytest.raises(ModelError, match="unreadable manifest"):
+        manifest.read(tmp_path)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("kind", ["classifier"], "a kind of the wrong type (list)"),
+    ("quantization", "weights", "a quantization of the wrong type (str)"),
+    ("quantization", {"method": "qdq", "weight_bits": "7"}, "a quantization weight_bits of the wrong type"),
+    ("validation", {"accuracy": "92%"}, "a validation accuracy of the wrong type (str)"),
+    ("validation", {"accuracy": True}, "a validation accuracy of the wrong type (bool)"),
+    ("source", ["a.onnx"], "a source of the wrong type (list)"),
+])
+def test_a_hand_edited_manifest_with_a_field_of_the_wrong_type_is_refused(tmp_path, field, value, needle):
+    (tmp_path / "a.onnx").write_bytes(b"abc")
+    manifest.write(tmp_path, {"a.onnx": {"kind": "classifier", "validation": {"accuracy": 0.9, "precision": "fp32"}}})
+    assert manifest.read(tmp_path)["files"]["a.onnx"]["validation"]["accuracy"] == 0.9
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["files"]["a.onnx"][field] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=re.escape(f"the entry for a.onnx has {needle}")):
         manifest.read(tmp_path)
 
 

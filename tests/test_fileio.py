@@ -72,3 +72,68 @@ def test_sha256_file(tmp_path):
     data = bytes(range(256)) * 5000  # more than one read block
     (tmp_path / "d").write_bytes(data)
     assert fileio.sha256_file(tmp_path / "d") == hashlib.sha256(data).hexdigest()
+
+
+def test_a_symlink_is_followed_not_replaced(tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "out.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fileio.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert leftovers(tmp_path) == [] and leftovers(tmp_path / "real") == []
+
+
+def test_a_dangling_symlink_writes_its_target(tmp_path):
+    link = tmp_path / "link.txt"
+    link.symlink_to(tmp_path / "later.txt")
+    fileio.write_text(link, "x")
+    assert link.is_symlink() and (tmp_path / "later.txt").read_text() == "x"
+
+
+def test_a_pipe_is_written_into_not_replaced(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    fileio.write_bytes(fifo, b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"]
+    assert fifo.is_fifo() and leftovers(tmp_path) == []
+
+
+def test_a_device_that_refuses_the_bytes_is_one_error_and_stays_a_device(tmp_path):
+    from pathlib import Path
+
+    full = Path("/dev/full")
+    if not full.is_char_device():
+        pytest.skip("no /dev/full here")
+    with pytest.raises(FmnistEdgeError, match="cannot write /dev/full: No space left on device"):
+        fileio.write_bytes(full, b"x" * 10)
+    assert full.is_char_device()
+    fileio.check_writable("/dev/null")  # a device takes no probe beside it
+    fileio.write_bytes("/dev/null", b"discarded")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_an_overwritten_file_keeps_its_permissions(tmp_path):
+    target = tmp_path / "secret.json"
+    target.write_text("old")
+    target.chmod(0o600)
+    fileio.write_json(target, {"a": 1})
+    assert target.stat().st_mode & 0o777 == 0o600
+    fileio.write_text(tmp_path / "new.txt", "x")
+    assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o666 & ~fileio._umask()
+
+
+def test_a_name_the_system_refuses_is_one_error(tmp_path):
+    too_long = tmp_path / ("a" * 300 + ".json")
+    for call in (lambda: fileio.write_text(too_long, "x"), lambda: fileio.check_writable(too_long)):
+        with pytest.raises(FmnistEdgeError, match="File name too long"):
+            call()
+    assert leftovers(tmp_path) == []

@@ -122,10 +122,12 @@ def test_an_altered_ort_file_is_refused_by_the_runtime_and_by_validate(copy_of, 
 
 @pytest.mark.parametrize("args, needle", [
     (("to-ort", "{folder}", "--platform", "arm"), "--platform must be one of portable, x86"),
-    (("to-ort", "{missing}"), "no manifest.json"),
+    (("to-ort", "{missing}"), "nothing-here: no such folder"),
+    (("to-ort", "{empty}"), "no manifest.json"),
 ])
 def test_bad_to_ort_calls_are_one_line(args, needle, copy_of, tmp_path):
-    values = {"folder": copy_of, "missing": tmp_path / "nothing-here"}
+    (tmp_path / "empty").mkdir()
+    values = {"folder": copy_of, "missing": tmp_path / "nothing-here", "empty": tmp_path / "empty"}
     refused(cli(*[str(a).format(**values) for a in args]), needle)
 
 
@@ -294,3 +296,28 @@ def test_a_model_folder_may_be_named_like_a_file(with_ort, tmp_path):
     from fmnist_edge.runtime import FashionClassifier
 
     assert FashionClassifier.load(folder).path == folder / "classifier.onnx"
+
+
+def test_to_ort_through_a_symlink_converts_its_target_and_keeps_the_link(copy_of):
+    for twin in [ort_name(n) for n in _onnx_names()]:
+        (copy_of / twin).unlink()
+    link = copy_of.parent / "link"
+    link.symlink_to(copy_of.name)
+    result = cli("to-ort", link, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (copy_of / "classifier.ort").is_file()
+    assert "classifier.ort" in manifest.read(copy_of)["files"]
+    assert not list(copy_of.parent.glob(".staging-*"))
+
+
+def test_a_failed_conversion_names_the_folder_not_its_staging_copy(copy_of):
+    import hashlib
+
+    (copy_of / "classifier.onnx").write_text("not a model")
+    data = json.loads((copy_of / "manifest.json").read_text())
+    data["files"]["classifier.onnx"]["sha256"] = hashlib.sha256(b"not a model").hexdigest()
+    (copy_of / "manifest.json").write_text(json.dumps(data))
+    before = {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()}
+    line = refused(cli("to-ort", copy_of, "--no-validate"), f"{copy_of / 'classifier.onnx'}: cannot be converted")
+    assert ".staging-" not in line
+    assert {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()} == before

@@ -290,7 +290,7 @@ class _Stdin:
     (_Stdin(tty=True), "standard input is a terminal; pipe a picture into it"),
     (None, "standard input is closed"),
     (__import__("io").StringIO("text"), "standard input is text"),
-    (_Stdin(b"x" * 2048), "more than 1,024 bytes on standard input"),
+    (_Stdin(b"x" * 2048), "standard input: more than 1,024 bytes"),
 ])
 def test_standard_input_that_holds_no_picture_is_refused(monkeypatch, stdin, needle):
     from fmnist_edge.errors import ImageError
@@ -373,3 +373,79 @@ def test_a_runtime_command_is_run_by_an_app_holding_it_alone(capsys):
         main(["classify", str(SAMPLES / "trouser.png"), "--model", str(FIXTURES), "--json"])
     assert exited.value.code == 0
     assert json.loads(capsys.readouterr().out)["label"] == "Trouser"
+
+
+def test_arguments_that_name_no_picture_fail_alone(run, tmp_path, monkeypatch):
+    """An empty argument (not the working folder's pictures), a name too long for the system and
+    a name with a newline each get one line of their own; the good pictures are still classified."""
+    monkeypatch.chdir(SAMPLES)  # where "" would have found ten pictures
+    newline = tmp_path / "bad\nname.png"
+    newline.write_bytes(b"")
+    too_long = str(tmp_path / ("a" * 300 + ".png"))
+    result = run("classify", "", SAMPLES / "bag.png", too_long, newline, "--model", FIXTURES)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Bag" in result.stdout and len(result.stdout.strip().splitlines()) == 2  # header and bag
+    errors = result.stderr.strip().splitlines()
+    assert errors == ["fmnist-edge: error: '': an empty argument names no picture",
+                      f"fmnist-edge: error: {too_long}: unreadable (File name too long)",
+                      f"fmnist-edge: error: {tmp_path}/bad\\nname.png: empty file"]
+    rows = [json.loads(line) for line in run("classify", newline, "--model", FIXTURES, "--json").stdout.splitlines()]
+    assert rows == [{"file": str(newline), "error": f"{tmp_path}/bad\\nname.png: empty file"}]
+    refused(run("reconstruct", "", "-o", tmp_path / "r.png", "--model", FIXTURES), "'': an empty argument")
+
+
+def test_a_picture_from_a_pipe_path_is_read_whole(tmp_path):
+    """/dev/stdin, a FIFO or process substitution has no size to check: it is read, not refused
+    as empty."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "fmnist-edge"
+    cmd = [str(exe), "classify", "/dev/stdin", "--model", str(FIXTURES), "--json"]
+    done = subprocess.run(cmd, input=(SAMPLES / "trouser.png").read_bytes(), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["file"] == "/dev/stdin" and "label" in json.loads(done.stdout)
+    empty = subprocess.run(cmd, input=b"", capture_output=True, timeout=120)
+    assert empty.returncode == 1 and b"/dev/stdin: empty" in empty.stdout
+
+
+def test_outputs_that_cannot_hold_the_result_are_refused_first(run, tmp_path):
+    for args, needle in [(("encode", SAMPLES / "bag.png", "-o", tmp_path / "z.png"), "latents are written as .npy"),
+                         (("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r.npy"), "as a picture"),
+                         (("encode", SAMPLES / "bag.png", "-o", "-"), "standard output is not supported"),
+                         (("reconstruct", SAMPLES / "bag.png", "-o", "-"), "standard output is not supported")]:
+        result = run(*args, "--model", FIXTURES)
+        assert result.exit_code == 2 and needle in result.stderr and "Traceback" not in result.output, args
+    assert list(tmp_path.iterdir()) == [] and not Path("-").exists()
+    assert run("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r.jpg", "--model", FIXTURES).exit_code == 0
+    assert Image.open(tmp_path / "r.jpg").format == "JPEG"
+
+
+def test_a_model_whose_scores_are_nan_gives_no_answer(run, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(FIXTURES / "classifier.onnx")
+    last = model.graph.node[-1]  # the fixture's logits: x @ W + b
+    bias = next(i for i in model.graph.initializer if i.name == last.input[-1])
+    bias.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(bias).shape, np.nan, np.float32), bias.name))
+    onnx.save(model, tmp_path / "nan.onnx")
+    refused(run("classify", SAMPLES / "bag.png", "--model", tmp_path / "nan.onnx"), "NaN or infinite")
+    refused(run("classify", SAMPLES / "bag.png", "--model", tmp_path / "nan.onnx", "--tta", "--json"), "NaN")
+
+
+def test_a_broken_manifest_is_one_line_for_its_folder(run, tmp_path):
+    for name in ("classifier.onnx", "encoder.onnx", "decoder.onnx", "manifest.json"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    (tmp_path / "manifest.json").write_text("{")
+    refused(run("models", tmp_path), "manifest.json: unreadable manifest")
+    data = json.loads((FIXTURES / "manifest.json").read_text())
+    data["files"]["classifier.onnx"]["kind"] = ["classifier"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    for args in (("models", tmp_path), ("classify", SAMPLES / "bag.png", "--model", tmp_path)):
+        refused(run(*args), "the entry for classifier.onnx has a kind of the wrong type")
+
+
+def test_bench_without_a_model_named_is_a_usage_error(run):
+    result = run("bench", "--models", ",", "--no-torch")
+    assert result.exit_code == 2 and "--models: no file or folder named" in result.stderr

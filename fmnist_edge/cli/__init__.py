@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 from typing import Annotated
 
@@ -78,6 +79,11 @@ def __getattr__(name: str):
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one line on stderr too (exit 2)."""
+    # ONNX Runtime's telemetry, when it cannot store its device ID (a read-only home), warns on
+    # stderr as it is imported, before any session option could silence it: a second line on
+    # every failure. The command line turns it off (a user's own setting wins); the Python API
+    # leaves the host process's environment alone.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         args = sys.argv[1:] if argv is None else argv
         app = build_app(args[0] if args and args[0] in RUNTIME_COMMANDS else None)

@@ -58,8 +58,31 @@ def _pictures(images: list[str]) -> list:
 
 
 def _error_line(file: str, exc: Exception) -> str:
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return message if message.startswith(file) else f"{file}: {message}"
+    """`file: reason`, one line: the file's name shown with its control characters escaped."""
+    from fmnist_edge.errors import printable
+
+    message = str(exc) or type(exc).__name__
+    reason = message[len(file):] if message.startswith(file) else f": {message}"
+    return printable(file) + (reason.splitlines()[0] if reason.strip() else f": {type(exc).__name__}")
+
+
+def _output(out: Path, what: str, suffixes: tuple[str, ...] | None) -> None:
+    """Refuse before any work an -o that cannot hold `what`: standard output, or a name whose
+    suffix is not one of `suffixes` (None: any picture format Pillow writes)."""
+    from fmnist_edge.errors import FmnistEdgeError
+
+    if str(out) == "-":
+        raise fail("-o -: standard output is not supported here; name a file", 2)
+    if out.is_dir():  # '' is '.'
+        raise FmnistEdgeError(f"cannot write {out}: it is a folder; name a file")
+    if suffixes is None:
+        from PIL import Image
+
+        Image.init()
+        if Image.registered_extensions().get(out.suffix.lower()) not in Image.SAVE:
+            raise fail(f"-o {out}: write {what} as a picture (.png, .jpg, .webp, ...)", 2)
+    elif out.suffix.lower() not in suffixes:
+        raise fail(f"-o {out}: {what} are written as {' or '.join(suffixes)}; name a file ending so", 2)
 
 
 def _print_table(rows: list, top_k: int) -> None:
@@ -151,6 +174,7 @@ def register(app: typer.Typer) -> None:
         from fmnist_edge.runtime.inputs import to_input
 
         _quiet_pillow()
+        _output(out, "latents", (".npy",))
         sources = _pictures(images)
         ae = FashionAutoencoder.load(model, threads=threads, with_decoder=False)
         arrays, files, failed = [], [], 0
@@ -188,17 +212,18 @@ def register(app: typer.Typer) -> None:
 
         from fmnist_edge.fileio import write_with
         from fmnist_edge.runtime.api import FashionAutoencoder
-        from fmnist_edge.runtime.inputs import STDIN, Piped, to_input
+        from fmnist_edge.runtime.inputs import source, to_input
 
         _quiet_pillow()
+        _output(out, "the reconstruction", None)
         ae = FashionAutoencoder.load(model)
         # The framed 28x28 input goes on as it is: preprocessed once, whichever its source.
-        inputs, recon = ae.reconstruct(to_input(Piped() if image == STDIN else Path(image))[0])
+        inputs, recon = ae.reconstruct(to_input(source(image))[0])
         gap = np.full((28, 2), 0.5, np.float32)
         pixels = np.hstack([inputs[0, 0], gap, recon[0, 0]])  # (28, 58), light on black
         picture = Image.fromarray((np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-        fmt = Image.registered_extensions().get(out.suffix.lower(), "PNG")
+        fmt = Image.registered_extensions()[out.suffix.lower()]
         write_with(out, lambda tmp: picture.save(tmp, format=fmt))
         mse = float(np.mean((inputs - recon) ** 2))
         typer.echo(f"{out}: input (left) and reconstruction (right), MSE {mse:.5f}")
@@ -270,8 +295,11 @@ def register(app: typer.Typer) -> None:
             raise fail("--json and --markdown name the same file", 2)
         for out in outputs:  # found now, not after minutes of benchmarking
             check_writable(out)
+        named = [p.strip() for m in models or [] for p in m.split(",") if p.strip()]
+        if models and not named:
+            raise fail(f"--models: no file or folder named in {', '.join(map(repr, models))}", 2)
         paths = []
-        for item in [p for m in (models or [None]) for p in (m.split(",") if m else [None])]:
+        for item in named or [None]:
             if item is None or Path(item).is_dir():
                 paths.append(model_file(item, "classifier"))
                 try:

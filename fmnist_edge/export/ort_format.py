@@ -219,12 +219,14 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
     not list are kept; one in the way of a file to be written is refused (`refuse_clashes`)."""
     import json
 
-    from fmnist_edge.export.pipeline import install, make_staging
+    from fmnist_edge.export.pipeline import install, staged, swapped_folder
 
     check_platform(platform)
     where = Path(folder)
-    folder = Path(os.path.abspath(where))  # `to-ort .` swaps the folder itself, by its name
-    data = manifest.read(folder) if folder.is_dir() else None
+    folder, _ = swapped_folder(where)
+    if not folder.is_dir():
+        raise FmnistEdgeError(f"{where}: no such folder" if not folder.exists() else f"{where}: not a folder")
+    data = manifest.read(folder)
     if data is None:
         raise FmnistEdgeError(f"{where}: no {MANIFEST_NAME}; convert a folder that `fmnist-edge export` wrote")
     listed = data["files"]
@@ -236,8 +238,7 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
     refuse_clashes(folder, listed, shown=where)
     test = _test_inputs(data_dir) if validate else None  # no data: said before any work
     old_twins = {n for n, e in listed.items() if is_ort_entry(e)}
-    staging = make_staging(folder)
-    try:
+    with staged(folder, where, "write to") as staging:
         for item in folder.iterdir():
             if item.name == MANIFEST_NAME or item.name.startswith(".staging-"):
                 continue
@@ -256,12 +257,6 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
         result = json.loads(written.read_text())
         install(staging, folder)
         return result
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise FmnistEdgeError(f"cannot write to {where}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _intact(path: Path) -> bool:

@@ -8,6 +8,7 @@ files that exist and match.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -15,6 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -97,6 +99,32 @@ def install(staging: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def swapped_folder(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The folder that a new version replaces in one swap, and the name to show for it. `.` is
+    swapped by its name; a symlink's target is swapped and the link stays a link."""
+    shown = Path(os.path.abspath(path))
+    return (Path(os.path.realpath(path)) if shown.is_symlink() else shown), shown
+
+
+@contextlib.contextmanager
+def staged(target: Path, shown: Path, what: str) -> Iterator[Path]:
+    """A fresh staging folder for `target`'s next version, removed on any failure so that the
+    previous version stays whole; an error that named the staging folder (gone by the time it
+    is read) names `shown` instead."""
+    staging = make_staging(target)
+    try:
+        yield staging
+    except OSError as exc:  # disk full, file too large, a folder gone
+        shutil.rmtree(staging, ignore_errors=True)
+        raise FmnistEdgeError(f"cannot {what} {shown}: {exc.strerror or exc}") from None
+    except FmnistEdgeError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise type(exc)(str(exc).replace(str(staging), str(shown))) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def make_staging(out_dir: Path) -> Path:
     """An empty hidden folder beside `out_dir` to build its next version in, after cleaning up
     what a killed export or conversion left there."""
@@ -105,8 +133,8 @@ def make_staging(out_dir: Path) -> Path:
         previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
         if previous.is_dir() and not out_dir.exists():
             os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
-        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
+        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):  # left by a killed export
+            stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
         staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
     except OSError as exc:
@@ -178,11 +206,10 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
 
     for ckpt in checkpoints:
         load_model(ckpt)  # refuse a missing, foreign or mismatched checkpoint before writing anything
-    out_dir = Path(os.path.abspath(out_dir))  # `--out .` swaps the folder itself, by its name
+    out_dir, shown = swapped_folder(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
-        raise FmnistEdgeError(f"{out_dir}: exists and is not a folder; choose another --out")
-    staging = make_staging(out_dir)
-    try:
+        raise FmnistEdgeError(f"{shown}: exists and is not a folder; choose another --out")
+    with staged(out_dir, shown, "export to") as staging:
         entries: dict[str, dict] = {}
         for ckpt in checkpoints:
             log(f"exporting {ckpt}")
@@ -216,9 +243,3 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
         data = json.loads(written.read_text())
         install(staging, out_dir)
         return data
-    except OSError as exc:  # disk full, file too large, a folder gone: the previous export stays
-        shutil.rmtree(staging, ignore_errors=True)
-        raise FmnistEdgeError(f"cannot export to {out_dir}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from fmnist_edge.errors import ImageError
+from fmnist_edge.errors import ImageError, ModelError
 from fmnist_edge.runtime import preprocess
 from fmnist_edge.runtime.session import OnnxModel, model_file
 from fmnist_edge.spec import CLASS_NAMES, IMAGE_SIZE, MODELS
@@ -135,9 +135,10 @@ class FashionClassifier:
         return self._probabilities(batch, batch_size, tta)
 
     def _probabilities(self, batch: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
-        if tta:
-            return mirror_averaged(self.model, batch, batch_size)
-        return softmax(self.model.run(batch, batch_size))
+        probs = mirror_averaged(self.model, batch, batch_size) if tta else softmax(self.model.run(batch, batch_size))
+        if not np.isfinite(probs).all():  # a broken model: no answer is better than a NaN one
+            raise ModelError(f"{self.path}: the model's scores are NaN or infinite; re-export it")
+        return probs
 
     def predict(self, inputs, top_k: int = 3, batch_size: int = DEFAULT_BATCH, tta: bool = False):
         """A Prediction for one input, a list of them for many (a list, or an (N, ...) array)."""

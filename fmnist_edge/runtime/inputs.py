@@ -16,7 +16,6 @@ from fmnist_edge.runtime import preprocess
 PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm",
                               ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jfif", ".apng"})
 STDIN = "-"  # the argument, exactly: `./-` is a file named "-"
-MAX_STDIN_BYTES = 256 * 1024 * 1024  # a picture piped in is read whole; a stream this long is no picture
 
 
 class Piped:
@@ -30,7 +29,7 @@ class Piped:
         return preprocess.from_bytes(read_stdin(), STDIN)
 
 
-def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
+def read_stdin(limit: int = preprocess.MAX_STREAM_BYTES) -> bytes:
     """All of standard input; refused when it is closed, a terminal (nothing was piped) or too long."""
     stream = sys.stdin
     if stream is None:
@@ -38,19 +37,31 @@ def read_stdin(limit: int = MAX_STDIN_BYTES) -> bytes:
     try:
         if stream.isatty():
             raise ImageError(f"{STDIN}: standard input is a terminal; pipe a picture into it")
-        data = getattr(stream, "buffer", stream).read(limit + 1)
+        data = preprocess.read_limited(getattr(stream, "buffer", stream), f"{STDIN}: standard input", limit)
     except (OSError, ValueError) as exc:  # closed, or not readable
         raise ImageError(f"{STDIN}: standard input is unreadable ({exc})") from None
     if isinstance(data, str):  # a text stream standing in for stdin (an embedding host's)
         raise ImageError(f"{STDIN}: standard input is text, not a picture's bytes")
-    if len(data) > limit:
-        raise ImageError(f"{STDIN}: more than {limit:,} bytes on standard input; that is no picture")
     return data
 
 
-def to_input(source: Path | Piped) -> np.ndarray:
+class Unusable:
+    """An argument that names no picture; it fails with its own line when its turn comes, so that
+    the other pictures of the call are still classified."""
+
+    def __init__(self, shown: str, reason: str):
+        self.shown, self.reason = shown, reason
+
+    def __str__(self) -> str:
+        return self.shown
+
+    def to_input(self) -> np.ndarray:
+        raise ImageError(f"{self.shown}: {self.reason}")
+
+
+def to_input(source: Path | Piped | Unusable) -> np.ndarray:
     """A source from `expand` -> float32 (1, 28, 28) model input."""
-    return source.to_input() if isinstance(source, Piped) else preprocess.from_path(source)
+    return source.to_input() if isinstance(source, (Piped, Unusable)) else preprocess.from_path(source)
 
 
 def _file(path: Path) -> Path:
@@ -58,20 +69,35 @@ def _file(path: Path) -> Path:
     return path.absolute() if str(path) == STDIN else path
 
 
-def expand(args: list[str | os.PathLike]) -> list[Path | Piped]:
+def source(arg: str | os.PathLike) -> Path | Piped | Unusable:
+    """One argument as it names a single picture: "-" is standard input, and an empty one (an
+    unset shell variable, often: Path("") would be the working folder) names none."""
+    if isinstance(arg, str) and arg == STDIN:
+        return Piped()
+    if not str(arg):
+        return Unusable("''", "an empty argument names no picture")
+    return Path(arg)
+
+
+def expand(args: list[str | os.PathLike]) -> list[Path | Piped | Unusable]:
     """Keep files as given (a missing one too, so that it reports its own error), list a
     folder's pictures sorted, expand glob patterns that the shell left alone; "-" is standard
-    input (the caller refuses it twice: it holds one picture)."""
-    out: list[Path | Piped] = []
+    input (the caller refuses it twice: it holds one picture). An empty argument or a name the
+    system refuses stays as one source that reports its own error."""
+    out: list[Path | Piped | Unusable] = []
     for arg in args:
-        path = Path(arg)
-        if isinstance(arg, str) and arg == STDIN:
-            out.append(Piped())
-        elif path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
-        elif not path.exists() and glob.has_magic(str(arg)):
-            matches = sorted(glob.glob(str(arg), recursive=True))
-            out += [_file(Path(m)) for m in matches if Path(m).is_file()] or [path]
-        else:
-            out.append(_file(path))
+        path = source(arg)
+        if not isinstance(path, Path):
+            out.append(path)
+            continue
+        try:
+            if path.is_dir():
+                out += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+            elif not path.exists() and glob.has_magic(str(arg)):
+                matches = sorted(glob.glob(str(arg), recursive=True))
+                out += [_file(Path(m)) for m in matches if Path(m).is_file()] or [path]
+            else:
+                out.append(_file(path))
+        except OSError as exc:  # too long a name, a folder that cannot be listed or searched
+            out.append(Unusable(str(path), f"unreadable ({exc.strerror or exc})"))
     return out

@@ -95,10 +95,8 @@ def _entry(folder: Path, name: str, entries: dict) -> ModelEntry:
 def inventory(path: str | os.PathLike | None = None) -> dict:
     """The model folder (`path`, else the runtime's lookup) and its models, each checked."""
     folder = models_dir(path, need=ALL_NAMES)
-    try:
-        entries = (manifest.read(folder) or {}).get("files", {})
-    except FmnistEdgeError:  # each model's own check reports the unreadable manifest
-        entries = {}
+    # A broken manifest refuses every model in the folder: one line for it, not one per model.
+    entries = (manifest.read(folder) or {}).get("files", {})
     models = [_entry(folder, name, entries) for name in ALL_NAMES if (folder / name).is_file()]
     if not models:  # only a named folder can get here: the lookup needs one of ALL_NAMES
         raise ModelError(f"{folder}: no model files ({', '.join(MODELS)}: .onnx or .ort, fp32 or .int8)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from fmnist_edge.spec import IMAGE_SIZE
 # 40 megapixels: any camera photo passes, a decompression bomb (e.g. 30000x30000) is refused
 # from its header, before a single pixel is decoded.
 MAX_PIXELS = 40_000_000
+MAX_STREAM_BYTES = 256 * 1024 * 1024  # a picture read from a pipe is read whole; a stream this long is none
 MIN_SIDE = 8  # smaller than this cannot show a garment
 BORDER = 0.05  # the outer 5% of each side decides polarity and background level
 TRIM = 0.05  # like Fashion-MNIST: pixels within 5% of the background colour are background
@@ -30,19 +32,34 @@ NOISE_GRID = 512  # noisy pictures are told from their garment on at most this m
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open a picture file, decoded and checked; every failure is one ImageError line."""
+    """Open a picture file, decoded and checked; every failure is one ImageError line. A pipe or
+    device (`/dev/stdin`, process substitution) is read whole first, up to MAX_STREAM_BYTES."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not a picture")
     try:
-        empty = path.stat().st_size == 0
-    except OSError as exc:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as exc:  # a name too long, a folder on the way that cannot be searched
         raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
-    if empty:
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"{path}: is a folder, not a picture")
+    if not stat.S_ISREG(info.st_mode):
+        try:
+            with open(path, "rb") as stream:
+                return open_bytes(read_limited(stream, path), str(path))
+        except OSError as exc:
+            raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if info.st_size == 0:
         raise ImageError(f"{path}: empty file")
     return _decode(path, path)
+
+
+def read_limited(stream, name: str | os.PathLike, limit: int = MAX_STREAM_BYTES) -> bytes:
+    """All of a binary stream, refused when it runs past `limit` bytes (no picture is that long)."""
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"{name}: more than {limit:,} bytes; that is no picture")
+    return data
 
 
 def open_bytes(data: bytes, name: str) -> Image.Image:
