@@ -188,9 +188,21 @@ def test_bench_bad_option(run):
     assert result.exit_code == 2 and "--rounds" in result.stderr
 
 
-def test_empty_folder_is_an_error(run, tmp_path):
-    result = run("classify", tmp_path, "--model", FIXTURES)
-    assert result.exit_code == 1 and "no pictures found" in result.stderr
+def test_a_folder_without_pictures_is_an_error_alone_or_among_others(run, tmp_path):
+    (tmp_path / "notes.txt").write_text("no picture")
+    refused(run("classify", tmp_path, "--model", FIXTURES), f"{tmp_path}: no pictures in this folder")
+    result = run("classify", tmp_path, SAMPLES / "bag.png", "--model", FIXTURES)
+    assert result.exit_code == 1 and "Bag" in result.stdout
+    assert result.stderr.strip().splitlines() == [f"fmnist-edge: error: {tmp_path}: no pictures in this folder "
+                                                  "(.png, .jpg, .webp, ...; its subfolders are not searched)"]
+
+
+def test_an_oserror_no_check_foresaw_is_one_line(run, tmp_path):
+    too_long = tmp_path / ("m" * 300)
+    refused(run("classify", SAMPLES / "bag.png", "--model", too_long), "File name too long")
+    refused(run("encode", SAMPLES / "bag.png", "-o", tmp_path / ("z" * 300 + ".npy"), "--model", FIXTURES),
+            "File name too long")
+    refused(run("models", too_long), "File name too long")
 
 
 def test_classify_tta_gives_the_apis_mirror_averaged_probability(run):

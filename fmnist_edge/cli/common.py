@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, printable
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -28,6 +29,9 @@ def command(func):
             return func(*args, **kwargs)
         except FmnistEdgeError as exc:
             raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        except OSError as exc:  # the system refused a path no check foresaw: still one line
+            where = f"{printable(os.fsdecode(exc.filename))}: " if exc.filename is not None else ""
+            raise fail(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 

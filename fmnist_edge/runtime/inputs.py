@@ -92,7 +92,9 @@ def expand(args: list[str | os.PathLike]) -> list[Path | Piped | Unusable]:
             continue
         try:
             if path.is_dir():
-                out += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+                found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+                out += found or [Unusable(str(path), "no pictures in this folder (.png, .jpg, .webp, ...; "
+                                                     "its subfolders are not searched)")]
             elif not path.exists() and glob.has_magic(str(arg)):
                 matches = sorted(glob.glob(str(arg), recursive=True))
                 out += [_file(Path(m)) for m in matches if Path(m).is_file()] or [path]
