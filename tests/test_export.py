@@ -481,9 +481,17 @@ def test_int8_graphs_have_the_method_ops(quantized):
     graph = onnx.load(str(folder / "classifier.int8.onnx")).graph
     produced_by = {out: node for node in graph.node for out in node.output}
     inits = {i.name: i for i in graph.initializer}
+    integer_weights = {"QLinearConv": 3, "ConvInteger": 1, "MatMulInteger": 1}  # the weight's input index
+    checked = 0
     for node in graph.node:
+        if node.op_type in integer_weights:  # qoperator, dynamic: the integer op reads int8 weights itself
+            weight = inits[node.input[integer_weights[node.op_type]]]
+            assert weight.data_type == onnx.TensorProto.INT8, (method, node.name)
+            checked += 1
+            continue
         if node.op_type not in ("Conv", "Gemm"):
             continue
+        checked += 1
         weight = node.input[1]
         if method == "linear" and node.op_type == "Conv":  # Gemm only: conv weights stay fp32
             assert inits[weight].data_type == onnx.TensorProto.FLOAT
@@ -491,6 +499,7 @@ def test_int8_graphs_have_the_method_ops(quantized):
             dq = produced_by[weight]
             assert dq.op_type == "DequantizeLinear"
             assert inits[dq.input[0]].data_type == onnx.TensorProto.INT8
+    assert checked >= 2, (method, checked)  # both convolutions (and the Gemms) were looked at
     if method in ("qdq", "qoperator", "linear"):  # the decoder is quantized (statically) too
         assert "QuantizeLinear" in op_types(folder / "decoder.int8.onnx")
 

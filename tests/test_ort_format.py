@@ -12,6 +12,8 @@ import pytest
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
+pytestmark = pytest.mark.torch
+
 from fmnist_edge import manifest  # noqa: E402
 from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ort_name  # noqa: E402
 from fmnist_edge.runtime.session import OnnxModel  # noqa: E402

@@ -64,6 +64,7 @@ def test_the_wheel_alone_classifies_without_torch(tmp_path):
     elsewhere.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "FMNIST_EDGE_MODELS"}
     env["PYTHONPATH"] = str(site)
+    env["TORCH_ATTEMPTS"] = str(tmp_path / "torch-attempts.log")  # BLOCK_TORCH notes every try
 
     def run(*args) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, env=env,
@@ -83,3 +84,4 @@ def test_the_wheel_alone_classifies_without_torch(tmp_path):
     assert json.loads(done.stdout)["label"] == "Shirt"
     done = run("-m", "fmnist_edge", "reconstruct", sample, "-o", elsewhere / "r.png")
     assert done.returncode == 0 and (elsewhere / "r.png").is_file(), done.stderr
+    assert not (tmp_path / "torch-attempts.log").exists()  # not even a guarded `import torch`

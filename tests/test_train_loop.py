@@ -232,6 +232,11 @@ def test_interrupted_forced_rerun_can_be_resumed(tmp_path, fake_data_dir):
     with pytest.raises(FmnistEdgeError, match="continue with --resume"):
         ae_trainer(run, fake_data_dir, max_epochs=2, force=True, on_epoch=interrupt_after_epoch(1)).run()
     assert run_state(run) == "partial"
+    result = ae_trainer(run, fake_data_dir, max_epochs=2, resume=True).run()
+    assert run_state(run) == "finished"
+    assert result.metrics["epochs"] == 2 and [r["epoch"] for r in result.history] == [1, 2]
+    saved = torch.load(run / "model.pt", weights_only=True)
+    assert saved["train_config"]["max_epochs"] == 2  # the forced rerun's, not the first run's
 
 
 # -- divergence ------------------------------------------------------------------------------
@@ -577,13 +582,28 @@ def test_revival_period_counts_steps_over_the_run(tmp_path, fake_data_dir, monke
     assert len(calls) == 2 * STEPS_PER_EPOCH // 4  # steps 4, 8 and 12: an epoch of 6 steps still revives
 
 
-def test_training_revives_and_reports_dead_units(tmp_path, fake_data_dir):
-    result = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2, revive_every=2).run()
-    assert all("revived_units" in r for r in result.history)
-    assert isinstance(result.metrics["dead_latent_units"], int)
+def test_training_revives_and_reports_dead_units(tmp_path, fake_data_dir, monkeypatch):
+    """Six latent units killed at the start stay dead without revival and come back with it; the
+    reported count is what `dead_units` finds in the saved model on the test images."""
+    from fmnist_edge.train import run_state as state_module
+    from fmnist_edge.train.data import load_test
+    from fmnist_edge.train.recipe import dead_units
+
+    def with_dead_units(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        _kill_units(model, list(range(6)))
+        return model
+
+    monkeypatch.setattr(state_module, "build_model", with_dead_units)
+    revived = ae_trainer(tmp_path / "run", fake_data_dir, max_epochs=2, revive_every=2).run()
     plain = ae_trainer(tmp_path / "plain", fake_data_dir, max_epochs=2).run()
+    assert sum(r["revived_units"] for r in revived.history) >= 6
     assert not any("revived_units" in r for r in plain.history)
-    assert plain.metrics["dead_latent_units"] >= 0
+    test_images = load_test(fake_data_dir).images
+    for run, result in (("run", revived), ("plain", plain)):
+        model = checkpoint.load_model(tmp_path / run / "model.pt")[0]
+        assert result.metrics["dead_latent_units"] == dead_units(model, test_images)
+    assert plain.metrics["dead_latent_units"] >= 6 > revived.metrics["dead_latent_units"]
 
 
 def test_frozen_encoder_is_never_revived(tmp_path, fake_data_dir, tiny_autoencoder, monkeypatch):
