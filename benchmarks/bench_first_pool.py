@@ -1,8 +1,8 @@
 """The first convolution, its ReLU and max-pool, computed at the pooled resolution instead.
 
-ONNX Runtime's profile of the classifier at batch 1,024 on one thread puts a third of the
-kernel time in the first Conv and a sixth in the MaxPool after it, for a seventh of the
-arithmetic: the 16x24x24 map is written whole and read back by the pool. Since
+ONNX Runtime's profile of the classifier at batch 1,024 on one thread puts about a quarter of
+the kernel time in the first Conv and a sixth in the MaxPool after it, for a seventh of the
+arithmetic (the profile is part of this benchmark's output): the 16x24x24 map is written whole and read back by the pool. Since
 MaxPool(ReLU(conv(x))) = ReLU(max over the four pooling phases of a stride-2 conv), the
 exporter could write that instead, with the same result to the bit. Two such graphs, timed
 interleaved with the exported classifier on one thread, at batch 1, 64 (the API's chunk) and

@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import stat
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,73 +17,95 @@ from fmnist_edge.errors import FmnistEdgeError
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success move it into place, else remove it.
 
-    A symlink is followed (its target is replaced, the link kept), an existing file keeps its
-    permissions, and a device or pipe (`-o /dev/null`) is written into, not replaced."""
+    A symlink is followed (its target is replaced, the link kept) and an overwritten file keeps
+    its permissions and, where allowed, its owner. A device, pipe or standard stream
+    (`/dev/null`, `/dev/stdout`, a process substitution) is itself yielded and written into:
+    it cannot be replaced, and must not be."""
     import tempfile  # only writers pay for it: the runtime's read path stays light
 
-    path, existing = _target(Path(path))
-    special = existing is not None and not stat.S_ISREG(existing.st_mode)
+    shown = Path(path)
+    path, existing = _target(shown)
+    if path is None:
+        try:
+            yield shown
+        except OSError as exc:
+            raise FmnistEdgeError(f"cannot write {shown}: {exc.strerror or exc}") from None
+        return
     try:
-        if not special:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp",
-                                   dir=None if special else path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:NAME_KEPT]}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
     except OSError as exc:
         raise FmnistEdgeError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        if special:
-            with open(tmp_path, "rb") as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            tmp_path.unlink()
-            return
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
-        # mkstemp makes 0600: an overwritten file keeps its mode, a new one gets the usual
-        os.chmod(tmp_path, stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask())
+        # mkstemp makes 0600: an overwritten file keeps its mode and owner, a new one gets the usual
+        os.chmod(tmp_path, existing.st_mode & 0o777 if existing is not None else 0o666 & ~_umask())
+        if existing is not None and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(OSError):  # only root may give a file away
+                os.chown(tmp_path, existing.st_uid, existing.st_gid)
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        raise FmnistEdgeError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise FmnistEdgeError(f"cannot write {shown}: {exc.strerror or exc}") from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def _target(path: Path) -> tuple[Path, os.stat_result | None]:
-    """The file a write to `path` lands in (a symlink's target) and its stat, None when there is
-    none yet; a folder, or a name the system refuses (too long, in a folder that cannot be
-    searched), is one error line."""
+NAME_KEPT = 64  # of a target's name, in its temporary file's: the temporary name must fit too
+
+
+def _target(path: Path) -> tuple[Path | None, os.stat_result | None]:
+    """The regular file a write to `path` replaces (a symlink's target) and its stat, None when
+    there is none yet; (None, stat) for something written into rather than replaced: a device,
+    a pipe, or a link into /proc (/dev/stdout is one, to whatever the stream is). A folder, or a
+    name the system refuses (too long, in a folder that cannot be searched), is one error line."""
     try:
-        if path.is_symlink():
-            path = Path(os.path.realpath(path))
-        existing = path.stat()
+        existing = path.stat()  # follows links as opening would, /proc's magic ones too
     except FileNotFoundError:
-        return path, None
+        existing = None
     except OSError as exc:
         raise FmnistEdgeError(f"cannot write {path}: {exc.strerror or exc}") from None
-    if stat.S_ISDIR(existing.st_mode):  # os.replace's errno would name no folder ('' is '.')
+    if existing is not None and stat.S_ISDIR(existing.st_mode):  # os.replace's errno would name no folder
         raise FmnistEdgeError(f"cannot write {path}: it is a folder; name a file")
-    return path, existing
+    if existing is not None and (not stat.S_ISREG(existing.st_mode) or _through_proc(path)):
+        return None, existing
+    return (Path(os.path.realpath(path)) if path.is_symlink() else path), existing
+
+
+def _through_proc(path: Path) -> bool:
+    """Whether `path`'s chain of links passes through /proc (/dev/stdout -> /proc/self/fd/1):
+    what it reaches is a process's open stream, whichever file that is now."""
+    hop = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        if hop.startswith(("/proc/", "/dev/fd/")):
+            return True
+        if not os.path.islink(hop):
+            return False
+        hop = os.path.normpath(os.path.join(os.path.dirname(hop), os.readlink(hop)))
+    return False
 
 
 def check_writable(path: str | os.PathLike) -> None:
     """Refuse now a file that a later write would fail on: make its folder, write a probe there."""
     import tempfile
 
-    path, existing = _target(Path(path))
-    if existing is not None and not stat.S_ISREG(existing.st_mode):  # a device or pipe: written into
-        if not os.access(path, os.W_OK):
-            raise FmnistEdgeError(f"cannot write {path}: permission denied")
+    shown = Path(path)
+    path, existing = _target(shown)
+    if path is None:  # written into: it is enough that it opens for writing
+        if not os.access(shown, os.W_OK):
+            raise FmnistEdgeError(f"cannot write {shown}: permission denied")
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:NAME_KEPT]}.", suffix=".probe"):
             pass
     except OSError as exc:
-        raise FmnistEdgeError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise FmnistEdgeError(f"cannot write {shown}: {exc.strerror or exc}") from None
 
 
 def _umask() -> int:

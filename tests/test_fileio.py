@@ -99,7 +99,7 @@ def test_a_pipe_is_written_into_not_replaced(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)  # never holds pytest
     reader.start()
     fileio.write_bytes(fifo, b"through the pipe")
     reader.join(10)
@@ -137,3 +137,20 @@ def test_a_name_the_system_refuses_is_one_error(tmp_path):
         with pytest.raises(FmnistEdgeError, match="File name too long"):
             call()
     assert leftovers(tmp_path) == []
+
+
+def test_dev_stdout_is_written_into_whatever_the_stream_is(tmp_path):
+    """/dev/stdout leads through /proc to the stream: a pipe, or a file, which is written into,
+    never replaced by a rename (that would swap out the file the shell opened)."""
+    import subprocess
+    import sys
+
+    code = "from fmnist_edge import fileio; fileio.check_writable('/dev/stdout'); fileio.write_text('/dev/stdout', 'ok')"
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stdout == "ok", piped.stderr
+    target = tmp_path / "out.txt"
+    with open(target, "w") as stream:
+        inode = target.stat().st_ino
+        done = subprocess.run([sys.executable, "-c", code], stdout=stream, stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0 and target.read_text() == "ok" and leftovers(tmp_path) == []
+    assert target.stat().st_ino == inode  # the shell's file, written into

@@ -407,6 +407,8 @@ def test_arguments_that_name_no_picture_fail_alone(run, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in run("classify", newline, "--model", FIXTURES, "--json").stdout.splitlines()]
     assert rows == [{"file": str(newline), "error": f"{tmp_path}/bad\\nname.png: empty file"}]
     refused(run("reconstruct", "", "-o", tmp_path / "r.png", "--model", FIXTURES), "'': an empty argument")
+    assert refused(run("reconstruct", newline, "-o", tmp_path / "r.png", "--model", FIXTURES)).endswith(
+        "bad\\nname.png: empty file")
 
 
 def test_a_picture_from_a_pipe_path_is_read_whole(tmp_path):
@@ -415,8 +417,7 @@ def test_a_picture_from_a_pipe_path_is_read_whole(tmp_path):
     import subprocess
     import sys
 
-    exe = Path(sys.executable).parent / "fmnist-edge"
-    cmd = [str(exe), "classify", "/dev/stdin", "--model", str(FIXTURES), "--json"]
+    cmd = [sys.executable, "-m", "fmnist_edge", "classify", "/dev/stdin", "--model", str(FIXTURES), "--json"]
     done = subprocess.run(cmd, input=(SAMPLES / "trouser.png").read_bytes(), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["file"] == "/dev/stdin" and "label" in json.loads(done.stdout)
@@ -426,7 +427,8 @@ def test_a_picture_from_a_pipe_path_is_read_whole(tmp_path):
 
 def test_outputs_that_cannot_hold_the_result_are_refused_first(run, tmp_path):
     for args, needle in [(("encode", SAMPLES / "bag.png", "-o", tmp_path / "z.png"), "latents are written as .npy"),
-                         (("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r.npy"), "as a picture"),
+                         (("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r.npy"), "no picture format"),
+                         (("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r.blp"), "no picture format"),
                          (("encode", SAMPLES / "bag.png", "-o", "-"), "standard output is not supported"),
                          (("reconstruct", SAMPLES / "bag.png", "-o", "-"), "standard output is not supported")]:
         result = run(*args, "--model", FIXTURES)
@@ -434,6 +436,11 @@ def test_outputs_that_cannot_hold_the_result_are_refused_first(run, tmp_path):
     assert list(tmp_path.iterdir()) == [] and not Path("-").exists()
     assert run("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r.jpg", "--model", FIXTURES).exit_code == 0
     assert Image.open(tmp_path / "r.jpg").format == "JPEG"
+    assert run("reconstruct", SAMPLES / "bag.png", "-o", tmp_path / "r", "--model", FIXTURES).exit_code == 0
+    assert Image.open(tmp_path / "r").format == "PNG"  # no suffix: PNG
+    for command in ("encode", "reconstruct"):  # a device takes any name
+        assert run(command, SAMPLES / "bag.png", "-o", "/dev/null", "--model", FIXTURES).exit_code == 0
+    assert Path("/dev/null").is_char_device()
 
 
 @pytest.mark.torch  # onnx, to write the broken model, comes with the train extra

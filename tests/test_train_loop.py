@@ -230,13 +230,13 @@ def test_interrupted_forced_rerun_can_be_resumed(tmp_path, fake_data_dir):
     run = tmp_path / "run"
     ae_trainer(run, fake_data_dir).run()
     with pytest.raises(FmnistEdgeError, match="continue with --resume"):
-        ae_trainer(run, fake_data_dir, max_epochs=2, force=True, on_epoch=interrupt_after_epoch(1)).run()
+        ae_trainer(run, fake_data_dir, max_epochs=2, seed=7, force=True, on_epoch=interrupt_after_epoch(1)).run()
     assert run_state(run) == "partial"
-    result = ae_trainer(run, fake_data_dir, max_epochs=2, resume=True).run()
+    result = ae_trainer(run, fake_data_dir, max_epochs=2, seed=7, resume=True).run()
     assert run_state(run) == "finished"
     assert result.metrics["epochs"] == 2 and [r["epoch"] for r in result.history] == [1, 2]
     saved = torch.load(run / "model.pt", weights_only=True)
-    assert saved["train_config"]["max_epochs"] == 2  # the forced rerun's, not the first run's
+    assert (saved["train_config"]["max_epochs"], saved["train_config"]["seed"]) == (2, 7)  # not the first run's
 
 
 # -- divergence ------------------------------------------------------------------------------

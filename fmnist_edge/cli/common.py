@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -30,6 +31,8 @@ def command(func):
         except FmnistEdgeError as exc:
             raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         except OSError as exc:  # the system refused a path no check foresaw: still one line
+            if exc.errno == errno.EPIPE:  # a reader that stopped early (`| head`): click's quiet exit
+                raise
             where = f"{printable(os.fsdecode(exc.filename))}: " if exc.filename is not None else ""
             raise fail(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:

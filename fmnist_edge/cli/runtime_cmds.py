@@ -68,27 +68,53 @@ def _error_line(file: str, exc: Exception) -> str:
 
 def _output(out: Path, what: str, suffixes: tuple[str, ...] | None) -> None:
     """Refuse before any work an -o that cannot hold `what`: standard output, or a name whose
-    suffix is not one of `suffixes` (None: any picture format Pillow writes)."""
+    suffix is not one of `suffixes` (None: a picture format Pillow writes, PNG without a
+    suffix). A device or pipe (/dev/null) takes whatever is written into it."""
+    import os
+    import stat
+
     from fmnist_edge.errors import FmnistEdgeError
 
     if str(out) == "-":
-        raise fail("-o -: standard output is not supported here; name a file", 2)
-    if out.is_dir():  # '' is '.'
+        raise fail("-o -: standard output is not supported here; name a file (/dev/stdout is one)", 2)
+    try:
+        info = out.stat()
+    except OSError:  # not there yet, or refused: the write says which
+        info = None
+    if info is not None and stat.S_ISDIR(info.st_mode):  # '' is '.'
         raise FmnistEdgeError(f"cannot write {out}: it is a folder; name a file")
-    if suffixes is None:
-        from PIL import Image
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        return
+    if suffixes is not None:
+        if out.suffix.lower() not in suffixes:
+            raise fail(f"-o {out}: {what} are written as {' or '.join(suffixes)}; name a file ending so", 2)
+        return
+    import io
 
-        Image.init()
-        if Image.registered_extensions().get(out.suffix.lower()) not in Image.SAVE:
-            raise fail(f"-o {out}: write {what} as a picture (.png, .jpg, .webp, ...)", 2)
-    elif out.suffix.lower() not in suffixes:
-        raise fail(f"-o {out}: {what} are written as {' or '.join(suffixes)}; name a file ending so", 2)
+    from PIL import Image
+
+    fmt = picture_format(out)
+    try:  # Pillow lists formats it cannot write a grayscale picture in, or any picture at all
+        Image.new("L", (8, 8)).save(io.BytesIO(), format=fmt)
+    except Exception:
+        raise fail(f"-o {out}: {fmt or os.path.splitext(out)[1]} is no picture format Pillow writes grayscale in; "
+                   "use .png, .jpg, .webp, ...", 2) from None
+
+
+def picture_format(out: Path) -> str | None:
+    """The Pillow format `out`'s suffix names, PNG without one (None for an unknown suffix)."""
+    from PIL import Image
+
+    Image.init()
+    return Image.registered_extensions().get(out.suffix.lower()) if out.suffix else "PNG"
 
 
 def _print_table(rows: list, top_k: int) -> None:
     """classify's table: file, label, probability and the next top-k."""
     header = ["file", "label", "probability"] + ([f"next {top_k - 1}"] if top_k > 1 else [])
-    body = [[file, pred.label, f"{pred.probability:.3f}"]
+    from fmnist_edge.errors import printable
+
+    body = [[printable(file), pred.label, f"{pred.probability:.3f}"]
             + ([", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k[1:])] if top_k > 1 else [])
             for file, pred in rows]
     _print_grid(header, body, right={2})
@@ -193,7 +219,9 @@ def register(app: typer.Typer) -> None:
                     np.save(f, latents)
 
             write_with(out, save)
-            typer.echo(f"{out}: {latents.shape[0]} x {latents.shape[1]} latents ({', '.join(files[:3])}"
+            from fmnist_edge.errors import printable
+
+            typer.echo(f"{out}: {latents.shape[0]} x {latents.shape[1]} latents ({printable(', '.join(files[:3]))}"
                        f"{', ...' if len(files) > 3 else ''})")
         if failed:
             raise typer.Exit(1)
@@ -203,13 +231,15 @@ def register(app: typer.Typer) -> None:
     def reconstruct_cmd(image: Annotated[str, typer.Argument(help="One picture ('-': from standard input).",
                                                              metavar="IMG", show_default=False)],
                         out: Annotated[Path, typer.Option(
-                            "--out", "-o", help="Output picture (PNG): the model's input beside its reconstruction.")],
+                            "--out", "-o", help="Output picture, in the format its suffix names (PNG without one): "
+                                                "the model's input beside its reconstruction.")],
                         model: Model = None,
                         scale: Annotated[int, typer.Option(min=1, max=32, help="Upscaling factor.")] = 8):
         """Encode then decode one picture; save the preprocessed input beside its reconstruction."""
         import numpy as np
         from PIL import Image
 
+        from fmnist_edge.errors import ImageError
         from fmnist_edge.fileio import write_with
         from fmnist_edge.runtime.api import FashionAutoencoder
         from fmnist_edge.runtime.inputs import source, to_input
@@ -218,13 +248,24 @@ def register(app: typer.Typer) -> None:
         _output(out, "the reconstruction", None)
         ae = FashionAutoencoder.load(model)
         # The framed 28x28 input goes on as it is: preprocessed once, whichever its source.
-        inputs, recon = ae.reconstruct(to_input(source(image))[0])
+        try:
+            framed = to_input(source(image))[0]
+        except ImageError as exc:
+            raise ImageError(_error_line(image, exc)) from None
+        inputs, recon = ae.reconstruct(framed)
         gap = np.full((28, 2), 0.5, np.float32)
         pixels = np.hstack([inputs[0, 0], gap, recon[0, 0]])  # (28, 58), light on black
         picture = Image.fromarray((np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8), mode="L")
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-        fmt = Image.registered_extensions()[out.suffix.lower()]
-        write_with(out, lambda tmp: picture.save(tmp, format=fmt))
+        fmt = picture_format(out) or "PNG"  # a device named for -o has no suffix to go by
+
+        def save(tmp: Path) -> None:
+            try:
+                picture.save(tmp, format=fmt)
+            except (ValueError, KeyError) as exc:  # Pillow's refusals of a mode or size; OSError is the write's
+                raise ImageError(f"{out}: Pillow cannot write this picture as {fmt} ({exc})") from None
+
+        write_with(out, save)
         mse = float(np.mean((inputs - recon) ** 2))
         typer.echo(f"{out}: input (left) and reconstruction (right), MSE {mse:.5f}")
 
@@ -290,8 +331,8 @@ def register(app: typer.Typer) -> None:
         bench.check_seconds(seconds)
         if checkpoint is not None and no_torch:
             raise fail("--checkpoint names the PyTorch baseline's weights, which --no-torch skips", 2)
-        outputs = [p.resolve() for p in (json_file, markdown) if p is not None]
-        if len(set(outputs)) < len(outputs):
+        outputs = [p for p in (json_file, markdown) if p is not None]
+        if len({p.resolve() for p in outputs}) < len(outputs):
             raise fail("--json and --markdown name the same file", 2)
         for out in outputs:  # found now, not after minutes of benchmarking
             check_writable(out)

@@ -230,7 +230,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 entries[spec.int8_filename] = {**entry, **details}
         entries = {**_carry_over(out_dir, staging, set(entries), log), **entries}
         if ort_platform is not None:
-            refuse_clashes(staging, entries, shown=out_dir)  # a file carried over but not ours
+            refuse_clashes(staging, entries, shown=shown)  # a file carried over but not ours
             add_twins(staging, entries, ort_platform, log)
         if validate:
             from fmnist_edge.export.validate import validate_folder
