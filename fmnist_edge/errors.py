@@ -17,6 +17,10 @@ class ImageError(FmnistEdgeError):
     """An input picture that cannot be turned into a 28x28 model input."""
 
 
+class Interrupted(FmnistEdgeError):
+    """Ctrl-C, caught where the work so far could be saved; the CLI exits 130 with its line."""
+
+
 class ValidationFailed(FmnistEdgeError):
     """An exported model missed one of its validation bounds."""
 

@@ -236,3 +236,58 @@ def test_usage_error_in_a_subprocess_is_one_line(tmp_path):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("fmnist-edge: error: ") and "'--n'" in lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_force_keeps_the_finished_run_when_the_test_set_is_bad(cli, tmp_path, fake_data_dir, make_fake_data):
+    """The test split is read before --force deletes anything, not after the last epoch."""
+    import shutil
+
+    assert cli("train", "autoencoder", "--n", "8", "--out", "r", *FAST).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    bad = make_fake_data(tmp_path / "bad")
+    shutil.copy(fake_data_dir / "train-images-idx3-ubyte.gz", bad / "train-images-idx3-ubyte.gz")
+    data = bytearray((bad / "t10k-images-idx3-ubyte").read_bytes())
+    data[3] = 1  # the magic of a labels file
+    (bad / "t10k-images-idx3-ubyte").write_bytes(bytes(data))
+    result = cli("train", "autoencoder", "--n", "8", "--out", "r", "--force", *FAST, "--data-dir", bad, data=False)
+    one_error_line(result, "t10k-images", banner=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+
+
+def test_resume_refuses_a_foreign_resume_point_and_another_kind_of_run(cli, tmp_path):
+    import shutil
+
+    assert cli("train", "autoencoder", "--n", "8", "--out", "ae", *FAST).exit_code == 0
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "ae" / "model.pt", tmp_path / "copy" / "last.pt")  # weights, no training state
+    one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
+                   "not a resume point", "--force", banner=True)
+    assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "c3", "--limit", "300", "--max-epochs",
+               "3", "--quiet", "--device", "cpu").exit_code == 0
+    (tmp_path / "c3" / "model.pt").unlink()  # as if interrupted: resumable from last.pt
+    for args in (("autoencoder", "--n", "8"), ("classifier", "--case", "1", "--n", "8")):
+        one_error_line(cli("train", *args, "--out", "c3", "--resume", *FAST),
+                       "holds a classifier (case 3) run", banner=True)
+
+
+def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
+    import typer
+
+    from fmnist_edge.cli.common import command
+    from fmnist_edge.errors import Interrupted
+
+    def raising(exc):
+        @command
+        def body():
+            raise exc
+        return body
+
+    for exc, code, needle in [(Interrupted("interrupted in epoch 3; state saved"), 130, "interrupted in epoch 3"),
+                              (ValueError("bad\nvalue"), 1, "unexpected ValueError: bad\\nvalue"),
+                              (KeyboardInterrupt(), 130, "interrupted")]:
+        with pytest.raises(typer.Exit) as exit_info:
+            raising(exc)()
+        assert exit_info.value.exit_code == code
+    monkeypatch.setenv("FMNIST_EDGE_DEBUG", "1")
+    with pytest.raises(ValueError):  # the traceback, on request
+        raising(ValueError("x"))()

@@ -898,3 +898,16 @@ def test_calibration_without_a_static_method_is_refused(tmp_path, extra, tiny_au
     result = cli("export", tiny_autoencoder, "--out", tmp_path / "out", "--calibration", calib, *extra)
     refused(result, "--calibration")
     assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_two_checkpoints_of_one_kind(run, tmp_path, tiny_autoencoder):
+    refused(run("export", tiny_autoencoder, tiny_autoencoder, "--out", tmp_path / "m", "--no-validate"),
+            "are both an autoencoder")
+    assert not (tmp_path / "m").exists()
+
+
+def test_validate_says_the_checkpoint_changed_rather_than_blaming_the_model(run, export_copy, full_test_split):
+    data = json.loads((export_copy / "manifest.json").read_text())
+    data["files"]["classifier.onnx"]["checkpoint_sha256"] = "0" * 64  # as if retrained since the export
+    (export_copy / "manifest.json").write_text(json.dumps(data))
+    refused(run("validate", export_copy, "--data-dir", full_test_split), "changed since the model was exported")

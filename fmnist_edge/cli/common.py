@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.errors import FmnistEdgeError, printable
+from fmnist_edge.errors import FmnistEdgeError, Interrupted, printable
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -21,15 +21,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def one_line(exc: BaseException, most: int = 600) -> str:
+    """An exception's message as one line: control characters (a newline in a file name, the
+    breaks of a wrapped message) escaped, and cut at `most` characters."""
+    text = printable(str(exc).strip()) or type(exc).__name__
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def command(func):
-    """Turn the project's errors into one stderr line and exit 1; Ctrl-C into exit 130."""
+    """Turn the project's errors into one stderr line and exit 1 (130 for Ctrl-C); an OSError no
+    check foresaw, and any other exception, into one line too ($FMNIST_EDGE_DEBUG=1 lets the
+    traceback through)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except FmnistEdgeError as exc:
-            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise fail(one_line(exc), 130 if isinstance(exc, Interrupted) else 1) from None
         except OSError as exc:  # the system refused a path no check foresaw: still one line
             if exc.errno == errno.EPIPE:  # a reader that stopped early (`| head`): click's quiet exit
                 raise
@@ -37,6 +46,13 @@ def command(func):
             raise fail(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:  # input no check foresaw, or a bug: a line that says which
+            if os.environ.get("FMNIST_EDGE_DEBUG"):
+                raise
+            raise fail(f"unexpected {type(exc).__name__}: {one_line(exc)} (please report it; "
+                       "FMNIST_EDGE_DEBUG=1 shows where)") from None
 
     return wrapper
 

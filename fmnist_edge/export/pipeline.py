@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, with_article
 from fmnist_edge.export.ort_format import (OPERATORS_CONFIG, add_twins, check_platform, is_ort_entry,
                                           refuse_clashes, write_operators_config)
 from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, ort_name
@@ -204,8 +204,12 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
         raise FmnistEdgeError(f"--calibration is used by the static methods (qdq, qoperator, linear) only; {why}")
     from fmnist_edge.train.checkpoint import load_model
 
-    for ckpt in checkpoints:
-        load_model(ckpt)  # refuse a missing, foreign or mismatched checkpoint before writing anything
+    kinds: dict[str, str] = {}
+    for ckpt in checkpoints:  # a missing, foreign or mismatched checkpoint is refused before anything is written
+        kind = load_model(ckpt)[1]["model_config_obj"].kind
+        if kind in kinds:  # the second would silently replace the first's models
+            raise FmnistEdgeError(f"{ckpt} and {kinds[kind]} are both {with_article(kind)}; export one of them")
+        kinds[kind] = str(ckpt)
     out_dir, shown = swapped_folder(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
         raise FmnistEdgeError(f"{shown}: exists and is not a folder; choose another --out")

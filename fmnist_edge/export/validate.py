@@ -34,7 +34,12 @@ def _torch_outputs(entry: dict, x: np.ndarray, kind: str):
     ckpt = Path(entry.get("checkpoint", ""))
     if not ckpt.is_file():
         return None
+    from fmnist_edge.fileio import sha256_file
     from fmnist_edge.train.checkpoint import load_model
+
+    if entry.get("checkpoint_sha256") not in (None, sha256_file(ckpt)):  # retrained since: another model
+        raise FmnistEdgeError(f"{ckpt}: changed since the model was exported from it (its sha256 differs from "
+                              "the manifest's); export again, or move it away to validate without PyTorch")
 
     model, _ = load_model(ckpt)
     module = {"encoder": getattr(model, "encoder", None), "decoder": getattr(model, "decoder", None),

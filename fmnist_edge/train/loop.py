@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, Interrupted
 from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
@@ -112,6 +112,9 @@ class Trainer(RunState):
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
+        # Read now, not after the last epoch: a bad test file is said before any training, and
+        # before --force deletes the run it would replace.
+        self._test_set = load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT)
         if self.cfg.calibrate_init and not self.resume:
             calibrate_biases(self.model, train.images[:1000].to(self.device), self.cfg.calibrate_active)
             if self.ema is not None:  # the average starts from the calibrated weights
@@ -145,7 +148,7 @@ class Trainer(RunState):
                         break
         except KeyboardInterrupt:
             self._save_resume_point()
-            raise FmnistEdgeError(
+            raise Interrupted(
                 f"interrupted in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
                 "continue with --resume") from None
         return self._finish(stop_reason)
@@ -315,7 +318,7 @@ class Trainer(RunState):
         if self.cfg.batch_norm:  # from here on, and in model.pt, the report's architecture
             fold_batch_norm(self.model)
         kind = self.model_cfg.kind
-        test_set = load_test(self.data_dir, limit=self.cfg.limit and QUICK_LIMIT)
+        test_set = self._test_set
         test = evaluate(self.model, test_set, kind, self.device, mirror=self.model_cfg.predicts_labels)
         best_val = self.best["val_loss"]
         metrics = {

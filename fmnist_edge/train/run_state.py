@@ -10,13 +10,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmnist_edge.errors import ModelError
+from fmnist_edge.errors import FmnistEdgeError, ModelError, with_article
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.models import build_model
 from fmnist_edge.train.recipe import WeightAverage, cpu_state, make_optimizer, make_scheduler
 
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+# What a resume point holds beyond a checkpoint's weights and configs (`_save_resume_point`).
+RESUME_KEYS = ("optimizer", "aug_rng", "torch_rng", "epoch", "step", "partial", "history", "best_val_loss",
+               "best_epoch", "best_state", "bad_epochs", "wall_time")
 
 
 @dataclass
@@ -89,8 +92,17 @@ class RunState:
     def _restore(self) -> None:
         path = self.run_dir / checkpoint.RESUME_FILE
         self.model, payload = checkpoint.load_model(path, training_form=True)
+        missing = [key for key in RESUME_KEYS if key not in payload]
+        if missing:  # a model.pt copied over last.pt, say: weights, but no training state
+            raise ModelError(f"{path}: not a resume point (it lacks {', '.join(missing)}); "
+                             "start over with --force")
+        saved = payload["model_config_obj"]
+        if (saved.kind, saved.case) != (self.model_cfg.kind, self.model_cfg.case):
+            what = saved.kind if saved.case is None else f"{saved.kind} (case {saved.case})"
+            raise FmnistEdgeError(f"{self.run_dir}: holds {with_article(what)} run; resume it with the "
+                                  "command that started it")
         # A resumed run keeps the configuration it was started with.
-        self.model_cfg, self.cfg = payload["model_config_obj"], payload["train_config_obj"]
+        self.model_cfg, self.cfg = saved, payload["train_config_obj"]
         self.model.to(self.device).train()
         self._make_optimizer()
         self.optimizer.load_state_dict(payload["optimizer"])
