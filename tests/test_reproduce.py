@@ -551,3 +551,18 @@ def test_overview_live_table_shows_status_and_times():
         Console(file=buf, width=120).print(ov.table())
     text = buf.getvalue()
     assert "1/2 runs" in text and "done" in text and "0:12" in text and "running" in text
+
+
+@pytest.mark.torch
+def test_report_with_a_named_data_folder_that_holds_no_data_replaces_nothing(quick, tmp_path):
+    """A --data-dir that does not load is an error before any figure is written: a complete
+    report is not replaced by one without its PCA baseline and reconstruction panel."""
+    out = tmp_path / "report"
+    assert CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", str(out),
+                                    "--data-dir", str(quick["data"])]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "reconstructions.png" in before
+    result = CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", str(out),
+                                      "--data-dir", str(tmp_path / "no-data")])
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "fmnist-edge: error:" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -197,7 +197,11 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
         raise FmnistEdgeError(f"{root}: holds no seed* run folders; is it a `fmnist-edge reproduce` output?")
     record = _read_json(root / "reproduction.json") or {}
     plan_info = _read_json(root / "plan.json") or {}
-    data_dir = data_dir or plan_info.get("data_dir")  # the reproduction's own data, unless told otherwise
+    if data_dir is not None:  # named: its data must load, before a figure of an earlier report is replaced
+        from fmnist_edge.idx import load_split
+
+        load_split("test", data_dir)
+    named, data_dir = data_dir is not None, data_dir or plan_info.get("data_dir")  # else the reproduction's own
     if not record:
         notes.append("reproduction.json missing: no wall time or machine recorded")
     quick = bool(plan_info.get("quick", record.get("quick", False)))
@@ -251,7 +255,10 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
         else:
             notes.append("reconstruction panel skipped: no finished ae-n32/ae-base/ae-n128 run, or no torch")
     except DataError as exc:
+        if named:  # the folder was named: a report without its baseline is not what was asked
+            raise
         notes.append(f"PCA baseline and reconstruction panel skipped: {str(exc).split(';')[0]}")
+        (out / "reconstructions.png").unlink(missing_ok=True)  # an earlier report's: it no longer belongs
 
     summary = {
         "runs_dir": str(root.resolve()), "seeds": seeds, "recipe": plan_info.get("recipe", record.get("recipe")),
