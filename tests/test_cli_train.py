@@ -291,3 +291,8 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
     monkeypatch.setenv("FMNIST_EDGE_DEBUG", "1")
     with pytest.raises(ValueError):  # the traceback, on request
         raising(ValueError("x"))()
+
+
+def test_option_errors_name_the_option_and_a_device_is_no_checkpoint(cli):
+    one_error_line(cli("train", "autoencoder", "--dropout-off-last", "2", "--out", "x", *FAST), "--dropout-off-last")
+    one_error_line(cli("evaluate", "/dev/null", data=False), "/dev/null: not a regular file")

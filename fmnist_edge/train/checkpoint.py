@@ -87,8 +87,10 @@ def load_raw(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         raise ModelError(f"{path}: is a folder, not a checkpoint; name the model.pt in it")
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"{path}: no such checkpoint")
+    if not path.is_file():  # /dev/null, a pipe: a checkpoint is a file
+        raise ModelError(f"{path}: not a regular file, so not a checkpoint")
     _check_magic(path)
     try:
         with warnings.catch_warnings():  # torch warns of an odd pickle protocol: one error line is ours to give

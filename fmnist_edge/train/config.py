@@ -148,9 +148,9 @@ class TrainConfig:
         if self.recon_loss not in RECON_LOSSES:
             raise FmnistEdgeError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         if not (0.0 <= self.dropout_off_last <= 1.0):
-            raise FmnistEdgeError(f"dropout_off_last must be in [0, 1], got {self.dropout_off_last}")
+            raise FmnistEdgeError(f"--dropout-off-last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.augment_off_last <= 1.0):
-            raise FmnistEdgeError(f"augment_off_last must be in [0, 1], got {self.augment_off_last}")
+            raise FmnistEdgeError(f"--augment-off-last must be in [0, 1], got {self.augment_off_last}")
         if not (0.0 <= self.ema < 1.0):
             raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
         if not (0 <= self.augment_shift <= 8):
