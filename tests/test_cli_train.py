@@ -296,3 +296,16 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
 def test_option_errors_name_the_option_and_a_device_is_no_checkpoint(cli):
     one_error_line(cli("train", "autoencoder", "--dropout-off-last", "2", "--out", "x", *FAST), "--dropout-off-last")
     one_error_line(cli("evaluate", "/dev/null", data=False), "/dev/null: not a regular file")
+
+
+def test_resume_refuses_a_setting_that_differs_from_the_runs(cli, tmp_path):
+    assert cli("train", "autoencoder", "--n", "8", "--out", "r", "--limit", "300", "--max-epochs", "3", "--quiet",
+               "--device", "cpu").exit_code == 0
+    (tmp_path / "r" / "model.pt").unlink()  # as if interrupted: resumable from last.pt
+    for option, value in (("--lr", "0.5"), ("--n", "16"), ("--max-epochs", "9")):
+        args = ["train", "autoencoder", "--n", "8", "--out", "r", "--resume", "--limit", "300", "--max-epochs", "3",
+                "--quiet", "--device", "cpu", option, value]
+        one_error_line(cli(*args), f"{option} {value} differs from the run's", "leave the option out", banner=True)
+    same = cli("train", "autoencoder", "--n", "8", "--out", "r", "--resume", "--limit", "300", "--max-epochs", "3",
+               "--quiet", "--device", "cpu", "--device", "cpu")
+    assert same.exit_code == 0, same.output  # the same settings, and where to run: resumed

@@ -409,7 +409,7 @@ def test_augment_off_last_epochs_train_on_the_images_as_they_are(tmp_path, fake_
     assert half.history[0]["train_loss"] == pytest.approx(full.history[0]["train_loss"], rel=1e-9)
     assert half.history[0]["train_loss"] != pytest.approx(plain.history[0]["train_loss"], rel=1e-6)
     assert half.history[1]["train_loss"] != pytest.approx(full.history[1]["train_loss"], rel=1e-6)
-    with pytest.raises(FmnistEdgeError, match="augment_off_last"):
+    with pytest.raises(FmnistEdgeError, match="--augment-off-last"):
         TrainConfig(augment_off_last=1.5).check()
 
 

@@ -105,15 +105,21 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
     return model_cfg, train_cfg
 
 
+# Options that say where and how to run, not what to train: a resumed run may change them.
+# (--teacher's file is checked on resume by its sha256.)
+NOT_SETTINGS = frozenset({"out", "resume", "force", "device", "quiet", "data_dir", "encoder", "teacher"})
+
+
 def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=False, device="auto",
-         quiet=False):
+         quiet=False, ctx=None):
     from rich.console import Console
 
     from fmnist_edge.train.loop import Trainer
 
     console = Console(stderr=True, soft_wrap=True)
+    given = [p.name for p in ctx.command.params if p.name not in NOT_SETTINGS and _given(ctx, p.name)] if ctx else []
     trainer = Trainer(model_cfg, train_cfg, out, data_dir=data_dir, encoder_ckpt=encoder, resume=resume,
-                      force=force, device=device, quiet=quiet)  # checks everything before saying anything
+                      force=force, device=device, quiet=quiet, given=given)  # checks everything before saying anything
     if resume and not trainer.resume:  # said, so that a mistyped --out is noticed
         console.print(f"nothing to resume in {out} (no interrupted run there): starting a new run", highlight=False)
     what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
@@ -179,6 +185,7 @@ def register(app: typer.Typer) -> None:
     @train_app.command("autoencoder")
     @command
     def train_autoencoder(
+        ctx: typer.Context,
         n: N = 64, dropout: Dropout = 0.2, optimizer: Optimizer = "adam", lr: Lr = 1e-3,
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
@@ -200,7 +207,7 @@ def register(app: typer.Typer) -> None:
         cfgs = _configs("autoencoder", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, dropout_off_last=dropout_off_last, revive_every=revive_every,
                         decoder_dilation=decoder_dilation, batch_norm=batch_norm)
-        _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
+        _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet, ctx=ctx)
 
     @train_app.command("classifier")
     @command
@@ -236,11 +243,12 @@ def register(app: typer.Typer) -> None:
                         calibrate_init=calibrate_init, augment_off_last=augment_off_last,
                         calibrate_active=calibrate_active)
         _run(*cfgs, out or Path(f"runs/classifier-case{case}"), data_dir,
-             encoder=encoder, resume=resume, force=force, device=device, quiet=quiet)
+             encoder=encoder, resume=resume, force=force, device=device, quiet=quiet, ctx=ctx)
 
     @train_app.command("teacher")
     @command
     def train_teacher(
+        ctx: typer.Context,
         n: Annotated[int, typer.Option("--n", help="Width of the hidden layer before the head.")] = 256,
         dropout: Dropout = 0.3, optimizer: Optimizer = "adam", lr: ClassifierLr = None,
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 30, patience: Patience = 8, seed: Seed = 0,
@@ -253,7 +261,7 @@ def register(app: typer.Typer) -> None:
         It is never exported: the classifier it teaches keeps the report's architecture."""
         cfgs = _configs("teacher", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16)
-        _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet)
+        _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet, ctx=ctx)
 
     @app.command("evaluate")
     @command

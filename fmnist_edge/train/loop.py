@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import torch
 from torch import nn
@@ -55,7 +55,9 @@ class Trainer(RunState):
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path,
                  data_dir=None, encoder_ckpt: str | Path | None = None, resume: bool = False,
                  force: bool = False, device: str = "auto", quiet: bool = False,
-                 on_epoch: Callable[[dict], None] | None = None):
+                 on_epoch: Callable[[dict], None] | None = None, given: Collection[str] = ()):
+        """`given`: the settings the user named (CLI option names = config fields); a resumed run
+        refuses one that differs from its own."""
         model_cfg.check()
         train_cfg.check()
         self.model_cfg, self.cfg = model_cfg, train_cfg
@@ -65,6 +67,7 @@ class Trainer(RunState):
         self.device = resolve_device(device)
         self.quiet = quiet
         self.on_epoch = on_epoch
+        self.given = tuple(given)
         if resume and force:
             raise FmnistEdgeError("--resume continues a run and --force starts it over: pass one of them")
         state = run_state(self.run_dir)

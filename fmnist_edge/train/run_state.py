@@ -101,6 +101,12 @@ class RunState:
             what = saved.kind if saved.case is None else f"{saved.kind} (case {saved.case})"
             raise FmnistEdgeError(f"{self.run_dir}: holds {with_article(what)} run; resume it with the "
                                   "command that started it")
+        for name in getattr(self, "given", ()):  # said, not ignored: a resumed run keeps its own settings
+            for asked, own in ((self.model_cfg, saved), (self.cfg, payload["train_config_obj"])):
+                if hasattr(own, name) and getattr(asked, name) != getattr(own, name):
+                    raise FmnistEdgeError(f"--{name.replace('_', '-')} {getattr(asked, name)} differs from the run's "
+                                          f"{getattr(own, name)}; a resumed run keeps the settings it started with "
+                                          "(leave the option out, or --force to start over)")
         # A resumed run keeps the configuration it was started with.
         self.model_cfg, self.cfg = saved, payload["train_config_obj"]
         self.model.to(self.device).train()
