@@ -77,6 +77,12 @@ def _target(path: Path) -> tuple[Path | None, os.stat_result | None]:
     return (Path(os.path.realpath(path)) if path.is_symlink() else path), existing
 
 
+def written_in_place(path: str | os.PathLike) -> bool:
+    """Whether a write to `path` goes into what is there (a device, a pipe, a stream) rather than
+    replacing a file; a folder, or a name the system refuses, is one error line."""
+    return _target(Path(path))[0] is None
+
+
 def _through_proc(path: Path) -> bool:
     """Whether `path`'s chain of links passes through /proc (/dev/stdout -> /proc/self/fd/1):
     what it reaches is a process's open stream, whichever file that is now."""

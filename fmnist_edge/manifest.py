@@ -20,6 +20,13 @@ ENTRY_FIELDS = {"kind": str, "precision": str, "format": str, "source": str, "ch
 QUANTIZATION_FIELDS = {"method": str, "weight_bits": int}
 
 
+def require_folder(folder: str | Path) -> None:
+    """Refuse, in one line, a model folder that is not there or is a file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
+
+
 def read(folder: str | Path) -> dict | None:
     """The folder's manifest, None when there is none; a ModelError when it is unreadable."""
     path = Path(folder) / MANIFEST_NAME

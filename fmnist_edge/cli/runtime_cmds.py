@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import JsonFlag, command, fail
+from fmnist_edge.errors import printable
 from fmnist_edge.spec import MAX_THREADS
 
 MAX_BENCH_BATCH = 65536
@@ -59,8 +60,6 @@ def _pictures(images: list[str]) -> list:
 
 def _error_line(file: str, exc: Exception) -> str:
     """`file: reason`, one line: the file's name shown with its control characters escaped."""
-    from fmnist_edge.errors import printable
-
     message = str(exc) or type(exc).__name__
     reason = message[len(file):] if message.startswith(file) else f": {message}"
     return printable(file) + (reason.splitlines()[0] if reason.strip() else f": {type(exc).__name__}")
@@ -71,19 +70,12 @@ def _output(out: Path, what: str, suffixes: tuple[str, ...] | None) -> None:
     suffix is not one of `suffixes` (None: a picture format Pillow writes, PNG without a
     suffix). A device or pipe (/dev/null) takes whatever is written into it."""
     import os
-    import stat
 
-    from fmnist_edge.errors import FmnistEdgeError
+    from fmnist_edge.fileio import written_in_place
 
     if str(out) == "-":
         raise fail("-o -: standard output is not supported here; name a file (/dev/stdout is one)", 2)
-    try:
-        info = out.stat()
-    except OSError:  # not there yet, or refused: the write says which
-        info = None
-    if info is not None and stat.S_ISDIR(info.st_mode):  # '' is '.'
-        raise FmnistEdgeError(f"cannot write {out}: it is a folder; name a file")
-    if info is not None and not stat.S_ISREG(info.st_mode):
+    if written_in_place(out):  # refuses a folder ('' is '.') too
         return
     if suffixes is not None:
         if out.suffix.lower() not in suffixes:
@@ -112,8 +104,6 @@ def picture_format(out: Path) -> str | None:
 def _print_table(rows: list, top_k: int) -> None:
     """classify's table: file, label, probability and the next top-k."""
     header = ["file", "label", "probability"] + ([f"next {top_k - 1}"] if top_k > 1 else [])
-    from fmnist_edge.errors import printable
-
     body = [[printable(file), pred.label, f"{pred.probability:.3f}"]
             + ([", ".join(f"{lab} {p:.3f}" for lab, p in pred.top_k[1:])] if top_k > 1 else [])
             for file, pred in rows]
@@ -219,8 +209,6 @@ def register(app: typer.Typer) -> None:
                     np.save(f, latents)
 
             write_with(out, save)
-            from fmnist_edge.errors import printable
-
             typer.echo(f"{out}: {latents.shape[0]} x {latents.shape[1]} latents ({printable(', '.join(files[:3]))}"
                        f"{', ...' if len(files) > 3 else ''})")
         if failed:

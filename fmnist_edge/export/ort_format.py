@@ -223,9 +223,8 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
 
     check_platform(platform)
     where = Path(folder)
+    manifest.require_folder(where)
     folder, _ = swapped_folder(where)
-    if not folder.is_dir():
-        raise FmnistEdgeError(f"{where}: no such folder" if not folder.exists() else f"{where}: not a folder")
     data = manifest.read(folder)
     if data is None:
         raise FmnistEdgeError(f"{where}: no {MANIFEST_NAME}; convert a folder that `fmnist-edge export` wrote")

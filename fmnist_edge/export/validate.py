@@ -56,8 +56,7 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
 
     folder = Path(folder)
     if entries is None:
-        if not folder.is_dir():
-            raise FmnistEdgeError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
+        manifest.require_folder(folder)
         data = manifest.read(folder)
         if data is None:
             raise FmnistEdgeError(f"{folder}: no manifest.json; is this an fmnist-edge export folder?")
