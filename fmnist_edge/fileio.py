@@ -139,6 +139,22 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+def read_json(path: str | os.PathLike, kind: type = dict, shown: str | None = None):
+    """The JSON value in `path`, which must be a `kind` (an object by default); one error line
+    naming the file (as `shown`, if given) when it cannot be read, is not JSON or is not that."""
+    name = shown or str(path)
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise FmnistEdgeError(f"{name}: unreadable ({exc.strerror or exc})") from None
+    except ValueError as exc:  # JSON's own errors, and bytes that are not UTF-8
+        raise FmnistEdgeError(f"{name}: not JSON ({str(exc)[:80]})") from None
+    if not isinstance(data, kind):
+        expected = "an object" if kind is dict else "a list" if kind is list else kind.__name__
+        raise FmnistEdgeError(f"{name}: holds a JSON {type(data).__name__}, not {expected}")
+    return data
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

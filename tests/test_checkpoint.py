@@ -180,6 +180,30 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
     refused(tmp_path / "bad3.pt", "its model config is missing or malformed")
 
 
+@pytest.mark.parametrize("part, value, match", [
+    ("model_config", {"kind": "autoencoder", "n": "64"}, "its model config is missing or malformed .TypeError: n is str"),
+    ("model_config", ["autoencoder"], "its model config is missing or malformed"),
+    ("train_config", {"lr": "fast"}, "its training config is malformed .TypeError: lr is str 'fast', not float"),
+    ("train_config", {"augment": 1}, "its training config is malformed .TypeError: augment is int 1, not bool"),
+    ("train_config", {"limit": True}, "limit is bool True, not int | None"),
+    ("train_config", "adam", "its training config is malformed .AttributeError"),
+])
+def test_a_config_of_the_wrong_shape_or_types_is_one_line(tmp_path, part, value, match):
+    save_model(tmp_path / "m.pt", ModelConfig(n=8))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload[part] = value
+    torch.save(payload, tmp_path / "bad.pt")
+    refused(tmp_path / "bad.pt", match)
+
+
+def test_config_values_of_the_field_types_load():
+    from fmnist_edge.train.config import TrainConfig, from_dict
+
+    cfg = from_dict(TrainConfig, {"lr": 1, "limit": None, "teacher": None, "augment": False, "extra": {"a": 1}})
+    assert cfg.lr == 1 and cfg.limit is None and cfg.extra == {"a": 1}  # an int is a fine learning rate
+    assert from_dict(TrainConfig, {"limit": 200, "teacher": "t.pt"}).teacher == "t.pt"
+
+
 def test_configs_saved_before_augment_shift_keep_their_shifts():
     from fmnist_edge.train.config import TrainConfig, from_dict
 

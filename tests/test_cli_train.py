@@ -35,7 +35,8 @@ def cli(tmp_path, monkeypatch, fake_data_dir):
 
 def one_error_line(result, *needles: str, code: int = 1, banner: bool = False) -> str:
     """Exit `code`, no traceback, and one error line on stderr; with `banner`, the run's
-    "training ... into DIR" line may come first (the error was found once training began)."""
+    "training ... into DIR" line may come first (the error was found once training began: every
+    file is read and checked before it is printed)."""
     assert result.exit_code == code, (result.exit_code, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.splitlines()
@@ -164,7 +165,7 @@ def test_plain_train_runs_both_and_says_where(cli, tmp_path):
 
 def test_finished_run_without_force(cli, trained_ae):
     result = cli("train", "autoencoder", "--n", "16", "--out", "ae", *FAST)
-    one_error_line(result, "already holds a finished run", "--force", banner=True)
+    one_error_line(result, "already holds a finished run", "--force")
     assert cli("train", "autoencoder", "--n", "16", "--out", "ae", "--force", *FAST).exit_code == 0
 
 
@@ -192,7 +193,7 @@ def test_bad_input(cli, args, needle):
     (["train", "classifier", "--case", "1"], "needs a pretrained encoder"),
 ])
 def test_bad_input_found_by_the_trainer(cli, args, needle):
-    one_error_line(cli(*args), needle, banner=True)
+    one_error_line(cli(*args), needle)
 
 
 def test_errors_found_before_training_print_only_the_error(cli):
@@ -217,7 +218,7 @@ def test_encoder_that_is_a_classifier(cli, tmp_path):
 def test_missing_data(cli, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli("train", "autoencoder", "--out", "x", "--data-dir", "empty", *FAST, data=False)
-    one_error_line(result, "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist", banner=True)
+    one_error_line(result, "Fashion-MNIST not found", "apt-get install dataset-fashion-mnist")
 
 
 def test_diverging_run_is_one_line(cli, monkeypatch):
@@ -250,7 +251,7 @@ def test_force_keeps_the_finished_run_when_the_test_set_is_bad(cli, tmp_path, fa
     data[3] = 1  # the magic of a labels file
     (bad / "t10k-images-idx3-ubyte").write_bytes(bytes(data))
     result = cli("train", "autoencoder", "--n", "8", "--out", "r", "--force", *FAST, "--data-dir", bad, data=False)
-    one_error_line(result, "t10k-images", banner=True)
+    one_error_line(result, "t10k-images")
     assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
 
 
@@ -261,13 +262,13 @@ def test_resume_refuses_a_foreign_resume_point_and_another_kind_of_run(cli, tmp_
     (tmp_path / "copy").mkdir()
     shutil.copy(tmp_path / "ae" / "model.pt", tmp_path / "copy" / "last.pt")  # weights, no training state
     one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
-                   "not a resume point", "--force", banner=True)
+                   "not a resume point", "--force")
     assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "c3", "--limit", "300", "--max-epochs",
                "3", "--quiet", "--device", "cpu").exit_code == 0
     (tmp_path / "c3" / "model.pt").unlink()  # as if interrupted: resumable from last.pt
     for args in (("autoencoder", "--n", "8"), ("classifier", "--case", "1", "--n", "8")):
         one_error_line(cli("train", *args, "--out", "c3", "--resume", *FAST),
-                       "holds a classifier (case 3) run", banner=True)
+                       "holds a classifier (case 3) run")
 
 
 def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
@@ -305,7 +306,18 @@ def test_resume_refuses_a_setting_that_differs_from_the_runs(cli, tmp_path):
     for option, value in (("--lr", "0.5"), ("--n", "16"), ("--max-epochs", "9")):
         args = ["train", "autoencoder", "--n", "8", "--out", "r", "--resume", "--limit", "300", "--max-epochs", "3",
                 "--quiet", "--device", "cpu", option, value]
-        one_error_line(cli(*args), f"{option} {value} differs from the run's", "leave the option out", banner=True)
+        one_error_line(cli(*args), f"{option} {value} differs from the run's", "leave the option out")
     same = cli("train", "autoencoder", "--n", "8", "--out", "r", "--resume", "--limit", "300", "--max-epochs", "3",
                "--quiet", "--device", "cpu", "--device", "cpu")
     assert same.exit_code == 0, same.output  # the same settings, and where to run: resumed
+
+
+def test_a_resumed_run_says_so_with_its_own_settings(cli, tmp_path):
+    """The line before training names the settings the run trains with: a resumed run's own,
+    not the defaults of the options left out."""
+    assert cli("train", "autoencoder", "--n", "8", "--out", "r", "--limit", "300", "--max-epochs", "2", "--lr",
+               "0.003", "--quiet", "--device", "cpu").exit_code == 0
+    (tmp_path / "r" / "model.pt").unlink()  # as if interrupted: resumable from last.pt
+    result = cli("train", "autoencoder", "--out", "r", "--resume", "--quiet", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "resuming autoencoder (n=8, p=0.2, adam, lr=0.003, batch 100" in result.stderr

@@ -555,13 +555,15 @@ def test_int8_agrees_with_fp32(quantized, fake_data_dir):
 
 @pytest.mark.parametrize("content, needle", [
     (b"this is not a numpy file\n", "not a numpy array file"),
-    (None, "expected images"),  # a readable .npy of the wrong shape
+    (np.zeros((20, 32, 32), dtype=np.float32), "expected images"),  # a readable .npy of the wrong shape
+    (np.full((20, 28, 28), "0.5"), "holds <U3 values"),  # numbers written as strings
+    (np.zeros((20, 28, 28), dtype=bool), "holds bool values"),
 ])
 def test_bad_calibration_file_is_refused_and_nothing_written(run, tmp_path, tiny_autoencoder, tiny_classifier,
                                                              content, needle):
     calib = tmp_path / "calib.npy"
-    if content is None:
-        np.save(calib, np.zeros((20, 32, 32), dtype=np.float32))
+    if isinstance(content, np.ndarray):
+        np.save(calib, content)
     else:
         calib.write_bytes(content)
     out = tmp_path / "models"
@@ -799,10 +801,11 @@ def test_export_without_checkpoints_uses_the_latest_training_run(run, tmp_path, 
     assert metadata(tmp_path / "exported" / "classifier.onnx")["checkpoint_sha256"] == sha256(tiny_classifier)
 
 
-def test_export_with_an_unreadable_latest_pointer(run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pointer", ["{", "[]", '{"folder": "runs/train"}', '"runs/train"'])
+def test_export_with_an_unreadable_latest_pointer(run, tmp_path, monkeypatch, pointer):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "latest.json").write_text("{")
+    (tmp_path / "runs" / "latest.json").write_text(pointer)
     refused(run("export", "--no-validate"), "runs/latest.json", "unreadable")
     assert not (tmp_path / "exported").exists()
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from fmnist_edge.errors import DataError
-from fmnist_edge.photo_like import RENDERINGS, as_camera_shot, as_cutout, as_photo, write_renderings
+from fmnist_edge.photo_like import RENDERINGS, as_camera_shot, as_photo, write_renderings
 from fmnist_edge.runtime import preprocess
 
 COUNT = 40

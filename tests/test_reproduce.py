@@ -566,3 +566,117 @@ def test_report_with_a_named_data_folder_that_holds_no_data_replaces_nothing(qui
                                       "--data-dir", str(tmp_path / "no-data")])
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "fmnist-edge: error:" in result.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# -- damaged files, and a report put in place whole ----------------------------------------------
+def _snapshot(folder) -> dict:
+    """Each file's bytes and inode: a figure drawn again from the same runs has the same bytes,
+    but is a new file."""
+    return {p.name: (p.read_bytes(), p.stat().st_ino) for p in folder.iterdir()}
+
+
+@pytest.mark.torch
+def test_report_notes_each_damaged_file_and_goes_on(quick, tmp_path):
+    """Files of RUNS that are not JSON, of the wrong JSON type or with fields of the wrong type
+    each cost their own run and say so in a note; the report is still written."""
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    seed0 = runs / "seed0"
+    (seed0 / "ae-n32" / "metrics.json").write_text("{not json")
+    (seed0 / "ae-sgd" / "history.json").write_text('{"epoch": 1}')
+    history = json.loads((seed0 / "ae-p0.5" / "history.json").read_text())
+    history[0]["val_loss"] = "low"
+    (seed0 / "ae-p0.5" / "history.json").write_text(json.dumps(history))
+    metrics = json.loads((seed0 / "clf-case3" / "metrics.json").read_text())
+    del metrics["confusion"]
+    (seed0 / "clf-case3" / "metrics.json").write_text(json.dumps(metrics))
+    (runs / "plan.json").write_text("[1, 2]")
+    (runs / "reproduction.json").write_text('{"wall_time_s": "soon"}')
+    result = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "out"),
+                                      "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    expected = ["seed 0 ae-n32: no usable metrics", "metrics.json: not JSON",
+                "seed 0 ae-sgd: finished, no curves drawn (history.json: holds a JSON dict, not a list)",
+                "history.json: epoch 1: its val_loss is str, not number",
+                "seed 0 clf-case3: no usable metrics", "metrics.json: it lacks confusion",
+                "plan.json: holds a JSON list, not an object; not used",
+                "reproduction.json: its wall_time_s is str, not number"]
+    for needle in expected:
+        assert sum(needle in line for line in notes) == 1, (needle, notes)
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["autoencoder"]["ae-n32"]["test_mse_mean"] is None and s["autoencoder"]["ae-n32"]["seeds"] == []
+    assert s["autoencoder"]["ae-sgd"]["seeds"] == [0]  # its metrics are fine: only its curves are lost
+    assert s["classifier"]["3"]["test_accuracy_mean"] is None and s["classifier"]["1"]["seeds"] == [0]
+    assert s["wall_time_s"] is None and s["seeds"] == [0]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("fault, code", [(KeyboardInterrupt, 130), (OSError(28, "No space left on device"), 1)])
+def test_a_report_stopped_midway_leaves_the_previous_one_whole(quick, tmp_path, monkeypatch, fault, code):
+    from fmnist_edge.train import figures
+
+    out = tmp_path / "report"
+    args = ["report", str(quick["runs"]), "--out", str(out), "--data-dir", str(quick["data"])]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = _snapshot(out)
+
+    def stop(*args, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(figures, "confusion_grid", stop)  # after six figures, before the summaries
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == code and result.stderr.count("\n") == 1, result.stderr
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left beside it
+
+
+@pytest.mark.torch
+def test_a_report_into_a_folder_that_holds_other_files_replaces_only_its_own(quick, tmp_path):
+    """RUNS itself, or a folder where the user keeps notes: the report's files are put in it,
+    an earlier report's that this one does not write are removed, and nothing else is touched."""
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report", "*.pt"))  # no model: no panel
+    (runs / "reconstructions.png").write_bytes(b"an earlier report's panel")
+    (runs / "notes.txt").write_text("mine")
+    (runs / "summary.md").write_text("an earlier summary")
+    kept = {p: p.read_bytes() for p in runs.rglob("*") if p.is_file() and p.parent != runs or p.name == "notes.txt"}
+    result = CliRunner().invoke(app, ["report", str(runs), "--out", str(runs), "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert not (runs / "reconstructions.png").exists()
+    assert "# Reproduction of the report" in (runs / "summary.md").read_text()
+    assert (runs / "fig9_confusion.png").stat().st_size > 0 and json.loads((runs / "summary.json").read_text())
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+@pytest.mark.torch
+def test_a_report_through_a_symlink_replaces_its_target_and_keeps_the_link(quick, tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    result = CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", str(link),
+                                      "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert link.is_symlink() and (real / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("plan.json", "{truncated", "plan.json: not JSON"),
+    ("plan.json", '{"seeds": "three"}', "plan.json: its seeds is not a whole number"),
+    ("plan.json", '{"seeds": 1, "configs": "x", "run_configs": []}', "its run_configs is not an object"),
+    ("reproduction.json", "[]", "reproduction.json: holds a JSON list, not an object"),
+    ("reproduction.json", '{"wall_time_s": "an hour"}', "its wall_time_s is not a number"),
+])
+def test_reproduce_refuses_a_damaged_record_of_an_earlier_reproduction(tmp_path, name, content, needle):
+    """What plan.json and reproduction.json hold decides which runs are kept and what the time
+    spent was: damaged, they are refused in one line before anything is moved or written."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / name).write_text(content)
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir",
+                                      str(tmp_path / "no-data"), "--device", "cpu", "--jobs", "1", "--no-report"])
+    refused(result, needle)
+    assert [p.name for p in runs.iterdir()] == [name] and (runs / name).read_text() == content

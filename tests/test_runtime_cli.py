@@ -50,6 +50,8 @@ def test_mixed_good_and_bad_files(run, tmp_path):
     assert [("error" in r) for r in rows] == [False, True, True, True, False]
     assert rows[1]["file"] == str(text) and "not a picture" in rows[1]["error"]
     assert "no such file" in rows[2]["error"] and "empty file" in rows[3]["error"]
+    # the same line on stderr, for whoever watches the program that reads the JSON
+    assert result.stderr.splitlines() == [f"fmnist-edge: error: {r['error']}" for r in rows if "error" in r]
 
     result = run("classify", *args)  # table: the good ones on stdout, one stderr line per bad file
     assert result.exit_code == 1

@@ -161,9 +161,13 @@ def register(app: typer.Typer) -> None:
 
             failed = 0
             for file, r in results:
-                failed += isinstance(r, Exception)
-                row = {"file": file, "error": _error_line(file, r)} if isinstance(r, Exception) else r.to_dict()
-                typer.echo(json.dumps(row))
+                if isinstance(r, Exception):  # in its JSON line for a program, on stderr for whoever watches
+                    failed += 1
+                    line = _error_line(file, r)
+                    typer.echo(json.dumps({"file": file, "error": line}))
+                    typer.echo(f"fmnist-edge: error: {line}", err=True)
+                else:
+                    typer.echo(json.dumps(r.to_dict()))
         else:  # a table needs every row for its column widths
             results = list(results)
             good = [(f, r) for f, r in results if not isinstance(r, Exception)]

@@ -122,10 +122,12 @@ def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=
                       force=force, device=device, quiet=quiet, given=given)  # checks everything before saying anything
     if resume and not trainer.resume:  # said, so that a mistyped --out is noticed
         console.print(f"nothing to resume in {out} (no interrupted run there): starting a new run", highlight=False)
+    trainer.prepare()  # the data files read and checked: a bad one is said before the banner
+    model_cfg, train_cfg = trainer.model_cfg, trainer.cfg  # a resumed run's own settings
     what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
-    console.print(f"training {what} (n={model_cfg.n}, p={model_cfg.dropout}, {train_cfg.optimizer}, "
-                  f"lr={train_cfg.lr}, batch {train_cfg.batch_size}, recipe {train_cfg.recipe}) into {out}",
-                  highlight=False)
+    console.print(f"{'resuming' if trainer.resume else 'training'} {what} (n={model_cfg.n}, p={model_cfg.dropout}, "
+                  f"{train_cfg.optimizer}, lr={train_cfg.lr}, batch {train_cfg.batch_size}, recipe {train_cfg.recipe}) "
+                  f"into {out}", highlight=False)
     result = trainer.run()
     m = result.metrics
     score = (f"test MSE {m['test_mse']:.5f}" if "test_mse" in m else f"test accuracy {m['test_accuracy']:.4f}")

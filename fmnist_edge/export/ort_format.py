@@ -9,7 +9,6 @@ atomically, as export does. Torch-free: onnxruntime, numpy and the package's own
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -219,7 +218,7 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
     not list are kept; one in the way of a file to be written is refused (`refuse_clashes`)."""
     import json
 
-    from fmnist_edge.export.pipeline import install, staged, swapped_folder
+    from fmnist_edge.folders import install, staged, swapped_folder
 
     check_platform(platform)
     where = Path(folder)

@@ -1,22 +1,15 @@
 """`fmnist-edge export`: checkpoints -> a validated folder of ONNX models, swapped in atomically.
 
 Everything is built in a hidden staging folder beside the target, validated there, then
-exchanged with the target in one rename (renameat2 RENAME_EXCHANGE on Linux). A kill at any
-moment leaves either the previous folder or the new one, each with a manifest naming only
-files that exist and match.
+swapped in whole (fmnist_edge.folders). A kill at any moment leaves either the previous folder
+or the new one, each with a manifest naming only files that exist and match.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -24,10 +17,10 @@ from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError, with_article
 from fmnist_edge.export.ort_format import (OPERATORS_CONFIG, add_twins, check_platform, is_ort_entry,
                                           refuse_clashes, write_operators_config)
+from fmnist_edge.folders import STAGING_PREFIX, install, staged, swapped_folder
 from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, ort_name
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
-STAGING_PREFIX = ".staging-"
 LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
 
 
@@ -37,7 +30,7 @@ def default_checkpoints() -> list[Path]:
     if LATEST_POINTER.is_file():
         try:
             train_dir = Path(json.loads(LATEST_POINTER.read_text())["train_dir"])
-        except (ValueError, KeyError, OSError):
+        except (ValueError, KeyError, TypeError, OSError):
             raise FmnistEdgeError(f"{LATEST_POINTER} is unreadable; name the checkpoints to export") from None
     found = [p for p in (train_dir / "autoencoder" / "model.pt", train_dir / "classifier" / "model.pt") if p.is_file()]
     if not found:
@@ -56,6 +49,9 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
             reason = str(exc).split(";")[0].split(". ")[0][:120]
             raise FmnistEdgeError(f"calibration set {source}: not a numpy array file ({type(exc).__name__}: "
                                   f"{reason})") from None
+        if arr.dtype.kind not in "uif":  # strings, booleans, complex, structured records
+            raise FmnistEdgeError(f"calibration set {source}: holds {arr.dtype} values; expected pixel values "
+                                  "(uint8, or floats in [0, 1])")
         if arr.ndim == 3:
             arr = arr[:, None]
         if arr.ndim != 4 or arr.shape[1:] != (1, 28, 28) or len(arr) == 0:
@@ -69,77 +65,6 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
 
     images = load_split("train", data_dir).images[:size]
     return (images.astype(np.float32) / 255.0)[:, None]
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2). False where the call is unavailable."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if not hasattr(libc, "renameat2"):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return rc == 0
-
-
-def install(staging: Path, target: Path) -> None:
-    """Put `staging` in `target`'s place in one swap; the previous folder is deleted."""
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    if _exchange(staging, target):
-        shutil.rmtree(staging, ignore_errors=True)  # now holds the previous version
-        return
-    old = target.with_name(f"{STAGING_PREFIX}{target.name}-old")  # fallback: two renames
-    shutil.rmtree(old, ignore_errors=True)
-    os.rename(target, old)
-    os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def swapped_folder(path: str | os.PathLike) -> tuple[Path, Path]:
-    """The folder that a new version replaces in one swap, and the name to show for it. `.` is
-    swapped by its name; a symlink's target is swapped and the link stays a link."""
-    shown = Path(os.path.abspath(path))
-    return (Path(os.path.realpath(path)) if shown.is_symlink() else shown), shown
-
-
-@contextlib.contextmanager
-def staged(target: Path, shown: Path, what: str) -> Iterator[Path]:
-    """A fresh staging folder for `target`'s next version, removed on any failure so that the
-    previous version stays whole; an error that named the staging folder (gone by the time it
-    is read) names `shown` instead."""
-    staging = make_staging(target)
-    try:
-        yield staging
-    except OSError as exc:  # disk full, file too large, a folder gone
-        shutil.rmtree(staging, ignore_errors=True)
-        raise FmnistEdgeError(f"cannot {what} {shown}: {exc.strerror or exc}") from None
-    except FmnistEdgeError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise type(exc)(str(exc).replace(str(staging), str(shown))) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def make_staging(out_dir: Path) -> Path:
-    """An empty hidden folder beside `out_dir` to build its next version in, after cleaning up
-    what a killed export or conversion left there."""
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
-        if previous.is_dir() and not out_dir.exists():
-            os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
-        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):  # left by a killed export
-            stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
-        staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
-    except OSError as exc:
-        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    return staging
 
 
 def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> dict:

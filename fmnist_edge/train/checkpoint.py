@@ -129,8 +129,11 @@ def load_model(path: str | Path, expect_kind: str | None = None,
                          f"({type(exc).__name__})") from None
     if expect_kind is not None and model_cfg.kind != expect_kind:
         raise ModelError(f"{path}: is {with_article(model_cfg.kind)} checkpoint, expected {with_article(expect_kind)}")
-    payload["model_config_obj"] = model_cfg
-    payload["train_config_obj"] = from_dict(TrainConfig, payload.get("train_config", {}))
+    try:
+        train_cfg = from_dict(TrainConfig, payload.get("train_config", {}))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: its training config is malformed ({type(exc).__name__}: {exc})") from None
+    payload["model_config_obj"], payload["train_config_obj"] = model_cfg, train_cfg
     model.eval()
     if normed and not training_form:
         fold_batch_norm(model)

@@ -237,12 +237,31 @@ def apply_recipe(cfg: TrainConfig, model_cfg: ModelConfig) -> TrainConfig:
 
 
 def from_dict(cls, data: dict):
-    """Rebuild a config from a checkpoint's plain dict, ignoring keys a newer version added."""
-    names = {f.name for f in fields(cls)}
-    cfg = cls(**{k: v for k, v in data.items() if k in names})
+    """Rebuild a config from a checkpoint's plain dict, ignoring keys a newer version added; a
+    value of the wrong type (a string for a learning rate) is a TypeError that names its field."""
+    known = {f.name: f.type for f in fields(cls)}
+    for name, value in data.items():
+        if name in known and not _fits(value, str(known[name])):
+            raise TypeError(f"{name} is {type(value).__name__} {value!r:.40}, not {known[name]}")
+    cfg = cls(**{k: v for k, v in data.items() if k in known})
     if cls is TrainConfig and data.get("augment") and "augment_shift" not in data:
         cfg.augment_shift = 2  # before augment_shift existed, augment meant flips and 2-pixel shifts
     return cfg
+
+
+def _fits(value, annotation: str) -> bool:
+    """Whether `value` is of the field type `annotation` names ("float", "int | None", ...)."""
+    if value is None:
+        return "None" in annotation
+    if annotation.startswith("bool"):
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # True is an int to Python, not a count or a rate to a config
+        return False
+    if annotation.startswith("float"):
+        return isinstance(value, (int, float))
+    if annotation.startswith("int"):
+        return isinstance(value, int)
+    return not annotation.startswith("str") or isinstance(value, str)
 
 
 def to_dict(cfg) -> dict:

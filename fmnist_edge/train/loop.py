@@ -103,13 +103,19 @@ class Trainer(RunState):
         # Starting over deletes the old run, but only once the new one is ready to train (run()):
         # a --force retrain that fails on a corrupt file keeps the finished run it would replace.
         self._replaces_a_run = force and state != "new"
+        self._prepared = None  # (training module, train set, validation set), by prepare()
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FmnistEdgeError(f"cannot create {self.run_dir}: {exc.strerror}") from None
 
     # -- loop --------------------------------------------------------------------------------
-    def run(self) -> RunResult:
+    def prepare(self) -> None:
+        """Build or restore the run's state and read the data: every file is read and checked
+        here, before the first epoch (the CLI calls it before it says what it trains). `run`
+        calls it when it has not been called."""
+        if self._prepared is not None:
+            return
         if self.resume:
             self._restore()
         else:
@@ -131,6 +137,11 @@ class Trainer(RunState):
             for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
                 (self.run_dir / name).unlink(missing_ok=True)
             self._replaces_a_run = False
+        self._prepared = (step_module, train, val)
+
+    def run(self) -> RunResult:
+        self.prepare()
+        step_module, train, val = self._prepared
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
         from fmnist_edge.train.progress import EpochProgress

@@ -1,21 +1,25 @@
 """`fmnist-edge report`: figures, summary.md and summary.json from a reproduction's RUNS folder.
 
-Reads what `reproduce` wrote (see reproduce.py for the layout); missing, partial and diverged
-runs are noted, never fatal. Sections: reading RUNS, writing. The PCA baseline (the linear
-bottleneck the autoencoders should beat) is in pca.py; the findings (verdicts computed from the
-curves) in findings.py; summary.md, rendered from the summary dict, in summary_md.py.
+Reads what `reproduce` wrote (run_records.py reads and checks it; see reproduce.py for the
+layout): missing, partial, diverged and damaged runs are noted, never fatal. The report is built
+in a staging folder and put in place whole (fmnist_edge.folders), so that a report stopped
+midway leaves the previous one as it was. Sections: summarising, writing. The PCA baseline
+(the linear bottleneck the autoencoders should beat) is in pca.py; the findings (verdicts
+computed from the curves) in findings.py; summary.md, rendered from the summary dict, in
+summary_md.py.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from fmnist_edge.errors import DataError, FmnistEdgeError
 from fmnist_edge.fileio import write_json, write_text
+from fmnist_edge.folders import install, staged, swapped_folder
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train import figures
 from fmnist_edge.train.config import CASES as CASE_TEXT
@@ -23,53 +27,20 @@ from fmnist_edge.train.config import QUICK_LIMIT
 from fmnist_edge.train.findings import compute_findings
 from fmnist_edge.train.pca import pca_data, pca_fit, pca_mse, pca_reconstruct
 from fmnist_edge.train.reproduce import AUTOENCODER_RUNS, BASE, CASES, EXPERIMENTS, N_RUNS
+from fmnist_edge.train.run_records import load_runs, read_plan, read_record
 from fmnist_edge.train.summary_md import pct, render_markdown
 
 REPORT_ACCURACY = {1: 0.906, 2: 0.812, 3: 0.875, 4: 0.704}  # PAPER.md, from the report's Fig. 9
 EXPERIMENT_FIGURES = {2: "fig2_bottleneck", 3: "fig3_dropout", 4: "fig4_optimizer", 5: "fig5_learning_rate",
                       6: "fig6_batch_size"}
+# Every file a report writes, in the order they are put in place when the folder holds other
+# files too: the summaries last, so that a summary never names figures older than itself.
+REPORT_FILES = (*(f"{stem}.png" for stem in EXPERIMENT_FIGURES.values()), "fig7_classifier_loss.png",
+                "fig8_classifier_accuracy.png", "fig9_confusion.png", "reconstructions.png", "summary.md",
+                "summary.json")
 
 
-# -- reading RUNS ------------------------------------------------------------------------------
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def load_runs(root: Path, only_seeds: int | None = None) -> tuple[dict[str, dict[int, dict]], list[int], list[str]]:
-    """name -> seed -> {status, history, metrics}; the seeds; notes on what is missing or odd.
-    With `only_seeds` K, seeds 0..K-1 alone (a finished part of a reproduction still running)."""
-    plan = _read_json(root / "plan.json") or {}
-    found = sorted(int(m.group(1)) for p in root.glob("seed*") if (m := re.fullmatch(r"seed(\d+)", p.name)))
-    seeds = sorted(set(found) | set(range(int(plan.get("seeds", 0)))))
-    if only_seeds is not None:
-        seeds = [s for s in seeds if s < only_seeds]
-    names = plan.get("runs") or [f"ae-{k}" for k in AUTOENCODER_RUNS] + [f"clf-case{c}" for c in CASES]
-    runs: dict[str, dict[int, dict]] = {name: {} for name in names}
-    notes = []
-    for seed in seeds:
-        for name in names:
-            folder = root / f"seed{seed}" / name
-            history = _read_json(folder / "history.json") or []
-            metrics = _read_json(folder / "metrics.json")
-            if (folder / "diverged.json").is_file():
-                message = (_read_json(folder / "diverged.json") or {}).get("message", "")
-                status = "diverged"
-                notes.append(f"seed {seed} {name}: diverged ({message.split(';')[0]})")
-            elif metrics is not None and (folder / "model.pt").is_file():
-                status = "finished"
-            elif folder.is_dir() and history:
-                status = "partial"
-                notes.append(f"seed {seed} {name}: unfinished ({len(history)} epochs); curves drawn, no test numbers")
-            else:
-                status = "missing"
-                notes.append(f"seed {seed} {name}: missing")
-            runs[name][seed] = {"status": status, "history": history, "metrics": metrics, "folder": folder}
-    return runs, seeds, notes
-
-
+# -- summarising -------------------------------------------------------------------------------
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (0 with one value; None with none)."""
     if not values:
@@ -182,12 +153,16 @@ def _dead_units(done: dict[int, dict]) -> float | None:
 
 # -- writing -----------------------------------------------------------------------------------
 def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None) -> dict:
-    """Figures, summary.md and summary.json for the reproduction in `runs_dir`; returns the summary."""
-    root, out = Path(runs_dir), Path(out_dir)
+    """Figures, summary.md and summary.json for the reproduction in `runs_dir`; returns the summary.
+    They replace an earlier report in `out_dir` together, or not at all."""
+    root = Path(runs_dir)
     if not root.is_dir():
         raise FmnistEdgeError(f"{root}: no such runs folder (make one with `fmnist-edge reproduce --out {root}`)")
-    runs, seeds, notes = load_runs(root, only_seeds)
-    planned = int((_read_json(root / "plan.json") or {}).get("seeds", len(seeds)))
+    notes: list[str] = []
+    plan_info = read_plan(root, notes)
+    runs, seeds, run_notes = load_runs(root, only_seeds, plan=plan_info)
+    notes += run_notes
+    planned = plan_info.get("seeds") or len(seeds)
     if only_seeds is not None and only_seeds > max(planned, len(seeds)):
         raise FmnistEdgeError(f"--seeds {only_seeds}: {root} holds {max(planned, len(seeds))} seed(s)")
     if only_seeds is not None and planned > len(seeds):
@@ -195,15 +170,39 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
                      "reproduction's total when this report was written (reproduction.json)")
     if not seeds:
         raise FmnistEdgeError(f"{root}: holds no seed* run folders; is it a `fmnist-edge reproduce` output?")
-    record = _read_json(root / "reproduction.json") or {}
-    plan_info = _read_json(root / "plan.json") or {}
+    target, shown = swapped_folder(out_dir)
+    if target.exists() and not target.is_dir():
+        raise FmnistEdgeError(f"{shown}: exists and is not a folder; choose another --out")
     if data_dir is not None:  # named: its data must load, before a figure of an earlier report is replaced
         from fmnist_edge.idx import load_split
 
         load_split("test", data_dir)
+    record = read_record(root, notes)
+    with staged(target, shown, "write the report to") as staging:
+        summary = _write(runs, seeds, notes, plan_info, record, root, staging, data_dir)
+        _put_in_place(staging, target)
+    return summary
+
+
+def _put_in_place(staging: Path, target: Path) -> None:
+    """The new report for the old one: the folder swapped whole, or, when it also holds files
+    that are not the report's (it is RUNS itself, or the user keeps notes there), which a swap
+    would take away, the report's files renamed into it one by one."""
+    others = [p for p in target.iterdir() if p.name not in REPORT_FILES] if target.is_dir() else []
+    if not others:
+        install(staging, target)
+        return
+    for name in REPORT_FILES:
+        if (staging / name).exists():
+            os.replace(staging / name, target / name)
+        else:  # an earlier report's (a reconstruction panel this one could not draw): it no longer belongs
+            (target / name).unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(runs, seeds, notes, plan_info, record, root, out: Path, data_dir) -> dict:
+    """Every figure and both summaries into the empty folder `out`; returns the summary."""
     named, data_dir = data_dir is not None, data_dir or plan_info.get("data_dir")  # else the reproduction's own
-    if not record:
-        notes.append("reproduction.json missing: no wall time or machine recorded")
     quick = bool(plan_info.get("quick", record.get("quick", False)))
     tta_note = add_mirror_averaged_accuracies(runs, data_dir)
     if tta_note:
@@ -258,7 +257,6 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
         if named:  # the folder was named: a report without its baseline is not what was asked
             raise
         notes.append(f"PCA baseline and reconstruction panel skipped: {str(exc).split(';')[0]}")
-        (out / "reconstructions.png").unlink(missing_ok=True)  # an earlier report's: it no longer belongs
 
     summary = {
         "runs_dir": str(root.resolve()), "seeds": seeds, "recipe": plan_info.get("recipe", record.get("recipe")),

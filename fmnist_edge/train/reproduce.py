@@ -17,8 +17,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from fmnist_edge.fileio import write_json
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.fileio import read_json, write_json
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
 BASE = dict(n=64, dropout=0.2, optimizer="adam", lr=1e-3, batch_size=100)
@@ -192,9 +192,11 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     settings = {"recipe": recipe, "quick": quick, "max_epochs": max_epochs, "patience": patience,
                 "configs": configs_fingerprint(runs)}
     digests = run_digests(runs)
+    record_path = root / "reproduction.json"
+    spent = _time_spent(record_path)  # checked, as plan.json is, before anything is moved or written
     plan_path = root / "plan.json"
     if plan_path.is_file():
-        before = json.loads(plan_path.read_text())
+        before = _earlier_plan(plan_path)
         seeds = max(seeds, before.get("seeds", seeds))
         stale = _stale_runs(root, before, settings, digests, rerun_changed)
         if stale:
@@ -204,10 +206,7 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
                     f"(the old ones are in {shelf})")
     write_json(plan_path, {**settings, "seeds": seeds, "data_dir": str(data_dir) if data_dir else None,
                            "runs": [r.name for r in runs if r.seed == 0], "run_configs": digests})
-    record_path = root / "reproduction.json"
     started = time.perf_counter()
-    previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
-    spent = previous.get("wall_time_s", 0.0)
     statuses = {(r.seed, r.name): _state(r.folder(root)) for r in runs}
     if overview:
         overview.start(runs, statuses)
@@ -266,6 +265,30 @@ def _priority(todo: list[RunSpec]):
     needed = {(r.seed, r.encoder_from) for r in todo if r.encoder_from}
     return lambda r: (r.seed, (r.seed, r.name) not in needed,
                       not (r.model_cfg.kind == "classifier" and not r.model_cfg.frozen_encoder))
+
+
+def _time_spent(record_path: Path) -> float:
+    """The training time an earlier reproduction in the folder recorded, 0 for a new folder."""
+    if not record_path.exists():
+        return 0.0
+    spent = read_json(record_path).get("wall_time_s", 0.0)
+    if isinstance(spent, bool) or not isinstance(spent, (int, float)):
+        raise FmnistEdgeError(f"{record_path}: its wall_time_s is not a number; it holds the training time "
+                              "spent so far: put it right, or delete the file to count from zero")
+    return float(spent)
+
+
+def _earlier_plan(path: Path) -> dict:
+    """The plan.json of an earlier reproduction in the folder, checked: what its runs were trained
+    with decides which of them can be kept."""
+    before = read_json(path)
+    wrong = next((f"its {key} is not {what}" for key, kind, what in
+                  (("seeds", int, "a whole number"), ("configs", str, "a digest"), ("run_configs", dict, "an object"))
+                  if key in before and (not isinstance(before[key], kind) or isinstance(before[key], bool))), "")
+    if wrong:
+        raise FmnistEdgeError(f"{path}: {wrong}; it records what this folder's runs were trained with: put it "
+                              "right, or use another --out")
+    return before
 
 
 def _stale_runs(root: Path, before: dict, settings: dict, digests: dict[str, str], rerun_changed: bool) -> list[str]:
