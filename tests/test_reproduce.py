@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -592,6 +593,7 @@ def test_report_notes_each_damaged_file_and_goes_on(quick, tmp_path):
     (seed0 / "clf-case3" / "metrics.json").write_text(json.dumps(metrics))
     (runs / "plan.json").write_text("[1, 2]")
     (runs / "reproduction.json").write_text('{"wall_time_s": "soon"}')
+    (seed0 / "ae-batch50" / "diverged.json").write_text("[]")
     result = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "out"),
                                       "--data-dir", str(quick["data"])])
     assert result.exit_code == 0, result.stdout + result.stderr
@@ -602,7 +604,8 @@ def test_report_notes_each_damaged_file_and_goes_on(quick, tmp_path):
                 "history.json: epoch 1: its val_loss is str, not number",
                 "seed 0 clf-case3: no usable metrics", "metrics.json: it lacks confusion",
                 "plan.json: holds a JSON list, not an object; not used",
-                "reproduction.json: its wall_time_s is str, not number"]
+                "reproduction.json: its wall_time_s is str, not number",
+                "seed 0 ae-batch50: diverged (diverged.json unreadable)"]
     for needle in expected:
         assert sum(needle in line for line in notes) == 1, (needle, notes)
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -667,6 +670,7 @@ def test_a_report_through_a_symlink_replaces_its_target_and_keeps_the_link(quick
     ("plan.json", "{truncated", "plan.json: not JSON"),
     ("plan.json", '{"seeds": "three"}', "plan.json: its seeds is not a whole number"),
     ("plan.json", '{"seeds": 1, "configs": "x", "run_configs": []}', "its run_configs is not an object"),
+    ("plan.json", '{"seeds": 1, "configs": "../..", "run_configs": {}}', "its configs is not a digest"),
     ("reproduction.json", "[]", "reproduction.json: holds a JSON list, not an object"),
     ("reproduction.json", '{"wall_time_s": "an hour"}', "its wall_time_s is not a number"),
 ])
@@ -680,3 +684,29 @@ def test_reproduce_refuses_a_damaged_record_of_an_earlier_reproduction(tmp_path,
                                       str(tmp_path / "no-data"), "--device", "cpu", "--jobs", "1", "--no-report"])
     refused(result, needle)
     assert [p.name for p in runs.iterdir()] == [name] and (runs / name).read_text() == content
+
+
+@pytest.mark.torch
+def test_a_report_into_the_working_folder_keeps_the_folder(quick, tmp_path, monkeypatch):
+    """`--out .`: swapping the working folder would leave the shell in a deleted one."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", ".", "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert Path.cwd().samefile(here) and (here / "summary.json").is_file() and (here / "fig9_confusion.png").is_file()
+    assert not list(tmp_path.glob(".staging-*"))
+
+
+@pytest.mark.torch
+def test_a_null_in_reproduction_json_is_a_missing_field(quick, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    record = json.loads((runs / "reproduction.json").read_text())
+    (runs / "reproduction.json").write_text(json.dumps({**record, "jobs": None}))
+    (runs / "plan.json").write_text(json.dumps({**json.loads((runs / "plan.json").read_text()), "seeds": 10 ** 9}))
+    result = CliRunner().invoke(app, ["report", str(runs), "--out", str(tmp_path / "out"),
+                                      "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "plan.json: its seeds (1000000000) are not from 0 to 100" in result.stderr
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["jobs"] == 1

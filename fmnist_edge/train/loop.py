@@ -100,7 +100,7 @@ class Trainer(RunState):
                 raise FmnistEdgeError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
             load_teacher(train_cfg.teacher)
             train_cfg.teacher = str(Path(train_cfg.teacher).resolve())  # a resume from elsewhere finds it
-        # Starting over deletes the old run, but only once the new one is ready to train (run()):
+        # Starting over deletes the old run, but only once the new one is ready to train (prepare()):
         # a --force retrain that fails on a corrupt file keeps the finished run it would replace.
         self._replaces_a_run = force and state != "new"
         self._prepared = None  # (training module, train set, validation set), by prepare()
@@ -141,7 +141,7 @@ class Trainer(RunState):
 
     def run(self) -> RunResult:
         self.prepare()
-        step_module, train, val = self._prepared
+        (step_module, train, val), self._prepared = self._prepared, None
         kind = self.model_cfg.kind
         objective = loss_fn(kind, self.cfg)
         from fmnist_edge.train.progress import EpochProgress

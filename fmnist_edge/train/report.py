@@ -11,6 +11,7 @@ summary_md.py.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -185,19 +186,39 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
 
 
 def _put_in_place(staging: Path, target: Path) -> None:
-    """The new report for the old one: the folder swapped whole, or, when it also holds files
-    that are not the report's (it is RUNS itself, or the user keeps notes there), which a swap
-    would take away, the report's files renamed into it one by one."""
+    """The new report for the old one: the folder swapped whole, or, where a swap would take
+    something away (the folder also holds files that are not the report's: it is RUNS itself, or
+    the user keeps notes there; it is the working folder, or a mount point), or the system
+    refuses it, the report's files moved into it one by one, the summaries last."""
     others = [p for p in target.iterdir() if p.name not in REPORT_FILES] if target.is_dir() else []
-    if not others:
-        install(staging, target)
-        return
-    for name in REPORT_FILES:
-        if (staging / name).exists():
-            os.replace(staging / name, target / name)
-        else:  # an earlier report's (a reconstruction panel this one could not draw): it no longer belongs
-            (target / name).unlink(missing_ok=True)
+    here = Path.cwd().resolve()
+    in_use = target.is_dir() and (os.path.ismount(target) or here == target.resolve()
+                                  or target.resolve() in here.parents)
+    if not others and not in_use:
+        try:
+            install(staging, target)
+            return
+        except OSError:  # across devices, or busy: the files, one by one
+            pass
+    target.mkdir(parents=True, exist_ok=True)
+    drawn = [p.name for p in staging.iterdir()]
+    for name in sorted(drawn, key=lambda name: (name.startswith("summary"), name == "summary.json")):
+        _move_in(staging / name, target / name)
+    for name in set(REPORT_FILES) - set(drawn):  # an earlier report's (a panel this one could not draw)
+        (target / name).unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_in(source: Path, dest: Path) -> None:
+    """`source` in `dest`'s place in one rename; across devices, copied beside `dest` first."""
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        near = dest.with_name(f".{dest.name}.tmp")
+        shutil.copy2(source, near)
+        os.replace(near, dest)
 
 
 def _write(runs, seeds, notes, plan_info, record, root, out: Path, data_dir) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -285,6 +286,8 @@ def _earlier_plan(path: Path) -> dict:
     wrong = next((f"its {key} is not {what}" for key, kind, what in
                   (("seeds", int, "a whole number"), ("configs", str, "a digest"), ("run_configs", dict, "an object"))
                   if key in before and (not isinstance(before[key], kind) or isinstance(before[key], bool))), "")
+    if not wrong and "configs" in before and not re.fullmatch(r"[0-9a-f]{1,64}", before["configs"]):
+        wrong = "its configs is not a digest"  # it names a folder under superseded/
     if wrong:
         raise FmnistEdgeError(f"{path}: {wrong}; it records what this folder's runs were trained with: put it "
                               "right, or use another --out")

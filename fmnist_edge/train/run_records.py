@@ -15,6 +15,7 @@ from fmnist_edge.fileio import read_json
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train.reproduce import AUTOENCODER_RUNS, CASES
 
+MAX_SEEDS = 100  # reproduce --seeds' own limit
 KNOWN_RUNS = [f"ae-{k}" for k in AUTOENCODER_RUNS] + [f"clf-case{c}" for c in CASES]
 NUMBER = "number"
 # The fields the report reads, by the kind of run; other fields may be there or not.
@@ -58,9 +59,10 @@ def read_plan(root: Path, notes: list[str]) -> dict:
     """RUNS/plan.json, checked; {} (with a note) when it is missing or unusable."""
     try:
         plan = _read(root / "plan.json") or {}
+        plan = {key: value for key, value in plan.items() if value is not None}
         wrong = _wrong_fields(plan, {}, PLAN_FIELDS)
-        if not wrong and plan.get("seeds") is not None and plan["seeds"] < 0:
-            wrong = "its seeds are negative"
+        if not wrong and plan.get("seeds") is not None and not 0 <= plan["seeds"] <= MAX_SEEDS:
+            wrong = f"its seeds ({plan['seeds']}) are not from 0 to {MAX_SEEDS}"
         unknown = [r for r in plan.get("runs") or [] if r not in KNOWN_RUNS]
         if not wrong and unknown:
             wrong = f"it names runs a reproduction does not make ({', '.join(map(str, unknown[:3]))})"
@@ -68,7 +70,8 @@ def read_plan(root: Path, notes: list[str]) -> dict:
             raise FmnistEdgeError(f"plan.json: {wrong}")
         return plan
     except FmnistEdgeError as exc:
-        notes.append(f"{exc}; not used: the runs are read from the seed folders")
+        notes.append(f"{exc}; not used: the runs are read from the seed folders, the data from --data-dir "
+                     "or the default folder")
         return {}
 
 
@@ -86,7 +89,7 @@ def read_record(root: Path, notes: list[str]) -> dict:
     if wrong:
         notes.append(f"reproduction.json: {wrong}: no wall time or machine recorded")
         return {}
-    return record
+    return {key: value for key, value in record.items() if value is not None}  # a null is a missing field
 
 
 def _metrics(path: Path, name: str) -> dict | None:
