@@ -139,6 +139,15 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
+NUMBER = (int, float)  # a JSON number, for json_typed
+
+
+def json_typed(value, kind) -> bool:
+    """Whether a JSON value is a `kind` (a type, or NUMBER): true and false are neither numbers
+    nor counts, though Python takes them for ints."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+
+
 def read_json(path: str | os.PathLike, kind: type = dict, shown: str | None = None):
     """The JSON value in `path`, which must be a `kind` (an object by default); one error line
     naming the file (as `shown`, if given) when it cannot be read, is not JSON or is not that."""

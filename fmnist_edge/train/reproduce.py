@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.fileio import read_json, write_json
+from fmnist_edge.fileio import NUMBER, json_typed, read_json, write_json
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
 BASE = dict(n=64, dropout=0.2, optimizer="adam", lr=1e-3, batch_size=100)
@@ -273,7 +273,7 @@ def _time_spent(record_path: Path) -> float:
     if not record_path.exists():
         return 0.0
     spent = read_json(record_path).get("wall_time_s", 0.0)
-    if isinstance(spent, bool) or not isinstance(spent, (int, float)):
+    if not json_typed(spent, NUMBER):
         raise FmnistEdgeError(f"{record_path}: its wall_time_s is not a number; it holds the training time "
                               "spent so far: put it right, or delete the file to count from zero")
     return float(spent)
@@ -285,7 +285,7 @@ def _earlier_plan(path: Path) -> dict:
     before = read_json(path)
     wrong = next((f"its {key} is not {what}" for key, kind, what in
                   (("seeds", int, "a whole number"), ("configs", str, "a digest"), ("run_configs", dict, "an object"))
-                  if key in before and (not isinstance(before[key], kind) or isinstance(before[key], bool))), "")
+                  if key in before and not json_typed(before[key], kind)), "")
     if not wrong and "configs" in before and not re.fullmatch(r"[0-9a-f]{1,64}", before["configs"]):
         wrong = "its configs is not a digest"  # it names a folder under superseded/
     if wrong:

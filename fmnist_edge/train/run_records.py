@@ -11,13 +11,12 @@ import re
 from pathlib import Path
 
 from fmnist_edge.errors import FmnistEdgeError
-from fmnist_edge.fileio import read_json
+from fmnist_edge.fileio import NUMBER, json_typed, read_json
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train.reproduce import AUTOENCODER_RUNS, CASES
 
 MAX_SEEDS = 100  # reproduce --seeds' own limit
 KNOWN_RUNS = [f"ae-{k}" for k in AUTOENCODER_RUNS] + [f"clf-case{c}" for c in CASES]
-NUMBER = "number"
 # The fields the report reads, by the kind of run; other fields may be there or not.
 METRICS_FIELDS = {"epochs": int, "best_epoch": int, "best_val_loss": NUMBER, "wall_time_s": NUMBER,
                   "stop_reason": str}
@@ -30,10 +29,8 @@ PLAN_FIELDS = {"seeds": int, "runs": list, "data_dir": str, "quick": bool, "reci
 RECORD_FIELDS = {"wall_time_s": NUMBER, "jobs": int, "machine": dict, "quick": bool, "recipe": str}
 
 
-def _typed(value, kind) -> bool:
-    if kind is NUMBER:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
+def _name(kind) -> str:
+    return "number" if kind is NUMBER else kind.__name__
 
 
 def _wrong_fields(data: dict, required: dict, optional: dict | None = None) -> str:
@@ -41,11 +38,11 @@ def _wrong_fields(data: dict, required: dict, optional: dict | None = None) -> s
     for name, kind in required.items():
         if name not in data:
             return f"it lacks {name}"
-        if not _typed(data[name], kind):
-            return f"its {name} is {type(data[name]).__name__}, not {getattr(kind, '__name__', kind)}"
+        if not json_typed(data[name], kind):
+            return f"its {name} is {type(data[name]).__name__}, not {_name(kind)}"
     for name, kind in (optional or {}).items():
-        if data.get(name) is not None and not _typed(data[name], kind):
-            return f"its {name} is {type(data[name]).__name__}, not {getattr(kind, '__name__', kind)}"
+        if data.get(name) is not None and not json_typed(data[name], kind):
+            return f"its {name} is {type(data[name]).__name__}, not {_name(kind)}"
     return ""
 
 
@@ -102,11 +99,11 @@ def _metrics(path: Path, name: str) -> dict | None:
                           OPTIONAL_METRICS)
     if not wrong and classifier:
         per_class = metrics["per_class_accuracy"]
-        if any(not _typed(per_class.get(c), NUMBER) for c in CLASS_NAMES):
+        if any(not json_typed(per_class.get(c), NUMBER) for c in CLASS_NAMES):
             wrong = "its per_class_accuracy lacks a class"
         confusion = metrics["confusion"]
         if not (len(confusion) == len(CLASS_NAMES)
-                and all(isinstance(row, list) and len(row) == len(CLASS_NAMES) and all(_typed(v, NUMBER) for v in row)
+                and all(isinstance(row, list) and len(row) == len(CLASS_NAMES) and all(json_typed(v, NUMBER) for v in row)
                         for row in confusion)):
             wrong = wrong or f"its confusion is not {len(CLASS_NAMES)}x{len(CLASS_NAMES)} numbers"
     if wrong:
