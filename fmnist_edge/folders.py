@@ -55,11 +55,12 @@ def swapped_folder(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def staged(target: Path, shown: Path, what: str) -> Iterator[Path]:
+def staged(target: Path, shown: Path, what: str, inside_ok: bool = False) -> Iterator[Path]:
     """A fresh staging folder for `target`'s next version, removed on any failure so that the
     previous version stays whole; an error that named the staging folder (gone by the time it
-    is read) names `shown` instead."""
-    staging = make_staging(target)
+    is read) names `shown` instead. With `inside_ok`, a target whose parent is read-only is
+    staged inside itself (the caller then moves the files in, as no swap can happen)."""
+    staging = make_staging(target, inside_ok)
     try:
         yield staging
     except OSError as exc:  # disk full, file too large, a folder gone
@@ -73,18 +74,40 @@ def staged(target: Path, shown: Path, what: str) -> Iterator[Path]:
         raise
 
 
-def make_staging(out_dir: Path) -> Path:
+def make_staging(out_dir: Path, inside_ok: bool = False) -> Path:
     """An empty hidden folder beside `out_dir` to build its next version in, after cleaning up
-    what a killed export or conversion left there."""
+    what a killed export or conversion left there; inside `out_dir` when `inside_ok` and only
+    `out_dir` itself can be written to."""
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
-        if previous.is_dir() and not out_dir.exists():
-            os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
-        for stale in out_dir.parent.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):  # left by a killed export
-            stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
+        _clean_stale(out_dir.parent, out_dir)
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
-        staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
+    except OSError as exc:
+        if inside_ok and out_dir.is_dir() and os.access(out_dir, os.W_OK | os.X_OK):
+            return _staging_inside(out_dir)
+        if out_dir.is_dir() and os.access(out_dir, os.W_OK | os.X_OK):  # only the parent is closed
+            raise FmnistEdgeError(f"cannot write to {out_dir.parent}, where the new {out_dir.name} is built "
+                                  f"before it replaces the old one: {exc.strerror or exc}") from None
+        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
+    return staging
+
+
+def _clean_stale(where: Path, out_dir: Path) -> None:
+    """Remove the staging folders that a killed export, conversion or report left in `where`,
+    and put back a folder that the two-rename fallback had moved aside."""
+    previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
+    if where == out_dir.parent and previous.is_dir() and not out_dir.exists():
+        os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
+    for stale in where.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
+        stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
+
+
+def _staging_inside(out_dir: Path) -> Path:
+    try:
+        _clean_stale(out_dir, out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir))
     except OSError as exc:
         raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    staging.chmod(0o755)
     return staging

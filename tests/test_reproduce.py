@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -710,3 +711,29 @@ def test_a_null_in_reproduction_json_is_a_missing_field(quick, tmp_path):
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "plan.json: its seeds (1000000000) are not from 0 to 100" in result.stderr
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["jobs"] == 1
+
+
+@pytest.mark.torch
+def test_a_report_into_a_folder_whose_parent_is_read_only_is_staged_inside_it(quick, tmp_path, monkeypatch):
+    """A report folder the user may write in, under one they may not (a shared drive): the
+    staging folder goes inside it and the files are moved in; none is left behind."""
+    from fmnist_edge import folders
+
+    shared = tmp_path / "shared"
+    out = shared / "report"
+    out.mkdir(parents=True)
+    (out / "summary.md").write_text("an earlier summary")
+    real = folders.tempfile.mkdtemp
+
+    def mkdtemp(prefix=None, dir=None, **kw):
+        if os.path.samefile(dir, shared):
+            raise PermissionError(13, "Permission denied")
+        return real(prefix=prefix, dir=dir, **kw)
+
+    monkeypatch.setattr(folders.tempfile, "mkdtemp", mkdtemp)
+    result = CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", str(out), "--data-dir", str(quick["data"])])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "# Reproduction of the report" in (out / "summary.md").read_text()
+    assert (out / "fig9_confusion.png").stat().st_size > 0
+    assert not [p for p in out.iterdir() if p.name.startswith(folders.STAGING_PREFIX)]
+    assert [p.name for p in shared.iterdir()] == ["report"]

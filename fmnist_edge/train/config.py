@@ -6,6 +6,7 @@ import operator
 from dataclasses import asdict, dataclass, field, fields
 
 from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.fileio import NUMBER, json_typed
 
 OPTIMIZERS = ("adam", "sgd")
 RECON_LOSSES = ("mse", "bce")
@@ -249,19 +250,15 @@ def from_dict(cls, data: dict):
     return cfg
 
 
+_FIELD_KINDS = {"bool": bool, "int": int, "float": NUMBER, "str": str, "dict": dict}
+
+
 def _fits(value, annotation: str) -> bool:
-    """Whether `value` is of the field type `annotation` names ("float", "int | None", ...)."""
+    """Whether the JSON `value` is of the field type `annotation` names ("float", "int | None", ...)."""
     if value is None:
         return "None" in annotation
-    if annotation.startswith("bool"):
-        return isinstance(value, bool)
-    if isinstance(value, bool):  # True is an int to Python, not a count or a rate to a config
-        return False
-    if annotation.startswith("float"):
-        return isinstance(value, (int, float))
-    if annotation.startswith("int"):
-        return isinstance(value, int)
-    return not annotation.startswith("str") or isinstance(value, str)
+    kind = _FIELD_KINDS.get(annotation.split(" | ")[0])
+    return kind is None or json_typed(value, kind)
 
 
 def to_dict(cfg) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fmnist_edge.errors import DataError, FmnistEdgeError
 from fmnist_edge.fileio import write_json, write_text
-from fmnist_edge.folders import install, staged, swapped_folder
+from fmnist_edge.folders import STAGING_PREFIX, install, staged, swapped_folder
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train import figures
 from fmnist_edge.train.config import CASES as CASE_TEXT
@@ -179,7 +179,7 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
 
         load_split("test", data_dir)
     record = read_record(root, notes)
-    with staged(target, shown, "write the report to") as staging:
+    with staged(target, shown, "write the report to", inside_ok=True) as staging:
         summary = _write(runs, seeds, notes, plan_info, record, root, staging, data_dir)
         _put_in_place(staging, target)
     return summary
@@ -189,8 +189,12 @@ def _put_in_place(staging: Path, target: Path) -> None:
     """The new report for the old one: the folder swapped whole, or, where a swap would take
     something away (the folder also holds files that are not the report's: it is RUNS itself, or
     the user keeps notes there; it is the working folder, or a mount point), or the system
-    refuses it, the report's files moved into it one by one, the summaries last."""
-    others = [p for p in target.iterdir() if p.name not in REPORT_FILES] if target.is_dir() else []
+    refuses it, the report's files moved into it one by one, the summaries last. A staging
+    folder inside `target` (its parent is read-only) counts as something a swap would take."""
+    def stale(p: Path) -> bool:  # a killed report's staging folder inside the target
+        return p.name.startswith(f"{STAGING_PREFIX}{target.name}-") and p != staging
+
+    others = [p for p in target.iterdir() if p.name not in REPORT_FILES and not stale(p)] if target.is_dir() else []
     here = Path.cwd().resolve()
     in_use = target.is_dir() and (os.path.ismount(target) or here == target.resolve()
                                   or target.resolve() in here.parents)
@@ -207,6 +211,8 @@ def _put_in_place(staging: Path, target: Path) -> None:
     for name in set(REPORT_FILES) - set(drawn):  # an earlier report's (a panel this one could not draw)
         (target / name).unlink(missing_ok=True)
     shutil.rmtree(staging, ignore_errors=True)
+    for left in filter(stale, target.iterdir()):
+        shutil.rmtree(left, ignore_errors=True)
 
 
 def _move_in(source: Path, dest: Path) -> None:
