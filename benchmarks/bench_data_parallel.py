@@ -9,7 +9,10 @@ one run and taking turns, on the test images:
 - `one thread`: a one-thread session, the chunks one after another (the scaling's reference);
 - `intra-op`: a session on T threads, the chunks one after another;
 - `side by side, intra-op sessions`: the same session, its chunks run by T Python threads at once;
-- `side by side, one-thread session`: a one-thread session, its chunks run by T Python threads;
+- `side by side, one-thread session`: a one-thread session, its chunks run by T Python threads,
+  a task (a future) per chunk;
+- `a session per worker`: T one-thread sessions, one per Python thread, each thread taking the
+  next chunk when it finishes one: a task per thread, not per chunk;
 - `OnnxModel.run`: the runtime's own path on T threads (what `FashionClassifier.predict`, the
   CLI and `fmnist-edge bench` call), checks included.
 
@@ -20,6 +23,7 @@ ONNX Runtime releases the GIL while it runs, so the Python threads compute in pa
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -49,9 +53,26 @@ def main() -> None:
         return lambda x: np.concatenate(list(pool.map(lambda i: s.run(None, {name: x[i:i + chunk]})[0],
                                                       range(0, len(x), chunk))))
 
+    def per_worker(sessions):
+        def run(x):
+            starts, taken = range(0, len(x), chunk), itertools.count()
+            out = [None] * len(starts)
+
+            def work(s):
+                for j in taken:
+                    if j >= len(starts):
+                        return
+                    out[j] = s.run(None, {name: x[starts[j]:starts[j] + chunk]})[0]
+
+            for done in [pool.submit(work, s) for s in sessions]:
+                done.result()
+            return np.concatenate(out)
+        return run
+
     variants = {"one thread": in_sequence(one), "intra-op": in_sequence(many),
                 "side by side, intra-op session": side_by_side(many),
                 "side by side, one-thread session": side_by_side(one),
+                "a session per worker": per_worker([cpu_session(str(args.model)) for _ in range(args.threads)]),
                 "OnnxModel.run": (lambda m: lambda x: m.run(x, chunk))(OnnxModel(args.model, "classifier", args.threads))}
     test = load_split("test").images.astype(np.float32)[:, None] / 255.0
     reference = variants["one thread"](test)

@@ -2,13 +2,14 @@
 
 An `OnnxModel` holds one ONNX Runtime session, so one loaded model can serve many threads:
 InferenceSession.run is thread-safe, and the only per-call state (the single-image buffers) is
-kept per thread. A batch larger than one call runs its chunks side by side, one per thread,
-on a second, one-thread session made when the first such batch comes.
+kept per thread. A batch larger than one call runs its chunks side by side: one worker per
+thread, each with a one-thread session of its own, made when the first such batch comes.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import os
 import threading
@@ -197,7 +198,7 @@ class OnnxModel:
         fixed = all(isinstance(d, int) for d in self.output_shape) and hasattr(self.session, "io_binding")
         self._single_shape = (1, *self.input_shape) if fixed else None  # None: every call feeds
         self._side_by_side_lock = threading.Lock()
-        self._side_by_side: tuple[ThreadPoolExecutor, object] | None = None  # made by the first large batch
+        self._side_by_side: tuple[ThreadPoolExecutor, list] | None = None  # made by the first large batch
 
     def _bind_single(self):
         """This thread's (run, input, output): one image's buffers, bound to the session once."""
@@ -214,16 +215,38 @@ class OnnxModel:
         bound = self._single.bound = (run, x, y)
         return bound
 
-    def _chunk_runner(self):
-        """(pool, run) for a batch's chunks side by side: one worker per thread, each calling a
-        one-thread session. A 64-image chunk's nodes are too small to split well across cores:
-        on 2 cores, 1.60x one core's throughput at batch 1024 this way, 1.39x with intra-op
-        threads (benchmarks/data_parallel)."""
+    def _workers(self):
+        """(pool, runs) for a batch's chunks side by side: the calling thread and `threads - 1`
+        workers, each with a one-thread session of its own. A 64-image chunk's nodes are too
+        small to split well across cores: this way beats intra-op threads (benchmarks/data_parallel)."""
         with self._side_by_side_lock:
             if self._side_by_side is None:
-                pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fmnist-edge")
-                self._side_by_side = (pool, _direct_run(self._open(1)))
+                pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fmnist-edge")
+                self._side_by_side = (pool, [_direct_run(self._open(1)) for _ in range(self.threads)])
             return self._side_by_side
+
+    def _side_by_side_run(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """`x` in chunks of `batch_size`, each worker taking the next chunk when it finishes one.
+        One task per worker, not one per chunk: a future per chunk makes the threads queue for
+        the GIL between chunks (benchmarks/data_parallel). The caller works too, rather than
+        wait for a sleeping worker to wake up."""
+        pool, runs = self._workers()
+        outputs, name = [self.output_name], self.input_name
+        starts = range(0, len(x), batch_size)
+        results: list = [None] * len(starts)
+        taken = itertools.count()  # next() on it is one step under the GIL: no chunk is taken twice
+
+        def work(run) -> None:
+            for j in taken:
+                if j >= len(starts):
+                    return
+                results[j] = run(outputs, {name: x[starts[j]:starts[j] + batch_size]}, None)[0]
+
+        helping = [pool.submit(work, run) for run in runs[1:len(starts)]]
+        work(runs[0])
+        for done in helping:
+            done.result()
+        return np.concatenate(results)
 
     def _open(self, threads: int | None) -> ort.InferenceSession:
         options = session_options(threads, self._optimisation)
@@ -260,8 +283,7 @@ class OnnxModel:
         starts = range(0, len(x), batch_size)
         if self.threads == 1:
             return np.concatenate([self._run(outputs, {name: x[i:i + batch_size]}, None)[0] for i in starts])
-        pool, run = self._chunk_runner()  # ONNX Runtime lets go of the GIL while it computes
-        return np.concatenate(list(pool.map(lambda i: run(outputs, {name: x[i:i + batch_size]}, None)[0], starts)))
+        return self._side_by_side_run(x, batch_size)  # ONNX Runtime lets go of the GIL while it computes
 
     def __repr__(self) -> str:
         return f"OnnxModel({str(self.path)!r}, kind={self.spec.kind!r})"
