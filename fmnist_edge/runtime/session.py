@@ -245,7 +245,8 @@ class OnnxModel:
         helping = [pool.submit(work, run) for run in runs[1:len(starts)]]
         work(runs[0])
         for done in helping:
-            done.result()
+            if not done.cancel():  # a helper still queued behind another caller's is not waited for
+                done.result()
         return np.concatenate(results)
 
     def _open(self, threads: int | None) -> ort.InferenceSession:
