@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -76,21 +77,27 @@ def staged(target: Path, shown: Path, what: str, inside_ok: bool = False) -> Ite
 
 def make_staging(out_dir: Path, inside_ok: bool = False) -> Path:
     """An empty hidden folder beside `out_dir` to build its next version in, after cleaning up
-    what a killed export or conversion left there; inside `out_dir` when `inside_ok` and only
-    `out_dir` itself can be written to."""
+    what a killed export, conversion or report left there; inside `out_dir` when `inside_ok`
+    and the parent refuses it."""
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    try:
         _clean_stale(out_dir.parent, out_dir)
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
     except OSError as exc:
-        if inside_ok and out_dir.is_dir() and os.access(out_dir, os.W_OK | os.X_OK):
+        if inside_ok and out_dir.is_dir():
             return _staging_inside(out_dir)
-        if out_dir.is_dir() and os.access(out_dir, os.W_OK | os.X_OK):  # only the parent is closed
-            raise FmnistEdgeError(f"cannot write to {out_dir.parent}, where the new {out_dir.name} is built "
-                                  f"before it replaces the old one: {exc.strerror or exc}") from None
-        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
-    return staging
+        raise FmnistEdgeError(f"cannot write to {out_dir.parent} (the new {out_dir.name} is built there "
+                              f"first): {exc.strerror or exc}") from None
+    return _readable(staging)
+
+
+def is_staging_of(name: str, target: str) -> bool:
+    """Whether `name` is one of `target`'s own staging folders (mkdtemp's 8-character suffix) or
+    the two-rename fallback's `-old`, and not a sibling's such as `model-int8`'s for `model`."""
+    return re.fullmatch(re.escape(f"{STAGING_PREFIX}{target}-") + r"(?:[a-z0-9_]{8}|old)", name) is not None
 
 
 def _clean_stale(where: Path, out_dir: Path) -> None:
@@ -100,7 +107,8 @@ def _clean_stale(where: Path, out_dir: Path) -> None:
     if where == out_dir.parent and previous.is_dir() and not out_dir.exists():
         os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
     for stale in where.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
-        stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
+        if is_staging_of(stale.name, out_dir.name):
+            stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
 
 
 def _staging_inside(out_dir: Path) -> Path:
@@ -109,5 +117,10 @@ def _staging_inside(out_dir: Path) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir))
     except OSError as exc:
         raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    staging.chmod(0o755)
+    return _readable(staging)
+
+
+def _readable(staging: Path) -> Path:
+    with contextlib.suppress(OSError):  # some mounts (vfat, CIFS) refuse modes: keep mkdtemp's
+        staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
     return staging

@@ -723,17 +723,21 @@ def test_a_report_into_a_folder_whose_parent_is_read_only_is_staged_inside_it(qu
     out = shared / "report"
     out.mkdir(parents=True)
     (out / "summary.md").write_text("an earlier summary")
+    (out / ".staging-report-killed00").mkdir()  # a killed report's: removed
+    (out / ".staging-report-models-old").mkdir()  # the previous version of an export to report/report-models: kept
+    (out / ".staging-report-models-old" / "manifest.json").write_text("{}")
     real = folders.tempfile.mkdtemp
 
-    def mkdtemp(prefix=None, dir=None, **kw):
-        if os.path.samefile(dir, shared):
+    def mkdtemp(suffix=None, prefix=None, dir=None):
+        if dir is not None and os.path.samefile(dir, shared):
             raise PermissionError(13, "Permission denied")
-        return real(prefix=prefix, dir=dir, **kw)
+        return real(suffix, prefix, dir)
 
     monkeypatch.setattr(folders.tempfile, "mkdtemp", mkdtemp)
     result = CliRunner().invoke(app, ["report", str(quick["runs"]), "--out", str(out), "--data-dir", str(quick["data"])])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "# Reproduction of the report" in (out / "summary.md").read_text()
     assert (out / "fig9_confusion.png").stat().st_size > 0
-    assert not [p for p in out.iterdir() if p.name.startswith(folders.STAGING_PREFIX)]
+    assert [p.name for p in out.iterdir() if p.name.startswith(folders.STAGING_PREFIX)] == [".staging-report-models-old"]
+    assert (out / ".staging-report-models-old" / "manifest.json").read_text() == "{}"
     assert [p.name for p in shared.iterdir()] == ["report"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -115,11 +117,78 @@ def test_a_large_batch_runs_its_chunks_side_by_side_with_one_threads_answers(nam
     expected = [one.run(x, batch_size=64) for x in batches]
     assert one._side_by_side is None  # one thread: the chunks in sequence
     assert np.array_equal(two.run(batches[0], batch_size=64), expected[0])
-    pool, runs = two._side_by_side  # the chunks ran side by side
-    assert pool._max_workers == 1 and len(runs) == 2 and two.run(batches[0][:64], batch_size=64).shape == (64, 10)
+    pool, slots = two._side_by_side  # the chunks ran side by side: the caller and one helper
+    assert pool._max_workers == 1 and slots.qsize() == 2 and two.run(batches[0][:64], batch_size=64).shape == (64, 10)
     with ThreadPoolExecutor(4) as callers:
         got = list(callers.map(lambda i: two.run(batches[i], batch_size=64), [0, 1, 2, 3] * 3))
     assert all(np.array_equal(g, expected[i % 4]) for i, g in enumerate(got))
+
+
+class _CountingSession:
+    """Stands in for a one-thread ONNX Runtime session: answers each image with its first
+    pixel, records how many calls run at once, in all and on itself, and fails on call `fail_at`."""
+
+    def __init__(self, log: dict, fail_at: int | None = None):
+        self.log, self.fail_at, self.busy = log, fail_at, 0
+        self._sess = self
+
+    def run(self, outputs, feed, options):
+        log = self.log
+        with log["lock"]:
+            log["calls"] += 1
+            call = log["calls"]
+            log["active"] += 1
+            self.busy += 1
+            log["most"] = max(log["most"], log["active"])
+            log["shared"] = log["shared"] or self.busy > 1
+        try:
+            time.sleep(0.002)
+            if call == self.fail_at:
+                raise RuntimeError("chunk failed")
+            x = next(iter(feed.values()))
+            return [np.repeat(x[:, 0, 0, :1], 10, axis=1)]
+        finally:
+            with log["lock"]:
+                log["active"] -= 1
+                self.busy -= 1
+
+
+def _counting_model(monkeypatch, threads: int, fail_at: int | None = None) -> tuple[OnnxModel, dict]:
+    model = OnnxModel(FIXTURES / "classifier.onnx", "classifier", threads=threads)
+    log = {"lock": threading.Lock(), "calls": 0, "active": 0, "most": 0, "shared": False}
+    monkeypatch.setattr(model, "_open", lambda threads: _CountingSession(log, fail_at))
+    return model, log
+
+
+def _numbered(count: int) -> np.ndarray:
+    x = np.zeros((count, 1, 28, 28), np.float32)
+    x[:, 0, 0, 0] = np.arange(count)
+    return x
+
+
+def test_many_callers_of_a_large_batch_compute_on_at_most_threads_sessions_at_once(monkeypatch):
+    """However many threads call at once, no more chunks compute at a time than the model has
+    threads, no two on one session, and each caller gets its own images' answers in order."""
+    model, log = _counting_model(monkeypatch, threads=2)
+    x = _numbered(96)
+    with ThreadPoolExecutor(6) as callers:
+        got = list(callers.map(lambda _: model.run(x, batch_size=8), range(12)))
+    assert all(np.array_equal(g[:, 0], np.arange(96)) for g in got)
+    assert log["calls"] == 12 * 12 and log["most"] <= 2 and not log["shared"]
+    assert model._side_by_side[1].qsize() == 2  # every slot back, none opened twice over
+
+
+def test_a_failing_chunk_stops_the_batch_and_is_raised_once_no_helper_runs(monkeypatch):
+    """The first error stops the caller and its helper after their current chunk; it is raised
+    only when nothing reads the caller's array any more, and the model still answers after it."""
+    model, log = _counting_model(monkeypatch, threads=2, fail_at=3)
+    x = _numbered(160)  # 20 chunks of 8
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        model.run(x, batch_size=8)
+    calls = log["calls"]
+    time.sleep(0.05)
+    assert log["calls"] == calls < 20 and log["active"] == 0
+    assert np.array_equal(model.run(x, batch_size=8)[:, 0], np.arange(160))
 
 
 def test_fmnist_edge_threads_sets_the_default_thread_count(monkeypatch, run):

@@ -2,8 +2,8 @@
 
 An `OnnxModel` holds one ONNX Runtime session, so one loaded model can serve many threads:
 InferenceSession.run is thread-safe, and the only per-call state (the single-image buffers) is
-kept per thread. A batch larger than one call runs its chunks side by side: one worker per
-thread, each with a one-thread session of its own, made when the first such batch comes.
+kept per thread. A batch larger than one call runs its chunks side by side, one per thread,
+each on a one-thread session that no other chunk uses at that moment (opened when first needed).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import functools
 import itertools
 import operator
 import os
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -198,7 +199,7 @@ class OnnxModel:
         fixed = all(isinstance(d, int) for d in self.output_shape) and hasattr(self.session, "io_binding")
         self._single_shape = (1, *self.input_shape) if fixed else None  # None: every call feeds
         self._side_by_side_lock = threading.Lock()
-        self._side_by_side: tuple[ThreadPoolExecutor, list] | None = None  # made by the first large batch
+        self._side_by_side: tuple[ThreadPoolExecutor, queue.LifoQueue] | None = None  # made by the first large batch
 
     def _bind_single(self):
         """This thread's (run, input, output): one image's buffers, bound to the session once."""
@@ -215,38 +216,65 @@ class OnnxModel:
         bound = self._single.bound = (run, x, y)
         return bound
 
-    def _workers(self):
-        """(pool, runs) for a batch's chunks side by side: the calling thread and `threads - 1`
-        workers, each with a one-thread session of its own. A 64-image chunk's nodes are too
-        small to split well across cores: this way beats intra-op threads (benchmarks/data_parallel)."""
+    def _workers(self) -> tuple[ThreadPoolExecutor, queue.LifoQueue]:
+        """(pool, slots) for a batch's chunks side by side: `threads - 1` workers beside the
+        calling thread, and `threads` slots, each holding a one-thread session (None until the
+        slot is first used). A 64-image chunk's nodes are too small to split well across cores:
+        this way beats intra-op threads (benchmarks/data_parallel)."""
         with self._side_by_side_lock:
             if self._side_by_side is None:
-                pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fmnist-edge")
-                self._side_by_side = (pool, [_direct_run(self._open(1)) for _ in range(self.threads)])
+                slots: queue.LifoQueue = queue.LifoQueue()
+                for _ in range(self.threads):
+                    slots.put(None)
+                self._side_by_side = (ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fmnist-edge"), slots)
             return self._side_by_side
 
     def _side_by_side_run(self, x: np.ndarray, batch_size: int) -> np.ndarray:
-        """`x` in chunks of `batch_size`, each worker taking the next chunk when it finishes one.
-        One task per worker, not one per chunk: a future per chunk makes the threads queue for
-        the GIL between chunks (benchmarks/data_parallel). The caller works too, rather than
-        wait for a sleeping worker to wake up."""
-        pool, runs = self._workers()
+        """`x` in chunks of `batch_size`: the caller and up to `threads - 1` helpers each take the
+        next chunk when they finish one, and run it on a free slot's session, so that at most
+        `threads` chunks compute at once and no two on one session, however many callers share
+        the model. One task per helper, not one per chunk: a future per chunk makes the threads
+        queue for the GIL between chunks (benchmarks/data_parallel). The caller works too,
+        rather than wait for a sleeping worker to wake up. The first error stops everyone after
+        their current chunk, and is raised once no helper touches `x` any more."""
+        pool, slots = self._workers()
         outputs, name = [self.output_name], self.input_name
         starts = range(0, len(x), batch_size)
         results: list = [None] * len(starts)
         taken = itertools.count()  # next() on it is one step under the GIL: no chunk is taken twice
+        failed = threading.Event()
 
-        def work(run) -> None:
-            for j in taken:
-                if j >= len(starts):
-                    return
-                results[j] = run(outputs, {name: x[starts[j]:starts[j] + batch_size]}, None)[0]
+        def work() -> None:
+            try:
+                for j in taken:
+                    if j >= len(starts) or failed.is_set():
+                        return
+                    run = slots.get()  # most recently used first: a session opened already
+                    try:
+                        if run is None:
+                            run = _direct_run(self._open(1))
+                        results[j] = run(outputs, {name: x[starts[j]:starts[j] + batch_size]}, None)[0]
+                    finally:
+                        slots.put(run)
+            except BaseException:
+                failed.set()
+                raise
 
-        helping = [pool.submit(work, run) for run in runs[1:len(starts)]]
-        work(runs[0])
+        helping = [pool.submit(work) for _ in range(min(self.threads, len(starts)) - 1)]
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:
+            error = exc
         for done in helping:
-            if not done.cancel():  # a helper still queued behind another caller's is not waited for
+            if done.cancel():  # still queued behind another caller's: it has taken nothing
+                continue
+            try:
                 done.result()
+            except BaseException as exc:  # waited for even after an error: it may be reading x
+                error = error or exc
+        if error is not None:
+            raise error
         return np.concatenate(results)
 
     def _open(self, threads: int | None) -> ort.InferenceSession:

@@ -20,7 +20,7 @@ import numpy as np
 
 from fmnist_edge.errors import DataError, FmnistEdgeError
 from fmnist_edge.fileio import write_json, write_text
-from fmnist_edge.folders import STAGING_PREFIX, install, staged, swapped_folder
+from fmnist_edge.folders import install, is_staging_of, staged, swapped_folder
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train import figures
 from fmnist_edge.train.config import CASES as CASE_TEXT
@@ -192,7 +192,7 @@ def _put_in_place(staging: Path, target: Path) -> None:
     refuses it, the report's files moved into it one by one, the summaries last. A staging
     folder inside `target` (its parent is read-only) counts as something a swap would take."""
     def stale(p: Path) -> bool:  # a killed report's staging folder inside the target
-        return p.name.startswith(f"{STAGING_PREFIX}{target.name}-") and p != staging
+        return is_staging_of(p.name, target.name) and p.is_dir() and p != staging
 
     others = [p for p in target.iterdir() if p.name not in REPORT_FILES and not stale(p)] if target.is_dir() else []
     here = Path.cwd().resolve()
