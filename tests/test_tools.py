@@ -28,12 +28,27 @@ def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
     assert decorrelation(copies).item() == pytest.approx(1.0, abs=1e-3)
 
 
-def test_probe_epochs_refuses_a_temperature_of_zero_in_one_line(tmp_path):
-    done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), "--contrastive", "0.1", "--temperature",
-                           "0", str(tmp_path / "ae"), "kind=autoencoder"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("options", [["--contrastive", "0.1", "--temperature", "0"], ["--edge-weight", "-1"],
+                                     ["--edge-weight", "nan"]])
+def test_probe_epochs_refuses_a_bad_weight_or_temperature_in_one_line(tmp_path, options):
+    done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), *options, str(tmp_path / "ae"),
+                           "kind=autoencoder"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == "probe_epochs: error: --contrastive must be 0 or more and --temperature more than 0"
+    assert done.stderr.strip() == ("probe_epochs: error: --contrastive and --edge-weight must be 0 or more and "
+                                   "--temperature more than 0")
     assert not (tmp_path / "ae").exists()
+
+
+def test_the_edge_error_is_zero_for_a_perfect_reconstruction_and_sees_a_moved_edge():
+    from probe_epochs import edge_error
+
+    x = torch.zeros(2, 1, 28, 28)
+    x[..., 10:18, 10:18] = 1.0
+    assert edge_error(x, x).item() == 0.0
+    moved = torch.roll(x, 1, dims=3)
+    # across: the left and right edges move by a column, so 8 rows differ by 1 at 4 places;
+    # down: the top and bottom edges lose one column and gain another (4 places)
+    assert edge_error(moved, x).item() == pytest.approx((4 + 4 * 8) / (28 * 27) / 2)
 
 
 def test_nt_xent_is_low_when_each_view_matches_its_twin_and_chance_when_views_are_unrelated():
