@@ -84,14 +84,18 @@ def make_staging(out_dir: Path, inside_ok: bool = False) -> Path:
     except OSError as exc:
         raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     try:
-        _clean_stale(out_dir.parent, out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir.parent))
+        previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
+        if previous.is_dir() and not out_dir.exists():
+            os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
+        return _new_staging(out_dir.parent, out_dir.name)
     except OSError as exc:
         if inside_ok and out_dir.is_dir():
-            return _staging_inside(out_dir)
+            try:
+                return _new_staging(out_dir, out_dir.name)
+            except OSError as inner:
+                raise FmnistEdgeError(f"cannot write to {out_dir}: {inner.strerror or inner}") from None
         raise FmnistEdgeError(f"cannot write to {out_dir.parent} (the new {out_dir.name} is built there "
                               f"first): {exc.strerror or exc}") from None
-    return _readable(staging)
 
 
 def is_staging_of(name: str, target: str) -> bool:
@@ -100,27 +104,13 @@ def is_staging_of(name: str, target: str) -> bool:
     return re.fullmatch(re.escape(f"{STAGING_PREFIX}{target}-") + r"(?:[a-z0-9_]{8}|old)", name) is not None
 
 
-def _clean_stale(where: Path, out_dir: Path) -> None:
-    """Remove the staging folders that a killed export, conversion or report left in `where`,
-    and put back a folder that the two-rename fallback had moved aside."""
-    previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")
-    if where == out_dir.parent and previous.is_dir() and not out_dir.exists():
-        os.rename(previous, out_dir)  # killed between the fallback's two renames: put the old one back
-    for stale in where.glob(f"{STAGING_PREFIX}{out_dir.name}-*"):
-        if is_staging_of(stale.name, out_dir.name):
+def _new_staging(where: Path, name: str) -> Path:
+    """A fresh staging folder for `name` in `where`, after removing the ones a killed export,
+    conversion or report left there."""
+    for stale in where.glob(f"{STAGING_PREFIX}{name}-*"):
+        if is_staging_of(stale.name, name):
             stale.unlink() if stale.is_symlink() else shutil.rmtree(stale, ignore_errors=True)
-
-
-def _staging_inside(out_dir: Path) -> Path:
-    try:
-        _clean_stale(out_dir, out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out_dir.name}-", dir=out_dir))
-    except OSError as exc:
-        raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-    return _readable(staging)
-
-
-def _readable(staging: Path) -> Path:
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=where))
     with contextlib.suppress(OSError):  # some mounts (vfat, CIFS) refuse modes: keep mkdtemp's
         staging.chmod(0o755)  # mkdtemp makes 0700; the installed folder should be readable
     return staging
