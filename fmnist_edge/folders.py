@@ -1,19 +1,21 @@
 """Whole folders replaced in one step: a new version is built in a hidden staging folder beside
 the target, then exchanged with it in one rename (renameat2 RENAME_EXCHANGE on Linux), so that a
-kill at any moment leaves either the previous folder or the new one. Used by `export`, `to-ort`
-and `report`."""
+kill at any moment leaves either the previous folder or the new one. Where the folder also holds
+what is not the command's own (a user's files, the working folder), only the command's own files
+are replaced, one rename each. Used by `export`, `to-ort` and `report`."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
 from fmnist_edge.errors import FmnistEdgeError
 
@@ -46,6 +48,62 @@ def install(staging: Path, target: Path) -> None:
     os.rename(target, old)
     os.rename(staging, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def put_in_place(staging: Path, target: Path, is_own: Callable[[str], bool], last: Sequence[str] = ()) -> None:
+    """The new version in `staging` for the old one in `target`: the folder swapped whole, or,
+    where a swap would take something away or cannot happen, the own files moved in one by one,
+    the names in `last` last and in that order, and the own files that the new version dropped
+    removed. A swap would take away what is not the command's own (`is_own(name)` false: a user's
+    notes, RUNS itself), the working folder or a mount point; a staging folder inside `target`
+    (its parent is read-only) counts too."""
+    def stale(p: Path) -> bool:  # a killed run's staging folder inside the target
+        return is_staging_of(p.name, target.name) and p.is_dir() and p != staging
+
+    others = [p for p in target.iterdir() if not is_own(p.name) and not stale(p)] if target.is_dir() else []
+    here = Path.cwd().resolve()
+    in_use = target.is_dir() and (os.path.ismount(target) or here == target.resolve()
+                                  or target.resolve() in here.parents)
+    if not others and not in_use:
+        try:
+            install(staging, target)
+            return
+        except OSError:  # across devices, or busy: the files, one by one
+            pass
+    target.mkdir(parents=True, exist_ok=True)
+    drawn = {p.name for p in staging.iterdir()}
+    for name in sorted(drawn, key=lambda name: (name in last, last.index(name) if name in last else 0)):
+        _move_in(staging / name, target / name)
+    for old in target.iterdir():  # an earlier version's, which this one does not have
+        if is_own(old.name) and old.name not in drawn and not stale(old):
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    shutil.rmtree(staging, ignore_errors=True)
+    for left in filter(stale, target.iterdir()):
+        shutil.rmtree(left, ignore_errors=True)
+
+
+def copy_as_is(item: Path, dest: Path) -> None:
+    """A copy of a file or folder, its links kept as links (followed, one to / would copy it all)."""
+    if item.is_dir() and not item.is_symlink():
+        shutil.copytree(item, dest, symlinks=True)
+    else:
+        shutil.copy2(item, dest, follow_symlinks=False)
+
+
+def _move_in(source: Path, dest: Path) -> None:
+    """`source` in `dest`'s place in one rename (a folder: exchanged, then the old one removed);
+    across devices, copied beside `dest` first."""
+    if source.is_dir() and dest.is_dir() and not dest.is_symlink():
+        install(source, dest)
+        return
+    try:
+        os.replace(source, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        near = dest.with_name(f".{dest.name}.tmp")
+        copy_as_is(source, near)
+        os.replace(near, dest)
 
 
 def swapped_folder(path: str | os.PathLike) -> tuple[Path, Path]:

@@ -7,6 +7,7 @@ has to guess: names, shapes, value ranges, class names and tolerances live in on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top",
@@ -79,6 +80,20 @@ CLASSIFIER = ModelSpec("classifier", (IMAGE,), (LOGITS,))
 MODELS: dict[str, ModelSpec] = {m.kind: m for m in (ENCODER, DECODER, CLASSIFIER)}
 
 MANIFEST_NAME = "manifest.json"
+OPERATORS_CONFIG = "required_operators.config"  # the operators an ORT-format twin needs (`to-ort`)
+SAMPLES_FOLDER = "samples"  # the demo pictures beside the shipped models
+
+
+def export_owns(listed: Iterable[str] = ()) -> Callable[[str], bool]:
+    """Whether a name in an export folder is the export's own: a model or its twin (any kind, fp32
+    or int8), the manifest, the operators config, the samples, or a file its manifest lists
+    (`listed`). Only these are carried into a new version; anything else there is the user's."""
+    names = {MANIFEST_NAME, OPERATORS_CONFIG, SAMPLES_FOLDER, *listed}
+    for spec in MODELS.values():
+        for name in (spec.filename, spec.int8_filename):
+            names |= {name, ort_name(name)}
+    return names.__contains__
+
 # Metadata keys written into every exported ONNX file (values are strings).
 META_PRODUCER = "fmnist-edge"
 # How an int8 file was made ("weights", "qdq", ...); the runtime reads it to pick session options.

@@ -213,7 +213,7 @@ def test_a_shape_that_contradicts_the_encoder_is_refused(cli, tmp_path, tiny_aut
 
 
 def test_an_output_that_is_a_folder_is_named_as_such(tmp_path):
-    refused(invoke("encode", SHIRT, "--model", FIXTURES, "-o", ""), "it is a folder; name a file")
+    refused(invoke("encode", SHIRT, "--model", FIXTURES, "-o", tmp_path), "it is a folder; name a file")
     refused(invoke("reconstruct", SHIRT, "--model", FIXTURES, "-o", tmp_path), "it is a folder; name a file")
 
 
@@ -256,3 +256,37 @@ def test_resume_with_nothing_to_resume_says_so(cli, tmp_path):
     result = cli("train", "autoencoder", "--n", "8", "--out", "fresh", "--resume", *FAST)
     assert result.exit_code == 0, result.output
     assert "nothing to resume in fresh" in result.stderr and (tmp_path / "fresh" / "model.pt").is_file()
+
+
+# -- empty paths (an unset "$OUT"): refused, never the working folder ------------------------
+
+def _parameters(command, where=()):
+    """(command path, parameter) for every parameter of every command, subcommands included."""
+    for param in command.params:
+        yield where, param
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _parameters(sub, (*where, name))
+
+
+def test_every_path_parameter_goes_through_the_parser_that_refuses_an_empty_one():
+    import typer.main
+
+    from fmnist_edge.cli import build_app
+    from fmnist_edge.cli.common import nonempty_path
+
+    found = list(_parameters(typer.main.get_command(build_app())))
+    parsed = [(w, p.name) for w, p in found if getattr(p.type, "func", None) is nonempty_path]
+    unparsed = [(w, p.name) for w, p in found if p.type.name == "path" and (w, p.name) not in parsed]
+    assert not unparsed
+    assert len(parsed) >= 20 and (("export",), "out") in parsed and (("classify",), "model") in parsed
+
+
+@pytest.mark.parametrize("args", [("classify", SHIRT, "--model", ""), ("encode", SHIRT, "-o", ""),
+                                  ("reconstruct", SHIRT, "-o", ""), ("models", ""), ("export", "--out", ""),
+                                  ("export", "--out="), ("report", ""), ("reproduce", "--out", ""),
+                                  ("bench", "--no-torch", "--json", "")])
+def test_an_empty_path_is_a_usage_error_not_the_working_folder(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    usage_error(invoke(*args), "an empty path names nothing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -836,6 +836,57 @@ def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export
 
 # -- manifest.py -----------------------------------------------------------------------------
 
+def test_export_into_a_folder_with_a_users_files_replaces_only_its_own(run, tmp_path, export_dir,
+                                                                         tiny_classifier):
+    """`--out .` in a checkout, or a folder of notes: the user's files are neither copied nor
+    swapped away (links stay links, even to /; the same inodes), and the folder itself stays."""
+    out = tmp_path / "models"
+    shutil.copytree(export_dir, out)
+    run("export", tiny_classifier, "--out", out, "--quantize", "--no-validate")
+    (out / "notes.txt").write_text("mine")
+    (out / "root").symlink_to("/")  # followed, a copy would take the whole disk
+    (out / "work").mkdir()
+    (out / "work" / "draft.md").write_text("draft")
+    mine = {name: (out / name).lstat().st_ino for name in ("notes.txt", "root", "work")}
+    folder = out.stat().st_ino
+    result = run("export", tiny_classifier, "--out", out, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_ino == folder  # not swapped: nothing of the user's moved out with it
+    assert {name: (out / name).lstat().st_ino for name in mine} == mine
+    assert (out / "root").is_symlink() and (out / "work" / "draft.md").read_text() == "draft"
+    files = manifest.read(out)["files"]
+    assert set(files) == {"encoder.onnx", "decoder.onnx", "classifier.onnx"}
+    assert not (out / "classifier.int8.onnx").exists()  # the old classifier's: dropped, as in a swap
+    for name in files:
+        manifest.verify(out / name)
+    assert no_staging_left(tmp_path) and no_staging_left(out)
+
+
+def test_export_into_the_working_folder_leaves_the_shell_in_it(run, tmp_path, monkeypatch, export_dir,
+                                                              tiny_classifier):
+    out = tmp_path / "models"
+    shutil.copytree(export_dir, out)
+    monkeypatch.chdir(out)
+    folder = out.stat().st_ino
+    result = run("export", tiny_classifier, "--out", ".", "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_ino == folder and Path.cwd().stat().st_ino == folder
+    manifest.verify(out / "classifier.onnx")
+
+
+def test_an_export_folder_with_only_its_own_files_is_still_swapped_whole(run, tmp_path, export_dir,
+                                                                         tiny_classifier):
+    out = tmp_path / "models"
+    shutil.copytree(export_dir, out)
+    (out / "samples").mkdir()
+    (out / "samples" / "shirt.png").write_bytes(b"png")
+    folder = out.stat().st_ino
+    result = run("export", tiny_classifier, "--out", out, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_ino != folder  # one atomic exchange: no reader sees half of each
+    assert (out / "samples" / "shirt.png").read_bytes() == b"png"
+
+
 def test_manifest_read_write_verify(tmp_path):
     assert manifest.read(tmp_path) is None
     (tmp_path / "a.onnx").write_bytes(b"abc")

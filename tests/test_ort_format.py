@@ -176,8 +176,14 @@ def test_to_ort_keeps_unlisted_files_and_refuses_one_in_the_way(copy_of, full_te
     (copy_of / "classifier-arm.ort").write_bytes(b"my own conversion")
     (copy_of / "samples").mkdir()
     (copy_of / "samples" / "a.png").write_bytes(b"x")
+    (copy_of / "root").symlink_to("/")  # followed, a copy would take the whole disk
+    mine = {name: (copy_of / name).lstat().st_ino for name in ("notes.txt", "classifier-arm.ort", "root")}
+    folder = copy_of.stat().st_ino
     result = cli("to-ort", copy_of, "--data-dir", full_test_split)
     assert result.exit_code == 0, result.output
+    # the user's files were neither copied nor swapped away: the same folder, the same inodes
+    assert copy_of.stat().st_ino == folder and (copy_of / "root").is_symlink()
+    assert {name: (copy_of / name).lstat().st_ino for name in mine} == mine
     assert (copy_of / "notes.txt").read_text() == "mine"
     assert (copy_of / "classifier-arm.ort").read_bytes() == b"my own conversion"
     assert (copy_of / "samples" / "a.png").read_bytes() == b"x"

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.torch
 TOOLS = Path(__file__).parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
 
-from probe_epochs import CodeTerms, Contrastive, decorrelation, nt_xent, random_views  # noqa: E402
+from probe_epochs import (CodeTerms, Contrastive, Rotation, decorrelation, nt_xent, quarter_turns,  # noqa: E402
+                          random_views)
 
 
 def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
@@ -29,13 +30,13 @@ def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
 
 
 @pytest.mark.parametrize("options", [["--contrastive", "0.1", "--temperature", "0"], ["--edge-weight", "-1"],
-                                     ["--edge-weight", "nan"]])
+                                     ["--edge-weight", "nan"], ["--rotation", "-0.1"], ["--temperature", "nan"]])
 def test_probe_epochs_refuses_a_bad_weight_or_temperature_in_one_line(tmp_path, options):
     done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), *options, str(tmp_path / "ae"),
                            "kind=autoencoder"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == ("probe_epochs: error: --contrastive and --edge-weight must be 0 or more and "
-                                   "--temperature more than 0")
+    assert done.stderr.strip() == ("probe_epochs: error: --contrastive, --rotation and --edge-weight must be 0 or "
+                                   "more and --temperature more than 0")
     assert not (tmp_path / "ae").exists()
 
 
@@ -73,7 +74,7 @@ def test_the_contrastive_term_reaches_the_encoder_only_while_training():
     from fmnist_edge.train.models import Encoder
 
     encoder = Encoder(n=8, p=0.0)
-    terms = CodeTerms(0.0, 0.0, 0.0, Contrastive(weight=0.5, temperature=0.5, n=8, seed=0))
+    terms = CodeTerms(0.0, 0.0, 0.0, [Contrastive(weight=0.5, temperature=0.5, n=8, seed=0)])
     assert terms.active
     x = torch.rand(32, 1, 28, 28)
     encoder.register_forward_hook(terms)
@@ -81,11 +82,39 @@ def test_the_contrastive_term_reaches_the_encoder_only_while_training():
     encoder(x)
     terms.penalty.backward()
     assert terms.penalty.item() > 0 and encoder.net[0].weight.grad.abs().sum() > 0
-    assert terms.contrastive.head[0].weight.grad is not None  # the projection head learns too
+    assert terms.tasks[0].head[0].weight.grad is not None  # the projection head learns too
     encoder.eval()
     terms.penalty = 0.0
     encoder(x)
     assert terms.penalty == 0.0
+
+
+def test_quarter_turns_turn_each_image_by_its_own_count():
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, :, 2:6, 20:26] = 1.0  # a bar in the top right corner
+    turned = quarter_turns(x, torch.tensor([0, 1, 2, 3]))
+    assert torch.equal(turned[0], x[0])
+    for k in (1, 2, 3):
+        assert torch.equal(turned[k], torch.rot90(x[k], k, dims=(1, 2)))
+    assert not torch.equal(turned[1], turned[3]) and torch.equal(turned[2], x[2].flip(1, 2))
+
+
+def test_the_rotation_term_is_chance_for_a_blind_head_and_teaches_the_encoder_and_its_head():
+    from fmnist_edge.train.models import Encoder
+
+    torch.manual_seed(0)
+    encoder, rotation = Encoder(n=8, p=0.0), Rotation(weight=1.0, n=8, seed=0)
+    torch.nn.init.zeros_(rotation.head.weight)
+    torch.nn.init.zeros_(rotation.head.bias)
+    x = torch.rand(256, 1, 28, 28)
+    blind = rotation.penalty(encoder, x)
+    assert blind.item() == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=1e-6)  # all four turns alike
+    terms = CodeTerms(0.0, 0.0, 0.0, [Rotation(weight=0.5, n=8, seed=0)])
+    encoder.register_forward_hook(terms)
+    encoder.train()
+    encoder(x)
+    terms.penalty.backward()
+    assert encoder.net[0].weight.grad.abs().sum() > 0 and terms.tasks[0].head.weight.grad.abs().sum() > 0
 
 
 def test_code_terms_add_noise_and_a_penalty_only_while_training():
@@ -103,7 +132,8 @@ def test_code_terms_add_noise_and_a_penalty_only_while_training():
 def test_probe_epochs_trains_and_probes_every_epoch(tmp_path, fake_data_dir):
     out = tmp_path / "ae"
     done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), "--every", "1", "--code-decorrelation",
-                           "0.01", "--contrastive", "0.1", str(out), "kind=autoencoder", "n=8", "p=0.1", "max_epochs=2", "limit=300"],
+                           "0.01", "--contrastive", "0.1", "--rotation", "0.1", str(out), "kind=autoencoder",
+                           "n=8", "p=0.1", "max_epochs=2", "limit=300"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "FMNIST_EDGE_DATA": str(fake_data_dir)})
     assert done.returncode == 0, done.stderr

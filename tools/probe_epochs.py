@@ -1,6 +1,7 @@
 """Train an autoencoder variant and read how linearly separable its code is as it trains.
 
-    python tools/probe_epochs.py OUT [--every K] [--code-noise S] [--code-l1 W] [--code-decorrelation W] \
+    python tools/probe_epochs.py OUT [--every K] [--contrastive W] [--rotation W] [--edge-weight W] \
+        [--code-noise S] [--code-l1 W] [--code-decorrelation W] \
         kind=autoencoder n=64 p=0.1 schedule=cosine revive_every=50 dropout_off_last=0.75 max_epochs=20 ...
 
 FIELD=VALUE pairs as in tools/train_variant.py. After every K-th epoch and the last, the encoder's
@@ -12,6 +13,11 @@ OUT.probe.jsonl.
 --contrastive W adds W times a SimCLR loss (NT-Xent at --temperature, on a projection head trained
 with the run and then dropped) between two random views of each batch's images: an unsupervised
 term that asks the code to stay the same when the garment is mirrored, moved, turned or dimmed.
+
+--rotation W adds W times the cross-entropy of telling, from the code alone, by how many quarter
+turns (0 to 3) each image of a rotated copy of the batch was turned (RotNet, Gidaris et al. 2018),
+through a Linear(n, 4) head trained with the run and then dropped: an unsupervised pretext task
+that asks the code to know which way up a garment is, so what its parts are.
 
 --edge-weight W adds W times the mean squared error of the reconstruction's horizontal and
 vertical pixel differences (its edges) to the MSE: a reconstruction objective that weighs the
@@ -95,27 +101,54 @@ class Contrastive(torch.nn.Module):
         return self.weight * nt_xent(self.head(views[0]), self.head(views[1]), self.temperature)
 
 
+def quarter_turns(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Each image of (B, 1, H, W) turned anticlockwise by its own number of quarter turns (0 to 3)."""
+    turned = x.clone()
+    for k in (1, 2, 3):
+        chosen = turns == k
+        if chosen.any():
+            turned[chosen] = torch.rot90(x[chosen], k, dims=(2, 3))
+    return turned
+
+
+class Rotation(torch.nn.Module):
+    """A rotation pretext term beside the reconstruction: a copy of the batch, each image turned by a
+    random number of quarter turns, is encoded, and a Linear(n, 4) head (trained with the run,
+    thrown away after) must name the turn. Only the encoder is kept."""
+
+    def __init__(self, weight: float, n: int, seed: int):
+        super().__init__()
+        self.weight = weight
+        self.head = torch.nn.Linear(n, 4)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def penalty(self, encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        turns = torch.randint(0, 4, (len(x),), generator=self.generator)
+        logits = self.head(encoder.net(quarter_turns(x, turns)))
+        return self.weight * torch.nn.functional.cross_entropy(logits, turns)
+
+
 class CodeTerms:
     """A forward hook on the encoder that adds noise to its code while training and keeps the
     penalty of the batch it just encoded, for the loss to add."""
 
-    def __init__(self, noise: float, l1: float, decorrelate: float, contrastive: Contrastive | None = None,
+    def __init__(self, noise: float, l1: float, decorrelate: float, tasks: list | tuple = (),
                  edge: float = 0.0):
-        self.noise, self.l1, self.decorrelate, self.contrastive = noise, l1, decorrelate, contrastive
-        self.edge = edge
+        self.noise, self.l1, self.decorrelate, self.edge = noise, l1, decorrelate, edge
+        self.tasks = list(tasks)  # Contrastive and Rotation terms: each encodes its own views
         self.penalty = 0.0
 
     @property
     def active(self) -> bool:
-        return bool(self.noise or self.l1 or self.decorrelate or self.contrastive or self.edge)
+        return bool(self.noise or self.l1 or self.decorrelate or self.tasks or self.edge)
 
     def __call__(self, module, args, code):
         if not module.training:
             return code
         self.penalty = self.l1 * code.abs().mean() + (self.decorrelate * decorrelation(code) if self.decorrelate
                                                       else 0.0)
-        if self.contrastive is not None:
-            self.penalty = self.penalty + self.contrastive.penalty(module, args[0])
+        for task in self.tasks:
+            self.penalty = self.penalty + task.penalty(module, args[0])
         if self.noise:
             return code + self.noise * code.detach().std(0, keepdim=True) * torch.randn_like(code)
         return code
@@ -126,8 +159,8 @@ class CodeTerms:
         def fresh_with_hook():
             fresh()
             trainer.model.encoder.register_forward_hook(self)
-            if self.contrastive is not None:  # the projection head learns with the run, at its rate
-                trainer.optimizer.add_param_group({"params": list(self.contrastive.head.parameters())})
+            for task in self.tasks:  # the task's head learns with the run, at its rate
+                trainer.optimizer.add_param_group({"params": list(task.head.parameters())})
 
         def loss_with_penalty(kind, cfg):
             base = make_loss(kind, cfg)
@@ -148,19 +181,23 @@ def main() -> None:
     parser.add_argument("--contrastive", type=float, default=0.0,
                         help="weight of a SimCLR term on two random views of each batch (0: none)")
     parser.add_argument("--temperature", type=float, default=0.5, help="the SimCLR term's temperature")
+    parser.add_argument("--rotation", type=float, default=0.0,
+                        help="weight of a term that names each rotated image's quarter turns from its code (0: none)")
     parser.add_argument("--edge-weight", type=float, default=0.0,
                         help="weight of the reconstruction's edge error beside its MSE (0: none)")
     args, rest = parser.parse_known_args()
-    if args.contrastive < 0 or args.temperature <= 0 or not args.edge_weight >= 0:
-        raise FmnistEdgeError("--contrastive and --edge-weight must be 0 or more and --temperature more than 0")
+    if not (args.contrastive >= 0 and args.rotation >= 0 and args.edge_weight >= 0) or not args.temperature > 0:
+        raise FmnistEdgeError("--contrastive, --rotation and --edge-weight must be 0 or more and --temperature "
+                              "more than 0")
     out, model_cfg, train_cfg, _ = train_variant.parse(rest)
     if model_cfg.kind != "autoencoder":
         raise FmnistEdgeError("probe_epochs trains autoencoders: pass kind=autoencoder")
     train, val = load_train_val(TrainConfig())  # the probe's split: the training runs' own
     trainer = loop.Trainer(model_cfg, train_cfg, out, force=True, quiet=True)
-    contrastive = (Contrastive(args.contrastive, args.temperature, model_cfg.n, train_cfg.seed)
-                   if args.contrastive else None)
-    terms = CodeTerms(args.code_noise, args.code_l1, args.code_decorrelation, contrastive, args.edge_weight)
+    tasks = [Contrastive(args.contrastive, args.temperature, model_cfg.n, train_cfg.seed)] if args.contrastive else []
+    if args.rotation:
+        tasks.append(Rotation(args.rotation, model_cfg.n, train_cfg.seed + 1))
+    terms = CodeTerms(args.code_noise, args.code_l1, args.code_decorrelation, tasks, args.edge_weight)
     if terms.active:
         terms.install(trainer)
     log = out.parent / f"{out.name}.probe.jsonl"

@@ -57,7 +57,21 @@ def command(func):
     return wrapper
 
 
+def nonempty_path(value: str | os.PathLike) -> Path:
+    """The parser of every path option and argument: an empty one (an unset `"$OUT"`, often) is
+    refused, where Path("") would quietly mean the working folder."""
+    if isinstance(value, Path):  # a default
+        return value
+    if not os.fspath(value):
+        raise typer.BadParameter("an empty path names nothing (an unset shell variable?)")
+    return Path(value)
+
+
+nonempty_path.__name__ = "path"  # typer shows a parser's name as the metavar: <path>, as for a plain Path
+
+
 DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", help="Folder with the Fashion-MNIST IDX files (default: $FMNIST_EDGE_DATA, "
-                       "then /usr/share/datasets/fashion-mnist, then the cache).", show_default=False)]
+                       "then /usr/share/datasets/fashion-mnist, then the cache).", show_default=False,
+    parser=nonempty_path)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

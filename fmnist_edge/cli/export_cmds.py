@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.cli.common import DataDir, JsonFlag, command
+from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
 from fmnist_edge.errors import FmnistEdgeError
 
 DEFAULT_EXPORT_DIR = Path("exported")
@@ -52,14 +52,17 @@ def register(app: typer.Typer) -> None:
     @command
     def export_cmd(
         checkpoints: Annotated[Optional[list[Path]], typer.Argument(
-            help="model.pt files (default: the latest plain `fmnist-edge train` run).", show_default=False)] = None,
-        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = DEFAULT_EXPORT_DIR,
+            help="model.pt files (default: the latest plain `fmnist-edge train` run).", show_default=False,
+            parser=nonempty_path)] = None,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.",
+                                          parser=nonempty_path)] = DEFAULT_EXPORT_DIR,
         quantize: Annotated[bool, typer.Option("--quantize", help="Also write int8 models (*.int8.onnx).")] = False,
         quantize_method: Annotated[Optional[str], typer.Option(
             help="weights (default: int8 weights, fp32 compute), qdq, qoperator, linear or dynamic.",
             show_default=False)] = None,
         calibration: Annotated[Optional[Path], typer.Option(
-            help=".npy of calibration images (default: Fashion-MNIST training images).", show_default=False)] = None,
+            help=".npy of calibration images (default: Fashion-MNIST training images).", show_default=False,
+            parser=nonempty_path)] = None,
         calibration_size: Annotated[int, typer.Option(help="Calibration images for static methods.")] = 2000,
         full_range: Annotated[bool, typer.Option(
             "--full-range", help="8-bit weights for the static methods (qdq, qoperator, linear); their default "
@@ -89,7 +92,8 @@ def register(app: typer.Typer) -> None:
     @app.command("to-ort")
     @command
     def to_ort_cmd(
-        folder: Annotated[Path, typer.Argument(help="An export folder with manifest.json.")] = DEFAULT_EXPORT_DIR,
+        folder: Annotated[Path, typer.Argument(help="An export folder with manifest.json.",
+                                                parser=nonempty_path)] = DEFAULT_EXPORT_DIR,
         no_validate: Annotated[bool, typer.Option(
             "--no-validate", help="Skip the check of each .ort file against its .onnx file on the test set.")] = False,
         platform: OrtPlatform = None,
@@ -102,7 +106,8 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     @command
     def validate_cmd(
-        folder: Annotated[Path, typer.Argument(help="An export folder with manifest.json.")] = DEFAULT_EXPORT_DIR,
+        folder: Annotated[Path, typer.Argument(help="An export folder with manifest.json.",
+                                                parser=nonempty_path)] = DEFAULT_EXPORT_DIR,
         json_out: JsonFlag = False, data_dir: DataDir = None,
     ):
         """Run every model in ONNX Runtime (and PyTorch when installed) on the test set; exit 1 on a missed bound."""

@@ -7,9 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.cli.common import DataDir, command
+from fmnist_edge.cli.common import DataDir, command, nonempty_path
 
-RunsDir = Annotated[Path, typer.Option("--out", help="Folder for every run (resumable: finished runs are skipped).")]
+RunsDir = Annotated[Path, typer.Option("--out", help="Folder for every run (resumable: finished runs are skipped).",
+                                       parser=nonempty_path)]
 Seeds = Annotated[int, typer.Option(help="Repeat every run with seeds 0..K-1.", min=1, max=100)]
 Quick = Annotated[bool, typer.Option("--quick", help="Whole pipeline on a small subset, 2 epochs (tests, CI).")]
 Recipe = Annotated[str, typer.Option(help="paper: the report's recipe; best: the improved recipe for every run "
@@ -60,9 +61,11 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     @command
     def report_cmd(
-        runs: Annotated[Path, typer.Argument(help="A folder written by `fmnist-edge reproduce`.")],
+        runs: Annotated[Path, typer.Argument(help="A folder written by `fmnist-edge reproduce`.",
+                                             parser=nonempty_path)],
         out: Annotated[Optional[Path], typer.Option(help="Folder for the figures and summaries "
-                                                         "(default RUNS/report).", show_default=False)] = None,
+                                                         "(default RUNS/report).", show_default=False,
+                                                    parser=nonempty_path)] = None,
         data_dir: DataDir = None,
         seeds: Annotated[Optional[int], typer.Option(
             min=1, help="Report seeds 0..K-1 only (default: every seed the reproduction planned).",

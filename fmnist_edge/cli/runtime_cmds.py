@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.cli.common import JsonFlag, command, fail
+from fmnist_edge.cli.common import JsonFlag, command, fail, nonempty_path
 from fmnist_edge.errors import printable
 from fmnist_edge.spec import MAX_THREADS
 
@@ -24,7 +24,7 @@ Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glo
 Model = Annotated[Optional[Path], typer.Option(
     "--model", "-m", help="A .onnx or .ort file, or a model folder (default: $FMNIST_EDGE_MODELS, else "
     "exported/).",
-    show_default=False)]
+    show_default=False, parser=nonempty_path)]
 Int8 = Annotated[bool, typer.Option("--int8", help="Use the int8 classifier (classifier.int8.onnx, or its .ort "
                                                    "twin in a folder without it).")]
 Tta = Annotated[bool, typer.Option("--tta", help="Average each picture's probabilities with its mirror "
@@ -184,7 +184,8 @@ def register(app: typer.Typer) -> None:
     @command
     def encode_cmd(images: Images,
                    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy: (N, n) float32 latents, "
-                                                                          "one row per readable picture.")],
+                                                                          "one row per readable picture.",
+                                                        parser=nonempty_path)],
                    model: Model = None, batch_size: BatchSize = 64, threads: Threads = None):
         """Encode pictures to latent vectors with the exported encoder."""
         import numpy as np
@@ -224,7 +225,7 @@ def register(app: typer.Typer) -> None:
                                                              metavar="IMG", show_default=False)],
                         out: Annotated[Path, typer.Option(
                             "--out", "-o", help="Output picture, in the format its suffix names (PNG without one): "
-                                                "the model's input beside its reconstruction.")],
+                                                "the model's input beside its reconstruction.", parser=nonempty_path)],
                         model: Model = None,
                         scale: Annotated[int, typer.Option(min=1, max=32, help="Upscaling factor.")] = 8):
         """Encode then decode one picture; save the preprocessed input beside its reconstruction."""
@@ -264,7 +265,8 @@ def register(app: typer.Typer) -> None:
     @app.command("models")
     @command
     def models_cmd(folder: Annotated[Optional[Path], typer.Argument(
-                       help="A model folder (default: the one the runtime would use).", show_default=False)] = None,
+                       help="A model folder (default: the one the runtime would use).", show_default=False,
+                       parser=nonempty_path)] = None,
                    json_out: JsonFlag = False):
         """Show which model folder the runtime uses and why, and check every model in it as classify would."""
         import json
@@ -303,13 +305,15 @@ def register(app: typer.Typer) -> None:
                                             "within each, so that their ratios see the same machine.")] = 3,
         checkpoint: Annotated[Optional[Path], typer.Option(
             help="Checkpoint (.pt) or fp32 .onnx whose weights the PyTorch eager baseline runs (default: "
-                 "the benchmarked fp32 classifier's own weights; skipped without torch).", show_default=False)] = None,
+                 "the benchmarked fp32 classifier's own weights; skipped without torch).", show_default=False,
+            parser=nonempty_path)] = None,
         no_torch: Annotated[bool, typer.Option("--no-torch", help="Skip the PyTorch baseline.")] = False,
         chunk: Annotated[int, typer.Option(min=0, help="Run each ONNX call in sub-batches of this size, as the "
                                                        "Python API does (0: one session.run per call).")] = 0,
         json_file: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.",
-                                                          show_default=False)] = None,
-        markdown: Annotated[Optional[Path], typer.Option(help="Write the Markdown table.", show_default=False)] = None,
+                                                          show_default=False, parser=nonempty_path)] = None,
+        markdown: Annotated[Optional[Path], typer.Option(help="Write the Markdown table.", show_default=False,
+                                                         parser=nonempty_path)] = None,
     ):
         """Latency and throughput of the exported models (and PyTorch eager when torch is installed)."""
         from fmnist_edge.errors import FmnistEdgeError

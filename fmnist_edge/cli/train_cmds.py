@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.cli.common import DataDir, JsonFlag, command
+from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
 from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.train.config import (DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER,
                                      REPORT_DECODER_DILATION)
@@ -50,7 +50,7 @@ ReviveEvery = Annotated[Optional[int], typer.Option(
 
 Teacher = Annotated[Optional[Path], typer.Option(
     help="Distil from this checkpoint (from `fmnist-edge train teacher`): its soft predictions join the labels.",
-    show_default=False)]
+    show_default=False, parser=nonempty_path)]
 Distill = Annotated[Optional[float], typer.Option(
     help=f"With --teacher: the share of the loss that follows the teacher (default {DEFAULT_DISTILL}).",
     show_default=False)]
@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
     @command
     def train_default(
         ctx: typer.Context,
-        out: Annotated[Path, typer.Option(help="Folder for both runs.")] = DEFAULT_TRAIN_DIR,
+        out: Annotated[Path, typer.Option(help="Folder for both runs.", parser=nonempty_path)] = DEFAULT_TRAIN_DIR,
         max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0, limit: Limit = None,
         recipe: Recipe = "best", resume: Resume = False, force: Force = False, device: Device = "auto",
         data_dir: DataDir = None, quiet: Quiet = False, teacher: Teacher = None,
@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
         n: N = 64, dropout: Dropout = 0.2, optimizer: Optimizer = "adam", lr: Lr = 1e-3,
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
-        out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/autoencoder"),
+        out: Annotated[Path, typer.Option(help="Run folder.", parser=nonempty_path)] = Path("runs/autoencoder"),
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None,
@@ -218,12 +218,12 @@ def register(app: typer.Typer) -> None:
         case: Annotated[int, typer.Option(help="1: pretrained, fine-tuned; 2: pretrained, frozen; "
                                                "3: random, trained; 4: random, frozen.")] = 1,
         encoder: Annotated[Optional[Path], typer.Option(help="Autoencoder checkpoint (cases 1 and 2).",
-                                                        show_default=False)] = None,
+                                                        show_default=False, parser=nonempty_path)] = None,
         n: N = 64, dropout: Dropout = 0.1, optimizer: Optimizer = "adam", lr: ClassifierLr = None,
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 60, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
         out: Annotated[Optional[Path], typer.Option(help="Run folder (default runs/classifier-caseK).",
-                                                    show_default=False)] = None,
+                                                    show_default=False, parser=nonempty_path)] = None,
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False, dropout_off_last: DropoutOffLast = None,
         revive_every: ReviveEvery = None, teacher: Teacher = None, distill: Distill = None,
@@ -255,7 +255,7 @@ def register(app: typer.Typer) -> None:
         dropout: Dropout = 0.3, optimizer: Optimizer = "adam", lr: ClassifierLr = None,
         batch_size: BatchSize = 100, max_epochs: MaxEpochs = 30, patience: Patience = 8, seed: Seed = 0,
         limit: Limit = None, recipe: Recipe = "best",
-        out: Annotated[Path, typer.Option(help="Run folder.")] = Path("runs/teacher"),
+        out: Annotated[Path, typer.Option(help="Run folder.", parser=nonempty_path)] = Path("runs/teacher"),
         resume: Resume = False, force: Force = False, device: Device = "auto", bf16: Bf16 = None,
         data_dir: DataDir = None, quiet: Quiet = False,
     ):
@@ -268,7 +268,7 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     @command
     def evaluate_cmd(
-        ckpt: Annotated[Path, typer.Argument(help="A model.pt from a training run.")],
+        ckpt: Annotated[Path, typer.Argument(help="A model.pt from a training run.", parser=nonempty_path)],
         json_out: JsonFlag = False, data_dir: DataDir = None,
         validation: Annotated[bool, typer.Option(
             "--validation", help="Measure on the run's own validation images (the split it was trained "

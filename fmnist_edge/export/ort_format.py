@@ -18,9 +18,8 @@ import onnxruntime as ort
 from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError, ModelError, ValidationFailed
 from fmnist_edge.fileio import sha256_file
-from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS, ort_name
+from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS, OPERATORS_CONFIG, export_owns, ort_name
 
-OPERATORS_CONFIG = "required_operators.config"
 OPERATORS_KIND = "ort-operators"  # the manifest's kind for OPERATORS_CONFIG
 # What each target platform gets baked into its files. "portable": constant folding and the
 # fusions every CPU shares (Conv+ReLU, Gemm+ReLU): runs on any build, ARM included. "x86" adds
@@ -215,10 +214,11 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
                    log=print) -> dict:
     """Add an ORT-format twin of every ONNX model in an export folder, and the operators config;
     validated, then installed in one swap. Returns the written manifest. Files the manifest does
-    not list are kept; one in the way of a file to be written is refused (`refuse_clashes`)."""
+    not list are kept (and left where they are when not an export's: spec.export_owns); one in
+    the way of a file to be written is refused (`refuse_clashes`)."""
     import json
 
-    from fmnist_edge.folders import install, staged, swapped_folder
+    from fmnist_edge.folders import copy_as_is, put_in_place, staged, swapped_folder
 
     check_platform(platform)
     where = Path(folder)
@@ -236,16 +236,17 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
     refuse_clashes(folder, listed, shown=where)
     test = _test_inputs(data_dir) if validate else None  # no data: said before any work
     old_twins = {n for n, e in listed.items() if is_ort_entry(e)}
+    own = export_owns(listed)
     with staged(folder, where, "write to") as staging:
         for item in folder.iterdir():
-            if item.name == MANIFEST_NAME or item.name.startswith(".staging-"):
+            if item.name == MANIFEST_NAME or not own(item.name):
                 continue
             if item.name in old_twins:
                 source = listed[item.name].get("source")
                 if item.name != OPERATORS_CONFIG and source not in sources:
                     log(f"dropping {item.name}: its source {source} is no longer in {MANIFEST_NAME}")
                 continue
-            (shutil.copytree if item.is_dir() else shutil.copy2)(item, staging / item.name)
+            copy_as_is(item, staging / item.name)
         entries = {n: e for n, e in listed.items() if n not in old_twins}
         add_twins(staging, entries, platform, log, previous=(folder, listed))
         if validate:
@@ -253,7 +254,7 @@ def convert_folder(folder: str | Path, data_dir=None, validate: bool = True, pla
         info = {k: v for k, v in data.items() if k not in ("files", "format")}
         written = manifest.write(staging, entries, **info)
         result = json.loads(written.read_text())
-        install(staging, folder)
+        put_in_place(staging, folder, own, last=(MANIFEST_NAME,))
         return result
 
 

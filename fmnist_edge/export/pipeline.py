@@ -2,13 +2,14 @@
 
 Everything is built in a hidden staging folder beside the target, validated there, then
 swapped in whole (fmnist_edge.folders). A kill at any moment leaves either the previous folder
-or the new one, each with a manifest naming only files that exist and match.
+or the new one, each with a manifest naming only files that exist and match. A folder that also
+holds files that are not an export's (spec.export_owns) keeps them: only the export's own files
+are replaced there, one rename each, the manifest last.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError, with_article
 from fmnist_edge.export.ort_format import (OPERATORS_CONFIG, add_twins, check_platform, is_ort_entry,
                                           refuse_clashes, write_operators_config)
-from fmnist_edge.folders import STAGING_PREFIX, install, staged, swapped_folder
-from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, ort_name
+from fmnist_edge.folders import copy_as_is, put_in_place, staged, swapped_folder
+from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, export_owns, ort_name
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
 LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
@@ -68,20 +69,21 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
 
 
 def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> dict:
-    """Copy the target's other files (samples, models not re-exported) into staging. An int8
-    file whose fp32 model was just re-exported is left behind: it was made from the old one; so
-    are the ORT-format twins of every model left behind or replaced, and the operators config
-    is written again for the twins that stay."""
-    old_manifest = manifest.read(target) if target.is_dir() else None
-    kept = {}
+    """Copy the target's other own files (samples, models not re-exported) into staging; returns
+    their manifest entries. An int8 file whose fp32 model was just re-exported is left behind: it
+    was made from the old one; so are the ORT-format twins of every model left behind or replaced,
+    and the operators config is written again for the twins that stay. What is not an export's
+    own stays where it is, uncopied."""
+    kept: dict = {}
     if not target.is_dir():
         return kept
-    listed = old_manifest["files"] if old_manifest else {}
+    listed = _listed(target)
+    own = export_owns(listed)
     stale = {spec.int8_filename for spec in MODELS.values() if spec.filename in replaced}
     stale |= {ort_name(name) for name in replaced | stale if is_ort_entry(listed.get(ort_name(name), {}))}
     config_listed = is_ort_entry(listed.get(OPERATORS_CONFIG, {}))
     for item in target.iterdir():
-        if item.name in replaced or item.name == MANIFEST_NAME or item.name.startswith(STAGING_PREFIX):
+        if item.name in replaced or item.name == MANIFEST_NAME or not own(item.name):
             continue
         if item.name == OPERATORS_CONFIG and config_listed:
             continue  # written again below, for the twins that stay
@@ -90,11 +92,7 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> d
             log(f"dropping {item.name}: made from the {item.name.split('.')[0]} this export replaces "
                 f"({again} makes a new one)")
             continue
-        dest = staging / item.name
-        if item.is_dir():
-            shutil.copytree(item, dest)
-        else:
-            shutil.copy2(item, dest)
+        copy_as_is(item, staging / item.name)
         if item.name in listed:
             kept[item.name] = {k: v for k, v in listed[item.name].items() if k not in ("size_bytes", "sha256")}
     if config_listed:
@@ -107,6 +105,12 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> d
         else:
             log(f"dropping {OPERATORS_CONFIG}: no ORT-format file is left")
     return kept
+
+
+def _listed(folder: Path) -> dict:
+    """The files an export folder's manifest lists (none when it has no manifest)."""
+    data = manifest.read(folder) if folder.is_dir() else None
+    return data["files"] if data else {}
 
 
 def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, method: str | None = None,
@@ -170,5 +174,5 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 entries[name]["validation"] = figures
         written = manifest.write(staging, entries, producer="fmnist-edge")
         data = json.loads(written.read_text())
-        install(staging, out_dir)
+        put_in_place(staging, out_dir, export_owns(_listed(out_dir)), last=(MANIFEST_NAME,))
         return data

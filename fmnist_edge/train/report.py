@@ -11,16 +11,13 @@ summary_md.py.
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from fmnist_edge.errors import DataError, FmnistEdgeError
 from fmnist_edge.fileio import write_json, write_text
-from fmnist_edge.folders import install, is_staging_of, staged, swapped_folder
+from fmnist_edge.folders import put_in_place, staged, swapped_folder
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train import figures
 from fmnist_edge.train.config import CASES as CASE_TEXT
@@ -181,50 +178,9 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
     record = read_record(root, notes)
     with staged(target, shown, "write the report to", inside_ok=True) as staging:
         summary = _write(runs, seeds, notes, plan_info, record, root, staging, data_dir)
-        _put_in_place(staging, target)
+        # the summaries last: a reader that sees the new summary.json sees the new figures
+        put_in_place(staging, target, REPORT_FILES.__contains__, last=("summary.md", "summary.json"))
     return summary
-
-
-def _put_in_place(staging: Path, target: Path) -> None:
-    """The new report for the old one: the folder swapped whole, or, where a swap would take
-    something away (the folder also holds files that are not the report's: it is RUNS itself, or
-    the user keeps notes there; it is the working folder, or a mount point), or the system
-    refuses it, the report's files moved into it one by one, the summaries last. A staging
-    folder inside `target` (its parent is read-only) counts as something a swap would take."""
-    def stale(p: Path) -> bool:  # a killed report's staging folder inside the target
-        return is_staging_of(p.name, target.name) and p.is_dir() and p != staging
-
-    others = [p for p in target.iterdir() if p.name not in REPORT_FILES and not stale(p)] if target.is_dir() else []
-    here = Path.cwd().resolve()
-    in_use = target.is_dir() and (os.path.ismount(target) or here == target.resolve()
-                                  or target.resolve() in here.parents)
-    if not others and not in_use:
-        try:
-            install(staging, target)
-            return
-        except OSError:  # across devices, or busy: the files, one by one
-            pass
-    target.mkdir(parents=True, exist_ok=True)
-    drawn = [p.name for p in staging.iterdir()]
-    for name in sorted(drawn, key=lambda name: (name.startswith("summary"), name == "summary.json")):
-        _move_in(staging / name, target / name)
-    for name in set(REPORT_FILES) - set(drawn):  # an earlier report's (a panel this one could not draw)
-        (target / name).unlink(missing_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    for left in filter(stale, target.iterdir()):
-        shutil.rmtree(left, ignore_errors=True)
-
-
-def _move_in(source: Path, dest: Path) -> None:
-    """`source` in `dest`'s place in one rename; across devices, copied beside `dest` first."""
-    try:
-        os.replace(source, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        near = dest.with_name(f".{dest.name}.tmp")
-        shutil.copy2(source, near)
-        os.replace(near, dest)
 
 
 def _write(runs, seeds, notes, plan_info, record, root, out: Path, data_dir) -> dict:
