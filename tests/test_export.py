@@ -554,7 +554,8 @@ def test_int8_agrees_with_fp32(quantized, fake_data_dir):
 
 
 @pytest.mark.parametrize("content, needle", [
-    (b"this is not a numpy file\n", "not a numpy array file"),
+    (b"this is not a numpy file\n", "not a .npy file (numpy.save writes one)"),
+    (b"\x93NUMPY garbage", "not a numpy array file"),
     (np.zeros((20, 32, 32), dtype=np.float32), "expected images"),  # a readable .npy of the wrong shape
     (np.full((20, 28, 28), "0.5"), "holds <U3 values"),  # numbers written as strings
     (np.zeros((20, 28, 28), dtype=bool), "holds bool values"),
@@ -570,6 +571,7 @@ def test_bad_calibration_file_is_refused_and_nothing_written(run, tmp_path, tiny
     result = run("export", tiny_autoencoder, tiny_classifier, "--out", out, "--quantize-method", "qdq",
                  "--calibration", calib, "--no-validate")
     refused(result, str(calib), needle)
+    assert "exporting" not in result.stdout  # refused before any model is exported
     assert not out.exists() and no_staging_left(tmp_path)
 
 
@@ -656,6 +658,26 @@ def test_training_measures_the_same_mirror_averaged_accuracy_as_the_runtime(expo
     ort_figure = manifest.read(export_dir)["files"]["classifier.onnx"]["validation"]["accuracy_mirror_averaged"]
     torch_figure = mirror_averaged_accuracy(load_model(tiny_classifier)[0], load_test(full_test_split))
     assert abs(torch_figure - ort_figure) <= 2 / 10_000  # float rounding may flip a near-tie or two
+
+
+def test_validate_says_which_models_it_could_not_compare_with_pytorch(run, export_copy, full_test_split):
+    """The shipped folder's checkpoints are not shipped: the ONNX figures are still measured, and
+    each model without its checkpoint is named, instead of a silent '-' in the PyTorch columns."""
+    data = manifest.read(export_copy)
+    data["files"]["classifier.onnx"]["checkpoint"] = "runs/gone/model.pt"
+    data["files"]["encoder.onnx"].pop("checkpoint")
+    (export_copy / "manifest.json").write_text(json.dumps(data))
+    result = run("validate", export_copy, "--data-dir", full_test_split, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["notes"] == [
+        "encoder.onnx: not compared with PyTorch: its manifest entry names no source checkpoint",
+        "classifier.onnx: not compared with PyTorch: its checkpoint runs/gone/model.pt is not on disk, "
+        "looked for from the working folder"]
+    assert "max_abs_diff_vs_torch" not in report["models"]["classifier.onnx"]
+    assert report["models"]["decoder.onnx"]["max_abs_diff_vs_torch"] < FP32_MAX_ABS_DIFF  # its checkpoint is there
+    assert report["models"]["classifier.onnx"]["accuracy"] > 0
+    assert report["notes"][1] in result.stderr
 
 
 def test_validate_refuses_an_altered_model(run, export_copy, full_test_split):

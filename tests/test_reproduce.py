@@ -390,6 +390,9 @@ def test_report_on_a_missing_folder_is_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert result.stderr.startswith("fmnist-edge: error:") and result.stderr.count("\n") == 1
+    assert "no such runs folder" in result.stderr
+    (tmp_path / "a-file").write_text("x")
+    refused(CliRunner().invoke(app, ["report", str(tmp_path / "a-file")]), "is a file, not a runs folder")
 
 
 def test_report_refuses_more_seeds_than_planned(tmp_path):
@@ -741,3 +744,13 @@ def test_a_report_into_a_folder_whose_parent_is_read_only_is_staged_inside_it(qu
     assert [p.name for p in out.iterdir() if p.name.startswith(folders.STAGING_PREFIX)] == [".staging-report-models-old"]
     assert (out / ".staging-report-models-old" / "manifest.json").read_text() == "{}"
     assert [p.name for p in shared.iterdir()] == ["report"]
+
+
+def test_a_relative_data_dir_is_recorded_absolute_for_the_report(tmp_path, monkeypatch):
+    """`reproduce --data-dir data` from one folder, `report` from another: the report still finds it."""
+    import fmnist_edge.train.reproduce as reproduce
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(reproduce, "_state", lambda folder: "finished")  # nothing to train
+    reproduce.reproduce("runs", quick=True, data_dir="data", jobs=1)
+    assert json.loads((tmp_path / "runs" / "plan.json").read_text())["data_dir"] == str(tmp_path / "data")

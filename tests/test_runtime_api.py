@@ -56,6 +56,33 @@ def test_paths_pil_and_arrays_agree(clf, samples):
     assert isinstance(clf.predict(arrays[0]), Prediction)  # one (28, 28) array is one picture
 
 
+def test_a_picture_files_bytes_are_one_picture(clf, samples):
+    data = samples[0].read_bytes()
+    by_bytes = clf.predict(data)
+    assert isinstance(by_bytes, Prediction) and by_bytes.index == clf.predict(samples[0]).index
+    many = clf.predict([data, bytearray(data), memoryview(data)])
+    assert [p.probability for p in many] == [by_bytes.probability] * 3
+
+
+def test_an_empty_batch_gives_no_answers_of_every_form(clf):
+    for empty in ([], (), np.zeros((0, 28, 28), np.uint8), np.zeros((0, 1, 28, 28), np.float32)):
+        assert clf.predict(empty) == []
+        assert clf.probabilities(empty).shape == (0, len(CLASS_NAMES))
+    assert FashionAutoencoder.load(FIXTURES).encode(np.zeros((0, 28, 28))).shape[0] == 0
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (None, "None is not a picture"), (5, "an int is not a picture"),
+    (b"not a picture", "bytes: not a picture"),
+    (np.zeros((28, 28, 3, 2)), "array[0]: an array of shape (28, 3, 2) is not a picture"),
+    (np.zeros(5), "an array of shape (5,) is neither a picture nor a stack"),
+    ([SAMPLES / "shirt.png", 3.5], "a float is not a picture")])
+def test_what_is_not_a_picture_is_an_image_error_that_says_what_it_got(clf, bad, needle):
+    with pytest.raises(ImageError) as raised:
+        clf.predict(bad)
+    assert needle in str(raised.value)
+
+
 def test_batch_size_does_not_change_answers(clf):
     x = np.random.default_rng(0).random((37, 28, 28), dtype=np.float32)
     np.testing.assert_allclose(clf.probabilities(x, batch_size=5), clf.probabilities(x, batch_size=256), atol=1e-6)

@@ -135,6 +135,8 @@ def register(app: typer.Typer) -> None:
                               fmt(f.get("top1_agreement_vs_fp32"), ".2%"), fmt(f.get("reconstruction_mse"), ".5f"),
                               fmt(f.get("max_abs_diff_vs_onnx"), ".2e"))
             Console(width=None if Console().is_terminal else 130).print(table)
+        for note in result["notes"]:
+            typer.echo(note, err=True)
         if result["failures"]:
             raise FmnistEdgeError("; ".join(result["failures"]))
         typer.echo("all bounds met", err=True)

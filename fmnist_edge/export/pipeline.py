@@ -45,7 +45,13 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
     `size` images of the Fashion-MNIST *training* split (never the test set)."""
     if source is not None:
         try:
+            with open(source, "rb") as f:
+                npy = f.read(6) == b"\x93NUMPY"  # else numpy reads it as a pickle and says so
+            if not npy:
+                raise FmnistEdgeError(f"calibration set {source}: not a .npy file (numpy.save writes one)")
             arr = np.load(source, allow_pickle=False)
+        except FmnistEdgeError:
+            raise
         except Exception as exc:  # numpy's own messages run to advice on allow_pickle: the first clause
             reason = str(exc).split(";")[0].split(". ")[0][:120]
             raise FmnistEdgeError(f"calibration set {source}: not a numpy array file ({type(exc).__name__}: "
@@ -142,15 +148,15 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     out_dir, shown = swapped_folder(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
         raise FmnistEdgeError(f"{shown}: exists and is not a folder; choose another --out")
+    calib = None  # loaded before anything is exported: a bad set is refused at once
+    if quantize and qcfg.needs_calibration:
+        calib = load_calibration(calibration, qcfg.calibration_size, data_dir)
     with staged(out_dir, shown, "export to") as staging:
         entries: dict[str, dict] = {}
         for ckpt in checkpoints:
             log(f"exporting {ckpt}")
             entries.update(export_checkpoint(Path(ckpt), staging))
         if quantize:
-            calib = None
-            if qcfg.needs_calibration:
-                calib = load_calibration(calibration, qcfg.calibration_size, data_dir)
             for name, entry in list(entries.items()):
                 spec = MODELS[entry["kind"]]
                 log(f"quantizing {name} ({qcfg.method})")

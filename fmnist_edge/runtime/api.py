@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from fmnist_edge.errors import ImageError, ModelError
+from fmnist_edge.errors import ImageError, ModelError, with_article
 from fmnist_edge.runtime import preprocess
 from fmnist_edge.runtime.session import OnnxModel, model_file
 from fmnist_edge.spec import CLASS_NAMES, IMAGE_SIZE, MODELS
@@ -41,8 +41,11 @@ class Prediction:
                 "top_k": [{"label": lab, "probability": round(p, 6)} for lab, p in self.top_k]}
 
 
+ENCODED = (bytes, bytearray, memoryview)  # a picture file's content, as read from a socket or a database
+
+
 def _is_single(inputs) -> bool:
-    if isinstance(inputs, (str, os.PathLike, Image.Image)):
+    if isinstance(inputs, (str, os.PathLike, Image.Image, *ENCODED)):
         return True
     if isinstance(inputs, np.ndarray):
         # (H, W) and (H, W, 3|4) are one picture; (N, H, W) and (N, 1, H, W) / (N, H, W, C) are many.
@@ -51,14 +54,21 @@ def _is_single(inputs) -> bool:
 
 
 def prepare_one(item) -> np.ndarray:
-    """One path, PIL image or numpy picture -> float32 (1, 28, 28)."""
+    """One path, PIL image, numpy picture or picture file's bytes -> float32 (1, 28, 28)."""
     if isinstance(item, (str, os.PathLike)):
         return preprocess.from_path(item)
     if isinstance(item, Image.Image):
         return preprocess.from_pil(item, getattr(item, "filename", None) or "PIL image")
     if isinstance(item, np.ndarray):
         return preprocess.from_array(item)
-    raise ImageError(f"cannot classify a {type(item).__name__}: pass a path, a PIL image or a numpy array")
+    if isinstance(item, ENCODED):
+        return preprocess.from_bytes(bytes(item))
+    raise ImageError(f"{_a_type(item)} is not a picture: pass a path, a PIL image, a numpy array or a picture "
+                     "file's bytes")
+
+
+def _a_type(item) -> str:
+    return "None" if item is None else with_article(type(item).__name__)
 
 
 def prepare(inputs) -> np.ndarray:
@@ -68,8 +78,14 @@ def prepare(inputs) -> np.ndarray:
     if isinstance(inputs, np.ndarray):
         if inputs.ndim == 4 and inputs.shape[1] == 1:
             inputs = inputs[:, 0]  # (N, 1, H, W) -> (N, H, W)
-        if inputs.ndim == 3 and inputs.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
-            return np.stack([preprocess.from_array(a, f"array[{i}]") for i, a in enumerate(inputs)])
+        if inputs.ndim not in (3, 4):
+            raise ImageError(f"an array of shape {inputs.shape} is neither a picture nor a stack of pictures")
+        if not len(inputs):
+            return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        return np.stack([preprocess.from_array(a, f"array[{i}]") for i, a in enumerate(inputs)])
+    if not isinstance(inputs, Iterable):
+        raise ImageError(f"{_a_type(inputs)} is not a picture: pass a path, a PIL image, a numpy array or a "
+                         "picture file's bytes, or a list of them")
     items = list(inputs)
     if not items:
         return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)

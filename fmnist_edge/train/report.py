@@ -154,6 +154,8 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
     """Figures, summary.md and summary.json for the reproduction in `runs_dir`; returns the summary.
     They replace an earlier report in `out_dir` together, or not at all."""
     root = Path(runs_dir)
+    if root.exists() and not root.is_dir():
+        raise FmnistEdgeError(f"{root}: is a file, not a runs folder (`fmnist-edge reproduce --out RUNS` makes one)")
     if not root.is_dir():
         raise FmnistEdgeError(f"{root}: no such runs folder (make one with `fmnist-edge reproduce --out {root}`)")
     notes: list[str] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
 import time
@@ -205,7 +206,9 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
             if log:
                 log(f"retraining {len(stale)} run(s) per seed whose configs changed: {', '.join(stale)} "
                     f"(the old ones are in {shelf})")
-    write_json(plan_path, {**settings, "seeds": seeds, "data_dir": str(data_dir) if data_dir else None,
+    # absolute: `report` reads it from wherever it is run, not from this working folder
+    named_data = os.path.abspath(data_dir) if data_dir else None
+    write_json(plan_path, {**settings, "seeds": seeds, "data_dir": named_data,
                            "runs": [r.name for r in runs if r.seed == 0], "run_configs": digests})
     started = time.perf_counter()
     statuses = {(r.seed, r.name): _state(r.folder(root)) for r in runs}
