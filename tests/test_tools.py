@@ -170,6 +170,30 @@ def test_linear_probe_runs_on_each_layer(tiny_autoencoder, fake_data_dir):
         assert f"linear probe on {layer} ({width} features)" in done.stdout
 
 
+def test_principal_components_keep_the_largest_variance_and_are_refused_beyond_the_features():
+    from linear_probe import principal_components
+
+    from fmnist_edge.errors import FmnistEdgeError
+
+    generator = torch.Generator().manual_seed(0)
+    train = torch.randn(2000, 3, generator=generator) * torch.tensor([5.0, 2.0, 0.1])
+    top, test_top = principal_components(train, train[:10], 2)
+    assert top.shape == (2000, 2) and test_top.shape == (10, 2)
+    assert top[:, 0].std() == pytest.approx(5.0, rel=0.05) and top[:, 1].std() == pytest.approx(2.0, rel=0.05)
+    assert torch.allclose(test_top, top[:10])
+    with pytest.raises(FmnistEdgeError, match="--pca 4: the features have 3 dimensions"):
+        principal_components(train, train, 4)
+
+
+def test_linear_probe_on_principal_components(tiny_autoencoder, fake_data_dir):
+    done = run_tool("linear_probe.py", "--features", "pooled", "--pca", "8", str(tiny_autoencoder),
+                    data_dir=fake_data_dir)
+    assert done.returncode == 0, done.stderr
+    assert "linear probe on the first 8 principal components of pooled (8 features)" in done.stdout
+    done = run_tool("linear_probe.py", "--pca", "0", str(tiny_autoencoder), data_dir=fake_data_dir)
+    assert done.returncode == 1 and done.stderr.strip() == "linear_probe: error: --pca 0: the features have 16 dimensions"
+
+
 def test_fitted_codes_find_pictures_the_decoder_can_draw_and_stay_nonnegative_when_asked(tiny_autoencoder):
     """Targets drawn by the decoder itself from known codes: started away from those codes,
     the fitted ones must come back close to them."""

@@ -13,6 +13,9 @@ prints the accuracy on their 6,000 validation images instead of the test set's: 
 choose a recipe on. `--features` probes an earlier layer of the encoder instead of its code:
 `pre-relu` (the code before its ReLU) or `pooled` (the 800 pooled convolution features the
 bottleneck's Linear(800, n) reads), to see where the encoder loses what a linear head could use.
+`--pca K` probes the features' first K principal components (fitted on the training images)
+instead: what a K-unit code that kept the features' largest variance, as a reconstruction does,
+would give a linear head.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ from fmnist_edge.train.loop import encoded
 # How many of the encoder's layers (Encoder.net) each --features choice runs: the code is the
 # whole encoder; pre-relu stops before the bottleneck's ReLU, pooled before its Linear(800, n).
 FEATURE_DEPTH = {"code": None, "pre-relu": -2, "pooled": -3}
+
+
+def principal_components(train: torch.Tensor, test: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets projected on the training set's first `k` principal components."""
+    if not 1 <= k <= min(train.shape):
+        raise FmnistEdgeError(f"--pca {k}: the features have {train.shape[1]} dimensions")
+    mean = train.mean(0)
+    _, _, vectors = torch.linalg.svd(train - mean, full_matrices=False)
+    return (train - mean) @ vectors[:k].T, (test - mean) @ vectors[:k].T
 
 
 def fit_head(train: torch.Tensor, labels: torch.Tensor, iterations: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,6 +71,8 @@ def main() -> None:
                         help="fit on the training split, report the validation split (not the test set)")
     parser.add_argument("--features", choices=sorted(FEATURE_DEPTH), default="code",
                         help="which of the encoder's layers to probe (default: its code, what cases 2 and 4 read)")
+    parser.add_argument("--pca", type=int, default=None, metavar="K",
+                        help="probe the features' first K principal components instead")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.validation:
@@ -71,12 +85,16 @@ def main() -> None:
         model, _ = load_model(path)
         encoder = model.encoder.eval().net[:FEATURE_DEPTH[args.features]]
         f_train, f_test = encoded(encoder, train).images, encoded(encoder, test).images
+        what = args.features
+        if args.pca is not None:
+            f_train, f_test = principal_components(f_train, f_test, args.pca)
+            what = f"the first {args.pca} principal components of {args.features}"
         mean, std = f_train.mean(0), f_train.std(0) + 1e-6
         f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
         weight, bias = fit_head(f_train, train.labels)
         train_acc = ((f_train @ weight + bias).argmax(1) == train.labels).float().mean().item()
         test_acc = ((f_test @ weight + bias).argmax(1) == test.labels).float().mean().item()
-        print(f"{path}: linear probe on {args.features} ({f_train.shape[1]} features) train {train_acc:.4f}, {held_out} {test_acc:.4f}")
+        print(f"{path}: linear probe on {what} ({f_train.shape[1]} features) train {train_acc:.4f}, {held_out} {test_acc:.4f}")
 
 
 if __name__ == "__main__":
