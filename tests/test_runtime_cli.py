@@ -97,6 +97,19 @@ def test_models_lists_and_checks_every_model_of_a_folder(run):
     assert result.stdout.count(" ok\n") == 4
 
 
+@pytest.mark.parametrize("validation, shown", [
+    ({"accuracy": 0.9275, "max_abs_diff_vs_onnx": 0.0}, "test accuracy 92.75%"),
+    ({"reconstruction_mse": 0.010078}, "test MSE 0.0101"),
+    ({"max_abs_diff_vs_onnx": 0.0}, "the outputs of its .onnx"),
+    ({"max_abs_diff_vs_onnx": 4.8e-6}, "within 4.8e-06 of its .onnx"),
+    ({"max_abs_diff_vs_torch": 6.7e-6}, "within 6.7e-06 of PyTorch"),
+    ({"max_abs_diff_vs_fp32": 0.12}, "within 1.2e-01 of fp32"), ({}, "")])
+def test_models_shows_each_files_own_export_figure(validation, shown):
+    from fmnist_edge.runtime.inventory import _figure
+
+    assert _figure({"validation": validation}) == shown
+
+
 def test_models_without_a_folder_is_the_repositorys_exported_folder(run, monkeypatch):
     monkeypatch.delenv("FMNIST_EDGE_MODELS", raising=False)
     result = run("models", "--json")

@@ -52,6 +52,11 @@ def _figure(entry: dict | None) -> str:
         return f"test accuracy {validation['accuracy']:.2%}"
     if "reconstruction_mse" in validation:
         return f"test MSE {validation['reconstruction_mse']:.4f}"
+    for key, against in (("max_abs_diff_vs_onnx", "its .onnx"), ("max_abs_diff_vs_torch", "PyTorch"),
+                         ("max_abs_diff_vs_fp32", "fp32")):  # an encoder, or a twin of one
+        if key in validation:
+            gap = validation[key]
+            return f"the outputs of {against}" if gap == 0 else f"within {gap:.1e} of {against}"
     return ""
 
 
