@@ -24,19 +24,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     import tempfile  # only writers pay for it: the runtime's read path stays light
 
     shown = Path(path)
-    path, existing = _target(shown)
-    if path is None:
+    target, existing = _target(shown)
+    if target is None:
         try:
             yield shown
         except OSError as exc:
             raise FmnistEdgeError(f"cannot write {shown}: {exc.strerror or exc}") from None
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:NAME_KEPT]}.", suffix=".tmp", dir=path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:NAME_KEPT]}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
     except OSError as exc:
-        raise FmnistEdgeError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+        raise FmnistEdgeError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -47,7 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if existing is not None and (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
             with contextlib.suppress(OSError):  # only root may give a file away
                 os.chown(tmp_path, existing.st_uid, existing.st_gid)
-        os.replace(tmp_path, path)
+        os.replace(tmp_path, target)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
         raise FmnistEdgeError(f"cannot write {shown}: {exc.strerror or exc}") from None
@@ -101,14 +101,14 @@ def check_writable(path: str | os.PathLike) -> None:
     import tempfile
 
     shown = Path(path)
-    path, existing = _target(shown)
-    if path is None:  # written into: it is enough that it opens for writing
+    target, _ = _target(shown)
+    if target is None:  # written into: it is enough that it opens for writing
         if not os.access(shown, os.W_OK):
             raise FmnistEdgeError(f"cannot write {shown}: permission denied")
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:NAME_KEPT]}.", suffix=".probe"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name[:NAME_KEPT]}.", suffix=".probe"):
             pass
     except OSError as exc:
         raise FmnistEdgeError(f"cannot write {shown}: {exc.strerror or exc}") from None

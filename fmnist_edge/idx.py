@@ -99,6 +99,13 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _required_file(folder: Path, stem: str) -> Path:
+    found = _find_file(folder, stem)
+    if found is None:  # gone since find_data_dir saw it
+        raise DataError(f"{folder}: no {stem} file any more; {HOW_TO_GET}")
+    return found
+
+
 def candidate_dirs(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Where to look, in order: the given folder, $FMNIST_EDGE_DATA, Debian's, the cache."""
     if data_dir is not None:
@@ -135,8 +142,8 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None,
     folder = find_data_dir(data_dir)
     if expect_full is None:
         expect_full = _is_standard_dir(folder)
-    images = read_images(_find_file(folder, images_stem))
-    labels = read_labels(_find_file(folder, labels_stem))
+    images = read_images(_required_file(folder, images_stem))
+    labels = read_labels(_required_file(folder, labels_stem))
     if len(images) != len(labels):
         raise DataError(f"{folder}: {split} has {len(images)} images but {len(labels)} labels; {HOW_TO_GET}")
     if len(images) == 0:

@@ -12,6 +12,8 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from test_runtime_torchfree import BLOCK_TORCH
 
 ROOT = Path(__file__).parents[1]
@@ -56,6 +58,7 @@ def test_the_wheel_alone_classifies_without_torch(tmp_path):
     assert {f"fmnist_edge/shipped/{name}" for name in shipped} <= names
     assert {f"fmnist_edge/shipped/samples/{name}" for name in samples} <= names
     assert not any(name.startswith(("tests/", "tools/", "benchmarks/")) for name in names)
+    assert "fmnist_edge/py.typed" in names  # a program that embeds the runtime gets its types
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -85,3 +88,13 @@ def test_the_wheel_alone_classifies_without_torch(tmp_path):
     done = run("-m", "fmnist_edge", "reconstruct", sample, "-o", elsewhere / "r.png")
     assert done.returncode == 0 and (elsewhere / "r.png").is_file(), done.stderr
     assert not (tmp_path / "torch-attempts.log").exists()  # not even a guarded `import torch`
+
+
+def test_what_programs_embed_type_checks(tmp_path):
+    """The runtime's annotations are what `py.typed` promises a type checker: mypy passes on the
+    modules pyproject.toml names (the torch-free runtime and what it imports)."""
+    pytest.importorskip("mypy")
+    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("Success: no issues found")

@@ -172,7 +172,8 @@ class FashionClassifier:
         """(path, Prediction or the ImageError that file gave), in order, in batches; one bad
         file never stops the others. `load` turns each item into a (1, 28, 28) model input."""
         for chunk in _chunks(list(paths), batch_size):
-            arrays, good, results = [], [], {}
+            arrays, good = [], []
+            results: dict[int, Prediction | ImageError] = {}
             for i, path in enumerate(chunk):
                 try:
                     arrays.append(load(path))

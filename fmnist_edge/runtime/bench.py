@@ -67,7 +67,7 @@ def time_calls(run: Runner, x: np.ndarray, seconds: float, warmup: int = 10, min
     `seconds` of timed ones."""
     for _ in range(warmup):
         run(x)
-    times = []
+    times: list[int] = []
     clock = time.perf_counter_ns
     deadline = clock() + int(seconds * 1e9)
     while len(times) < max_runs:

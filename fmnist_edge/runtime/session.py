@@ -63,14 +63,15 @@ def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...
 
 def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
     """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
-    named_file = path is not None and not Path(path).is_dir()  # a folder may be called anything, x.ort too
-    if named_file and (Path(path).suffix in (".onnx", ORT_SUFFIX) or Path(path).is_file()):
-        if not Path(path).is_file():
+    given = Path(path) if path is not None else None
+    named_file = given is not None and not given.is_dir()  # a folder may be called anything, x.ort too
+    if given is not None and named_file and (given.suffix in (".onnx", ORT_SUFFIX) or given.is_file()):
+        if not given.is_file():
             raise ModelError(f"{path}: no such model file")
-        if int8 and ".int8." not in Path(path).name:  # the file would win silently over the flag
+        if int8 and ".int8." not in given.name:  # the file would win silently over the flag
             raise ModelError(f"{path}: int8 picks {MODELS[kind].int8_filename} in a model folder; "
                              "with a file, name the int8 file itself")
-        return Path(path)  # any file the user names is tried, and refused if it is not our model
+        return given  # any file the user names is tried, and refused if it is not our model
     names = MODELS[kind].file_names(int8)
     folder = models_dir(path, need=names)
     for name in names:  # the .onnx file, else its ORT-format twin (a device's folder may hold only those)
