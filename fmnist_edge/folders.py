@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import errno
 import os
 import re
 import shutil
@@ -56,7 +55,8 @@ def put_in_place(staging: Path, target: Path, is_own: Callable[[str], bool], las
     the names in `last` last and in that order, and the own files that the new version dropped
     removed. A swap would take away what is not the command's own (`is_own(name)` false: a user's
     notes, RUNS itself), the working folder or a mount point; a staging folder inside `target`
-    (its parent is read-only) counts too."""
+    (its parent is read-only) counts too. One by one is not atomic: a kill between two moves
+    leaves some files new and some old (the manifest or summary, moved last, still the old one)."""
     def stale(p: Path) -> bool:  # a killed run's staging folder inside the target
         return is_staging_of(p.name, target.name) and p.is_dir() and p != staging
 
@@ -71,39 +71,48 @@ def put_in_place(staging: Path, target: Path, is_own: Callable[[str], bool], las
         except OSError:  # across devices, or busy: the files, one by one
             pass
     target.mkdir(parents=True, exist_ok=True)
-    drawn = {p.name for p in staging.iterdir()}
-    for name in sorted(drawn, key=lambda name: (name in last, last.index(name) if name in last else 0)):
-        _move_in(staging / name, target / name)
+    # On the target's device, under a staging name (a killed run's is cleaned up by the next):
+    # `new` for what is copied across devices first, `old` for what a move puts aside.
+    hold = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-", dir=target))
+    (hold / "new").mkdir()
+    (hold / "old").mkdir()
+    across = staging.stat().st_dev != target.stat().st_dev
+    drawn = sorted((p.name for p in staging.iterdir()),
+                   key=lambda name: (name in last, last.index(name) if name in last else 0, name))
+    for name in drawn:
+        source = staging / name
+        if across:
+            copy_as_is(source, hold / "new" / name)
+            source = hold / "new" / name
+        _move_in(source, target / name, hold / "old")
     for old in target.iterdir():  # an earlier version's, which this one does not have
-        if is_own(old.name) and old.name not in drawn and not stale(old):
-            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+        if is_own(old.name) and old.name not in drawn and not stale(old) and old != hold:
+            shutil.rmtree(old) if _is_folder(old) else old.unlink()
     shutil.rmtree(staging, ignore_errors=True)
-    for left in filter(stale, target.iterdir()):
+    for left in filter(stale, target.iterdir()):  # `hold` among them
         shutil.rmtree(left, ignore_errors=True)
 
 
 def copy_as_is(item: Path, dest: Path) -> None:
     """A copy of a file or folder, its links kept as links (followed, one to / would copy it all)."""
-    if item.is_dir() and not item.is_symlink():
+    if _is_folder(item):
         shutil.copytree(item, dest, symlinks=True)
     else:
         shutil.copy2(item, dest, follow_symlinks=False)
 
 
-def _move_in(source: Path, dest: Path) -> None:
-    """`source` in `dest`'s place in one rename (a folder: exchanged, then the old one removed);
-    across devices, copied beside `dest` first."""
-    if source.is_dir() and dest.is_dir() and not dest.is_symlink():
-        install(source, dest)
-        return
-    try:
-        os.replace(source, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        near = dest.with_name(f".{dest.name}.tmp")
-        copy_as_is(source, near)
-        os.replace(near, dest)
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _move_in(source: Path, dest: Path, aside: Path) -> None:
+    """`source`, on `dest`'s device, in `dest`'s place: one rename over a file or a link, one
+    exchange of two folders; else what is in the way (a folder) is first moved into `aside`."""
+    if _is_folder(source) and _is_folder(dest) and _exchange(source, dest):
+        return  # the old folder is now at `source`, removed with the rest
+    if os.path.lexists(dest) and (_is_folder(dest) or _is_folder(source)):
+        os.rename(dest, aside / dest.name)
+    os.replace(source, dest)
 
 
 def swapped_folder(path: str | os.PathLike) -> tuple[Path, Path]:

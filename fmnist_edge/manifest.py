@@ -104,5 +104,6 @@ def verify(model_path: str | Path) -> dict | None:
     digest = sha256_file(model_path)
     if digest != entry["sha256"]:
         raise ModelError(f"{model_path}: sha256 {digest[:12]}... differs from its manifest "
-                         f"({entry['sha256'][:12]}...): the file was altered after export")
+                         f"({entry['sha256'][:12]}...): the file was altered after export, or an export into "
+                         "its folder did not finish")
     return entry

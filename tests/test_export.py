@@ -680,6 +680,16 @@ def test_validate_says_which_models_it_could_not_compare_with_pytorch(run, expor
     assert report["notes"][1] in result.stderr
 
 
+def test_validate_without_torch_says_so_once_and_checks_the_rest(export_dir, full_test_split, monkeypatch):
+    import fmnist_edge.export.validate as validate
+
+    monkeypatch.setattr(validate, "_torch_importable", lambda: False)
+    report = validate.validate_folder(export_dir, data_dir=full_test_split)
+    assert report["notes"] == ["not compared with PyTorch: PyTorch is not installed (the train extra)"]
+    assert not any("max_abs_diff_vs_torch" in f for f in report["models"].values())
+    assert report["models"]["classifier.onnx"]["accuracy"] > 0 and not report["failures"]
+
+
 def test_validate_refuses_an_altered_model(run, export_copy, full_test_split):
     path = export_copy / "classifier.onnx"
     data = bytearray(path.read_bytes())

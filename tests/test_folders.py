@@ -84,3 +84,71 @@ def test_only_the_targets_own_staging_folders_are_cleaned_not_a_siblings(tmp_pat
     staging = folders.make_staging(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", staging.name, *sibling])
     assert [folders.is_staging_of(n, "model") for n in own + sibling] == [True, True, False, False, False]
+
+
+# -- put_in_place: a new version into a folder that also holds a user's files ------------------
+
+def _version(folder, **files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        path = folder / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return folder
+
+
+OWN = {"model.onnx", "manifest.json", "samples", "old.onnx"}.__contains__
+
+
+def _new_version_into(target, staging_parent):
+    staging = _version(staging_parent / "staging", **{"model.onnx": "new", "manifest.json": "new",
+                                                      "samples__a.png": "new"})
+    folders.put_in_place(staging, target, OWN, last=("manifest.json",))
+    assert not staging.exists()
+
+
+def _check_moved_in(target):
+    assert (target / "notes.txt").read_text() == "mine"
+    assert (target / "model.onnx").read_text() == "new" and (target / "manifest.json").read_text() == "new"
+    assert [p.name for p in (target / "samples").iterdir()] == ["a.png"]
+    assert not (target / "old.onnx").exists()  # the old version's, which the new one dropped
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "model.onnx", "notes.txt", "samples"]
+
+
+def test_own_files_are_moved_in_one_by_one_beside_a_users_and_a_folder_in_the_way_is_replaced(tmp_path):
+    target = _version(tmp_path / "out", **{"notes.txt": "mine", "manifest.json": "old", "old.onnx": "old",
+                                           "samples__b.png": "old"})
+    (target / "model.onnx").mkdir()  # an own name that is a folder here: put aside, not an error
+    notes = (target / "notes.txt").stat().st_ino
+    _new_version_into(target, tmp_path)
+    _check_moved_in(target)
+    assert (target / "notes.txt").stat().st_ino == notes
+
+
+def test_the_manifest_moves_last_and_the_others_in_the_order_of_their_names(tmp_path, monkeypatch):
+    target = _version(tmp_path / "out", **{"notes.txt": "mine"})
+    moved = []
+    real = folders._move_in
+    monkeypatch.setattr(folders, "_move_in", lambda source, dest, aside: (moved.append(dest.name),
+                                                                          real(source, dest, aside)))
+    _new_version_into(target, tmp_path)
+    assert moved == ["model.onnx", "samples", "manifest.json"]
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """A tmpfs mounted in the test's folder: another device, as a USB stick or a bind mount is."""
+    point = tmp_path / "mnt"
+    point.mkdir()
+    if os.geteuid() != 0 or os.system(f"mount -t tmpfs -o size=8m tmpfs {point} 2>/dev/null") != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield point
+    os.system(f"umount {point}")
+
+
+def test_a_mount_point_gets_the_files_copied_across_and_loses_nothing(tmp_path, mounted):
+    target = _version(mounted, **{"notes.txt": "mine", "manifest.json": "old", "model.onnx": "old",
+                                  "old.onnx": "old", "samples__b.png": "old"})
+    assert os.path.ismount(target)
+    _new_version_into(target, tmp_path)  # staging on tmp_path's device, the target on the tmpfs
+    _check_moved_in(target)

@@ -3,8 +3,10 @@
 Everything is built in a hidden staging folder beside the target, validated there, then
 swapped in whole (fmnist_edge.folders). A kill at any moment leaves either the previous folder
 or the new one, each with a manifest naming only files that exist and match. A folder that also
-holds files that are not an export's (spec.export_owns) keeps them: only the export's own files
-are replaced there, one rename each, the manifest last.
+holds files that are not an export's (spec.export_owns), or is the working folder or a mount
+point, keeps them: only the export's own files are replaced there, one rename each, the manifest
+last. That is not atomic: a kill between two renames leaves models the old manifest does not
+match, which the runtime refuses until the next export.
 """
 
 from __future__ import annotations

@@ -63,12 +63,13 @@ def prepare_one(item) -> np.ndarray:
         return preprocess.from_array(item)
     if isinstance(item, ENCODED):
         return preprocess.from_bytes(bytes(item))
-    raise ImageError(f"{_a_type(item)} is not a picture: pass a path, a PIL image, a numpy array or a picture "
-                     "file's bytes")
+    raise _not_a_picture(item)
 
 
-def _a_type(item) -> str:
-    return "None" if item is None else with_article(type(item).__name__)
+def _not_a_picture(item, many: str = "") -> ImageError:
+    what = "None" if item is None else with_article(type(item).__name__)
+    return ImageError(f"{what} is not a picture: pass a path, a PIL image, a numpy array or a picture file's "
+                      f"bytes{many}")
 
 
 def prepare(inputs) -> np.ndarray:
@@ -84,8 +85,7 @@ def prepare(inputs) -> np.ndarray:
             return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)
         return np.stack([preprocess.from_array(a, f"array[{i}]") for i, a in enumerate(inputs)])
     if not isinstance(inputs, Iterable):
-        raise ImageError(f"{_a_type(inputs)} is not a picture: pass a path, a PIL image, a numpy array or a "
-                         "picture file's bytes, or a list of them")
+        raise _not_a_picture(inputs, ", or a list of them")
     items = list(inputs)
     if not items:
         return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)
