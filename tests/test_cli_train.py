@@ -161,6 +161,72 @@ def test_plain_train_runs_both_and_says_where(cli, tmp_path):
     clf = json.loads((tmp_path / "both" / "classifier" / "metrics.json").read_text())
     assert (clf["case"], clf["n"], clf["dropout"]) == (1, 64, 0.1)
     assert json.loads((tmp_path / "runs" / "latest.json").read_text()) == {"train_dir": str(tmp_path / "both")}
+    # Run again as asked: both reused. With other settings: refused before anything trains,
+    # the finished runs named with what differs, not silently handed back as if just trained.
+    again = cli("train", "--out", "both", "--limit", "300", "--max-epochs", "1", "--quiet", "--device", "cpu")
+    assert again.exit_code == 0 and "reusing it" in again.stderr and "nothing to do" in again.stderr
+    before = (tmp_path / "both" / "classifier" / "model.pt").stat().st_mtime_ns
+    for other in (["--limit", "600", "--max-epochs", "1"], ["--limit", "300", "--max-epochs", "1", "--seed", "3"],
+                  ["--limit", "300", "--max-epochs", "1", "--recipe", "paper"]):
+        result = cli("train", "--out", "both", *other, "--quiet", "--device", "cpu")
+        one_error_line(result, "already trained with other settings", "--force")
+    assert "limit 300 there, 600 asked" in cli("train", "--out", "both", "--limit", "600", "--max-epochs", "1",
+                                                "--quiet").stderr
+    assert (tmp_path / "both" / "classifier" / "model.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "autoencoder", "--batch-norm", "--revive-every", "10"], "--batch-norm turns revival off"),
+    (["train", "classifier", "--case", "4", "--revive-every", "10"], "a classifier case 4 has no latent units"),
+    (["train", "classifier", "--case", "4", "--augment-off-last", "0.5"], "trains without augmentation (recipe best)"),
+    (["train", "classifier", "--case", "3", "--recipe", "paper", "--augment-off-last", "0.5"], "(recipe paper)"),
+    (["train", "autoencoder", "-p", "0", "--dropout-off-last", "0.5"], "-p 0 has no dropout to turn off"),
+])
+def test_an_option_for_what_the_run_does_not_do_is_refused_not_stored(cli, tmp_path, args, needle):
+    one_error_line(cli(*args, "--out", "r", *FAST), needle)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flags, bf16", [(["avx2"], False), (["avx2", "avx512_bf16"], True), (["amx_bf16"], True)])
+def test_the_teachers_bf16_is_on_only_where_the_cpu_computes_in_bf16(monkeypatch, flags, bf16):
+    """Emulated on an AVX2-only CPU, bf16 made the teacher's epochs ten times slower than fp32."""
+    import torch
+
+    import fmnist_edge.cli.train_cmds as train_cmds
+    import fmnist_edge.machine as machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(machine, "cpu_model", lambda: {"cpu": "test", "cpu_flags": flags})
+    _, cfg = train_cmds._configs("teacher", 256, 0.3, "adam", None, 100, 30, 8, 0, None, "best", None)
+    assert cfg.bf16 is bf16
+    _, cfg = train_cmds._configs("teacher", 256, 0.3, "adam", None, 100, 30, 8, 0, None, "best", True)
+    assert cfg.bf16 is True  # asked for: given, whatever the CPU
+
+
+def test_a_two_epoch_run_keeps_its_dropout_for_the_first_epoch():
+    from fmnist_edge.train.config import TrainConfig
+    from fmnist_edge.train.loop import Trainer
+
+    def off_from(max_epochs, fraction):
+        trainer = Trainer.__new__(Trainer)
+        trainer.cfg = TrainConfig(max_epochs=max_epochs)
+        return trainer._off_from(fraction)
+
+    assert [off_from(2, 0.75), off_from(1, 0.75), off_from(20, 0.75), off_from(20, 0.2)] == [1, 1, 5, 16]
+    assert [off_from(2, 1.0), off_from(2, 0.0)] == [0, 2]  # all of the run, none of it
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_evaluate_and_as_an_encoder(cli, tmp_path, trained_ae):
+    import torch
+
+    payload = torch.load(trained_ae, weights_only=True)
+    name = next(k for k in payload["state_dict"] if k.endswith("weight"))
+    payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], float("nan"))
+    torch.save(payload, tmp_path / "nan.pt")
+    one_error_line(cli("evaluate", tmp_path / "nan.pt"), "nan.pt: its weights hold NaN", name)
+    one_error_line(cli("train", "classifier", "--case", "1", "--n", "16", "--encoder", tmp_path / "nan.pt",
+                       "--out", "c", *FAST), "its weights hold NaN")
+    assert not (tmp_path / "c").exists()
 
 
 def test_finished_run_without_force(cli, trained_ae):

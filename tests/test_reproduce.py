@@ -393,6 +393,9 @@ def test_report_on_a_missing_folder_is_one_line_error(tmp_path):
     assert "no such runs folder" in result.stderr
     (tmp_path / "a-file").write_text("x")
     refused(CliRunner().invoke(app, ["report", str(tmp_path / "a-file")]), "is a file, not a runs folder")
+    (tmp_path / "empty" / "seed0").mkdir(parents=True)
+    refused(CliRunner().invoke(app, ["report", str(tmp_path / "empty")]), "its seed folders hold no runs yet")
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["seed0"]  # no report written into it
 
 
 def test_report_refuses_more_seeds_than_planned(tmp_path):
@@ -746,11 +749,20 @@ def test_a_report_into_a_folder_whose_parent_is_read_only_is_staged_inside_it(qu
     assert [p.name for p in shared.iterdir()] == ["report"]
 
 
-def test_a_relative_data_dir_is_recorded_absolute_for_the_report(tmp_path, monkeypatch):
+def test_a_relative_data_dir_is_recorded_absolute_for_the_report(tmp_path, monkeypatch, fake_data_dir):
     """`reproduce --data-dir data` from one folder, `report` from another: the report still finds it."""
     import fmnist_edge.train.reproduce as reproduce
 
+    shutil.copytree(fake_data_dir, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(reproduce, "_state", lambda folder: "finished")  # nothing to train
     reproduce.reproduce("runs", quick=True, data_dir="data", jobs=1)
     assert json.loads((tmp_path / "runs" / "plan.json").read_text())["data_dir"] == str(tmp_path / "data")
+
+
+def test_reproduce_without_data_writes_nothing_and_starts_no_worker(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(tmp_path / "runs"), "--data-dir",
+                                      str(tmp_path / "empty")])
+    refused(result, "Fashion-MNIST not found")
+    assert not (tmp_path / "runs").exists()

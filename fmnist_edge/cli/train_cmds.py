@@ -95,6 +95,9 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
             setattr(train_cfg, name, value)
     if calibrate_active is None and not train_cfg.calibrate_init:
         train_cfg.calibrate_active = HALF_ACTIVE  # the recipe's share, for a calibration turned off (--no-calibrate-init)
+    if bf16 is None and train_cfg.bf16 and not native_bf16():
+        train_cfg.bf16 = False  # emulated, bf16 is many times slower than fp32 (AVX2-only CPUs)
+    _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last)
     if teacher is None and (distill is not None or temperature is not None):
         raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
@@ -103,6 +106,52 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
     train_cfg.check()
     return model_cfg, train_cfg
+
+
+def native_bf16() -> bool:
+    """Whether bf16 autocast runs on hardware here: a GPU, or a CPU with AVX-512 BF16 or AMX."""
+    import torch
+
+    from fmnist_edge.machine import cpu_model
+
+    return torch.cuda.is_available() or bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()["cpu_flags"]))
+
+
+def _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last) -> None:
+    """An option given for something this run does not do is refused, not stored and ignored."""
+    what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
+    no_revival = ("--batch-norm turns revival off" if train_cfg.batch_norm else
+                  f"a {what} has no latent units of its own to revive" if model_cfg.frozen_encoder else None)
+    refusals = [
+        (revive_every and no_revival, f"--revive-every {revive_every}: {no_revival}"),
+        (augment_off_last and not train_cfg.augment,
+         f"--augment-off-last {augment_off_last}: this {what} trains without augmentation (recipe {train_cfg.recipe})"),
+        (dropout_off_last and not model_cfg.dropout, f"--dropout-off-last {dropout_off_last}: -p 0 has no dropout to turn off"),
+    ]
+    for refused, why in refusals:
+        if refused:
+            raise FmnistEdgeError(why)
+
+
+def _refuse_other_settings(run_dir: Path, model_cfg, train_cfg) -> None:
+    """A finished run that plain `train` would reuse must have been trained as asked now."""
+    from fmnist_edge.train.checkpoint import MODEL_FILE, load_raw
+    from fmnist_edge.train.config import to_dict
+
+    payload = load_raw(run_dir / MODEL_FILE)
+    differing = []
+    for saved, asked in ((payload.get("model_config", {}), to_dict(model_cfg)),
+                         (payload.get("train_config", {}), to_dict(train_cfg))):
+        for name, value in asked.items():
+            if name == "teacher" and value and saved.get(name):  # the same file, however it was named
+                same = Path(value).resolve() == Path(saved[name]).resolve()
+            else:
+                same = saved.get(name) == value
+            if not same:
+                differing.append(f"{name} {saved.get(name)} there, {value} asked")
+    if differing:
+        raise FmnistEdgeError(f"{run_dir}: already trained with other settings ({'; '.join(differing)}); "
+                              "--force retrains it, or name another --out")
 
 
 # Options that say where and how to run, not what to train: a resumed run may change them.
@@ -171,12 +220,16 @@ def register(app: typer.Typer) -> None:
         clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
                             recipe, None, case=1, teacher=teacher, distill=distill, temperature=temperature)
         ae_dir, clf_dir = out / "autoencoder", out / "classifier"
+        for run_dir, cfgs in ((ae_dir, ae_cfgs), (clf_dir, clf_cfgs)):  # both, before any training
+            if run_state(run_dir) == "finished" and not force:
+                _refuse_other_settings(run_dir, *cfgs)
         if run_state(ae_dir) == "finished" and not force:
-            typer.echo(f"autoencoder already trained in {ae_dir}; reusing it", err=True)
+            typer.echo(f"autoencoder already trained in {ae_dir} with these settings; reusing it", err=True)
         else:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
         if run_state(clf_dir) == "finished" and not force:
-            typer.echo(f"classifier already trained in {clf_dir}; nothing to do (--force retrains)", err=True)
+            typer.echo(f"classifier already trained in {clf_dir} with these settings; nothing to do "
+                       "(--force retrains)", err=True)
         else:
             _run(*clf_cfgs, clf_dir, data_dir, encoder=ae_dir / "model.pt", resume=resume, force=force,
                  device=device, quiet=quiet)
@@ -276,12 +329,13 @@ def register(app: typer.Typer) -> None:
     ):
         """Test-set MSE (autoencoder), or accuracy, accuracy with mirror averaging (what `classify --tta`
         does) and per-class accuracy (classifier)."""
-        from fmnist_edge.train.checkpoint import load_model
+        from fmnist_edge.train.checkpoint import load_model, refuse_non_finite
         from fmnist_edge.train.data import load_test, load_train_val
         from fmnist_edge.train.evaluate import evaluate
         from fmnist_edge.train.recipe import dead_units
 
         model, payload = load_model(ckpt)
+        refuse_non_finite(model, ckpt)
         kind = payload["model_config_obj"].kind
         split = "validation" if validation else "test"
         data = load_train_val(payload["train_config_obj"], data_dir)[1] if validation else load_test(data_dir)

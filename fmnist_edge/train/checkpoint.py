@@ -81,6 +81,15 @@ def _unpickling_reason(exc: pickle.UnpicklingError) -> str:
     return lines[0] if lines else "unpickling refused"
 
 
+def refuse_non_finite(model: torch.nn.Module, path: str | Path) -> None:
+    """A model whose weights hold NaN or infinity (a diverged run's) answers nothing: refused."""
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise ModelError(f"{path}: its weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); it cannot be used: train it again")
+
+
 def load_raw(path: str | Path) -> dict:
     """The checkpoint's dict. Refuses anything that is not an fmnist-edge checkpoint, and
     never runs pickled code (weights_only=True)."""

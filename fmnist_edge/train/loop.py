@@ -104,10 +104,9 @@ class Trainer(RunState):
         # a --force retrain that fails on a corrupt file keeps the finished run it would replace.
         self._replaces_a_run = force and state != "new"
         self._prepared = None  # (training module, train set, validation set), by prepare()
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FmnistEdgeError(f"cannot create {self.run_dir}: {exc.strerror}") from None
+        blocker = next((p for p in (self.run_dir, *self.run_dir.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # said now; the folder is made by prepare()
+            raise FmnistEdgeError(f"cannot create {self.run_dir}: {blocker} is not a folder")
 
     # -- loop --------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -137,6 +136,10 @@ class Trainer(RunState):
             for name in (checkpoint.MODEL_FILE, checkpoint.RESUME_FILE, HISTORY_FILE, METRICS_FILE):
                 (self.run_dir / name).unlink(missing_ok=True)
             self._replaces_a_run = False
+        try:  # only now: a run refused for its data or its encoder leaves no empty folder behind
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FmnistEdgeError(f"cannot create {self.run_dir}: {exc.strerror}") from None
         self._prepared = (step_module, train, val)
 
     def run(self) -> RunResult:
@@ -186,8 +189,13 @@ class Trainer(RunState):
             signal.signal(signal.SIGINT, previous)
 
     def _off_from(self, last_fraction: float) -> int:
-        """The first epoch (0-based) of the last `last_fraction` of max_epochs; max_epochs for 0."""
-        return self.cfg.max_epochs - round(last_fraction * self.cfg.max_epochs)
+        """The first epoch (0-based) of the last `last_fraction` of max_epochs; max_epochs for 0.
+        Short of the whole run (1), the first epoch stays on: 0.75 of 2 epochs would round to
+        both, and a run of one or two epochs (`--quick`) would never see its dropout."""
+        off = round(last_fraction * self.cfg.max_epochs)
+        if last_fraction < 1:
+            off = min(off, self.cfg.max_epochs - 1)
+        return self.cfg.max_epochs - off
 
     def _phase_starts(self) -> list[int]:
         """The epochs (0-based) where a planned last phase begins: dropout off, augmentation off."""

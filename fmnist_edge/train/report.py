@@ -170,6 +170,8 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
                      "reproduction's total when this report was written (reproduction.json)")
     if not seeds:
         raise FmnistEdgeError(f"{root}: holds no seed* run folders; is it a `fmnist-edge reproduce` output?")
+    if all(r["status"] == "missing" for per_seed in runs.values() for r in per_seed.values()):
+        raise FmnistEdgeError(f"{root}: its seed folders hold no runs yet; is it a `fmnist-edge reproduce` output?")
     target, shown = swapped_folder(out_dir)
     if target.exists() and not target.is_dir():
         raise FmnistEdgeError(f"{shown}: exists and is not a folder; choose another --out")

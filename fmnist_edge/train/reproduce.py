@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.fileio import NUMBER, json_typed, read_json, write_json
+from fmnist_edge.idx import load_split
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
 BASE = dict(n=64, dropout=0.2, optimizer="adam", lr=1e-3, batch_size=100)
@@ -197,15 +198,18 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     record_path = root / "reproduction.json"
     spent = _time_spent(record_path)  # checked, as plan.json is, before anything is moved or written
     plan_path = root / "plan.json"
+    stale: list = []
     if plan_path.is_file():
         before = _earlier_plan(plan_path)
         seeds = max(seeds, before.get("seeds", seeds))
         stale = _stale_runs(root, before, settings, digests, rerun_changed)
-        if stale:
-            shelf = _supersede(root, stale, before["configs"])
-            if log:
-                log(f"retraining {len(stale)} run(s) per seed whose configs changed: {', '.join(stale)} "
-                    f"(the old ones are in {shelf})")
+    for split in ("train", "test"):  # missing or damaged data is said before anything is moved or written
+        load_split(split, data_dir)
+    if stale:
+        shelf = _supersede(root, stale, before["configs"])
+        if log:
+            log(f"retraining {len(stale)} run(s) per seed whose configs changed: {', '.join(stale)} "
+                f"(the old ones are in {shelf})")
     # absolute: `report` reads it from wherever it is run, not from this working folder
     named_data = os.path.abspath(data_dir) if data_dir else None
     write_json(plan_path, {**settings, "seeds": seeds, "data_dir": named_data,

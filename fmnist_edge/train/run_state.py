@@ -41,6 +41,7 @@ def run_state(run_dir: Path) -> str:
 
 def _load_encoder_into(model: nn.Module, encoder_ckpt: Path, n: int) -> str:
     ae, payload = checkpoint.load_model(encoder_ckpt, expect_kind="autoencoder")
+    checkpoint.refuse_non_finite(ae.encoder, encoder_ckpt)
     if ae.encoder.n != n:
         raise ModelError(f"{encoder_ckpt}: encoder has n={ae.encoder.n}, the classifier wants n={n}")
     model.encoder.load_state_dict(ae.encoder.state_dict())
