@@ -189,7 +189,7 @@ def test_an_option_for_what_the_run_does_not_do_is_refused_not_stored(cli, tmp_p
 
 @pytest.mark.parametrize("flags, bf16", [(["avx2"], False), (["avx2", "avx512_bf16"], True), (["amx_bf16"], True)])
 def test_the_teachers_bf16_is_on_only_where_the_cpu_computes_in_bf16(monkeypatch, flags, bf16):
-    """Emulated on an AVX2-only CPU, bf16 made the teacher's epochs ten times slower than fp32."""
+    """Emulated on an AVX2-only CPU, bf16 makes the teacher's epochs many times slower than fp32."""
     import torch
 
     import fmnist_edge.cli.train_cmds as train_cmds

@@ -205,6 +205,30 @@ def test_resume_mid_epoch(tmp_path, fake_data_dir, uninterrupted, monkeypatch):
     assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
 
 
+def test_ctrl_c_after_the_last_epoch_says_how_to_finish_and_resume_finishes(tmp_path, fake_data_dir, monkeypatch,
+                                                                            uninterrupted):
+    import fmnist_edge.train.loop as loop
+
+    run = tmp_path / "run"
+    real = loop.evaluate
+    calls = []
+
+    def evaluate_then_ctrl_c(model, data, kind, *args, **kwargs):  # the test evaluation is the first with mirror=
+        if "mirror" in kwargs and not calls:
+            calls.append(1)
+            raise KeyboardInterrupt
+        return real(model, data, kind, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate_then_ctrl_c)
+    with pytest.raises(FmnistEdgeError, match="after the last epoch, before the test; .*last.pt holds the run: "
+                                              "finish it with --resume"):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10).run()
+    assert run_state(run) == "partial"
+    result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, resume=True).run()
+    assert result.metrics["epochs"] == 3
+    assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
+
+
 def test_resume_keeps_the_started_configuration(tmp_path, fake_data_dir):
     run = tmp_path / "run"
     with pytest.raises(FmnistEdgeError):

@@ -126,7 +126,8 @@ def _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last,
         (revive_every and no_revival, f"--revive-every {revive_every}: {no_revival}"),
         (augment_off_last and not train_cfg.augment,
          f"--augment-off-last {augment_off_last}: this {what} trains without augmentation (recipe {train_cfg.recipe})"),
-        (dropout_off_last and not model_cfg.dropout, f"--dropout-off-last {dropout_off_last}: -p 0 has no dropout to turn off"),
+        (dropout_off_last and not model_cfg.dropout,
+         f"--dropout-off-last {dropout_off_last}: -p 0 has no dropout to turn off"),
     ]
     for refused, why in refusals:
         if refused:

@@ -168,7 +168,12 @@ class Trainer(RunState):
             raise Interrupted(
                 f"interrupted in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
                 "continue with --resume") from None
-        return self._finish(stop_reason)
+        try:
+            return self._finish(stop_reason)
+        except KeyboardInterrupt:  # the epochs are done and saved: only the test and model.pt are left
+            saved = self.run_dir / checkpoint.RESUME_FILE
+            raise Interrupted(f"interrupted after the last epoch, before the test; {saved} holds the run: "
+                              "finish it with --resume") from None
 
     @contextlib.contextmanager
     def _ctrl_c_between_steps(self):
