@@ -30,6 +30,11 @@ def with_article(kind: str) -> str:
     return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind}"
 
 
+def counted(count, noun: str) -> str:
+    """'1 epoch', '20 epochs', '1 thread': a count and its noun, singular for one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def printable(text: str) -> str:
     """`text` with its control characters escaped (a newline in a file name is shown as \\n), so
     that a message about it stays one line on a terminal."""

@@ -130,7 +130,7 @@ def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(quick, tmp_path):
 
     summary = json.loads((quick["runs"] / "report" / "summary.json").read_text())
     assert "runs at a time" not in render_markdown(summary)
-    assert "threads per run, 2 runs at a time)" in render_markdown({**summary, "jobs": 2})
+    assert " per run, 2 runs at a time)" in render_markdown({**summary, "jobs": 2})
 
 
 @pytest.mark.torch

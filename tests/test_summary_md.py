@@ -37,7 +37,7 @@ def test_the_cases_row_has_mean_std_tta_and_per_seed_accuracy():
     assert "| 92.20 ± 0.20% | 92.58% | 90.6% | 2 | s0 92.00%, s1 92.19% |" in row
     assert "| Shirt | n/a |" in md  # a NaN class accuracy is not printed as a number
     assert "| ae-base | 64 | 0.2 | adam | 0.001 | 100 | 0.00991 | 0.01020 ± 0.00013 | 0.01040 |" in md
-    assert "50.3 min" in md and "1 threads per run, 2 runs at a time" in md
+    assert "50.3 min" in md and "1 thread per run, 2 runs at a time" in md
     assert "Training time per seed (the sum of its runs' times): seed 0 94.5 min." in md
     assert "- seed 1 ae-n32: missing" in md and "![fig9](fig9.png)" in md
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, counted
 from fmnist_edge.train.config import (DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER,
                                      REPORT_DECODER_DILATION)
 
@@ -181,7 +181,7 @@ def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=
     result = trainer.run()
     m = result.metrics
     score = (f"test MSE {m['test_mse']:.5f}" if "test_mse" in m else f"test accuracy {m['test_accuracy']:.4f}")
-    console.print(f"done: {m['epochs']} epochs ({m['stop_reason']}), best epoch {m['best_epoch']}, "
+    console.print(f"done: {counted(m['epochs'], 'epoch')} ({m['stop_reason']}), best epoch {m['best_epoch']}, "
                   f"{score}, {m['wall_time_s']:.0f}s; checkpoint {result.model_path}", highlight=False)
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from fmnist_edge.errors import counted
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train.config import QUICK_LIMIT
 from fmnist_edge.train.reproduce import N_RUNS
@@ -40,8 +41,8 @@ def render_markdown(s: dict) -> str:
         f"Wall time of the reproduction: {_num(wall and wall / 60, '.1f')} min"
         + (f" on {machine.get('cpu') or machine.get('processor')} ({machine.get('cpu_count')} CPUs, "
            f"torch {machine.get('torch')}, "
-           f"{machine.get('torch_threads')} threads" + (f" per run, {s['jobs']} runs at a time" if s.get("jobs", 1) > 1
-                                                          else "") + ")" if machine else "") + ".",
+           f"{counted(machine.get('torch_threads'), 'thread')}"
+           + (f" per run, {s['jobs']} runs at a time" if s.get("jobs", 1) > 1 else "") + ")" if machine else "") + ".",
         "Test numbers are on the test set, never used for early stopping; ± is the sample standard "
         "deviation over seeds.", "",
     ]
