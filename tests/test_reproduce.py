@@ -163,6 +163,25 @@ def test_a_changed_recipe_is_refused_not_mixed(quick, tmp_path, monkeypatch):
     refused(result, "other settings (configs=", "use another --out")
 
 
+def test_a_quick_folder_without_quick_says_how_to_resume_it(quick, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(quick["runs"] / "plan.json", runs / "plan.json")
+    result = CliRunner().invoke(app, ["reproduce", "--out", str(runs), "--data-dir", str(quick["data"]),
+                                      "--device", "cpu", "--no-report"])
+    refused(result, "other settings (quick=True", "add --quick to resume it; use another --out")
+    assert [p.name for p in runs.iterdir()] == ["plan.json"]
+
+
+def test_reproduce_refuses_a_training_run_folder(tmp_path, fake_data_dir):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.pt").write_bytes(b"a finished run")
+    result = CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(tmp_path / "run"), "--data-dir",
+                                      str(fake_data_dir), "--no-report"])
+    refused(result, "holds a training run (model.pt)", "a folder of its own")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["model.pt"]
+
+
 def _frozen_heads_without_smoothing(monkeypatch):
     """As if a later version changed the recipe of the frozen-encoder cases (2 and 4) only."""
     from fmnist_edge.train import config

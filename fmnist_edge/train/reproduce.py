@@ -188,6 +188,11 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     if jobs < 1:
         raise FmnistEdgeError(f"--jobs must be at least 1, got {jobs}")
     root = Path(root)
+    from fmnist_edge.train.checkpoint import MODEL_FILE, RESUME_FILE
+
+    held = [name for name in (MODEL_FILE, RESUME_FILE) if (root / name).is_file()]
+    if held:  # its plan.json and seed folders would land beside another run's checkpoint
+        raise FmnistEdgeError(f"{root} holds a training run ({held[0]}); a reproduction needs a folder of its own")
     runs = plan(seeds, recipe, quick, max_epochs, patience)
     for run in runs:  # before plan.json is written
         run.model_cfg.check()
@@ -311,8 +316,12 @@ def _stale_runs(root: Path, before: dict, settings: dict, digests: dict[str, str
     if not changed:
         return []
     if changed != ["configs"]:  # another recipe, --quick or epoch budget: every run differs
+        resume = {"quick": "add --quick to resume it" if before.get("quick") else "drop --quick to resume it",
+                  "recipe": f"--recipe {before.get('recipe')} resumes it"}
+        hints = [resume[k] for k in changed if k in resume and before.get(k) is not None]
         raise FmnistEdgeError(f"{root} holds a reproduction with other settings "
-                              f"({', '.join(f'{k}={before.get(k)}' for k in changed)}); use another --out")
+                              f"({', '.join(f'{k}={before.get(k)}' for k in changed)}); "
+                              + "; ".join([*hints, "use another --out"]))
     if not rerun_changed:
         raise FmnistEdgeError(f"{root} holds a reproduction with other settings (configs={before['configs']}): "
                               "--rerun-changed retrains just the changed runs, or use another --out")
