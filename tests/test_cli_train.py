@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_train_prints_what_and_where(cli, tmp_path):
     result = cli("train", "autoencoder", "--n", "8", "--out", "ae8", *FAST)
     assert result.exit_code == 0
     assert "training autoencoder (n=8, p=0.2, adam, lr=0.001, batch 100" in result.stderr
-    assert "done: 1 epochs" in result.stderr and str(tmp_path.joinpath("ae8", "model.pt").relative_to(tmp_path)) \
+    assert "done: 1 epoch (" in result.stderr and str(tmp_path.joinpath("ae8", "model.pt").relative_to(tmp_path)) \
         in result.stderr
 
 
@@ -175,12 +176,60 @@ def test_plain_train_runs_both_and_says_where(cli, tmp_path):
     assert (tmp_path / "both" / "classifier" / "model.pt").stat().st_mtime_ns == before
 
 
+
+def test_plain_train_reuses_a_run_of_an_older_version_and_checks_the_teacher_by_content(cli, tmp_path):
+    import torch
+
+    small = ["--limit", "300", "--max-epochs", "1", "--quiet", "--device", "cpu"]
+    assert cli("train", "teacher", "--n", "16", "--out", "t", *small).exit_code == 0
+    shutil.copy(tmp_path / "t" / "model.pt", tmp_path / "copy.pt")
+    assert cli("train", "--out", "p", "--teacher", "t/model.pt", *small).exit_code == 0
+    ae = tmp_path / "p" / "autoencoder" / "model.pt"
+    payload = torch.load(ae, weights_only=True)  # as an earlier version wrote it: fields it did not have
+    for field in ("batch_norm", "calibrate_active", "recon_loss"):
+        payload["train_config"].pop(field)
+    payload["model_config"].pop("decoder_dilation")
+    torch.save(payload, ae)
+    same = cli("train", "--out", "p", "--teacher", tmp_path / "copy.pt", *small)  # the same bytes, another name
+    assert same.exit_code == 0 and "reusing it" in same.stderr, same.stderr
+    assert cli("train", "teacher", "--n", "16", "--seed", "5", "--out", "t", "--force", *small).exit_code == 0
+    one_error_line(cli("train", "--out", "p", "--teacher", "t/model.pt", *small),
+                   "already trained with other settings (teacher another file there, t/model.pt asked)")
+
+
+def test_plain_train_resumes_only_a_run_started_as_asked(cli, tmp_path, monkeypatch):
+    import fmnist_edge.train.loop as loop
+
+    interrupt = [True]  # once: the first run's first epoch
+
+    def ctrl_c_once(record):
+        if interrupt.pop() if interrupt else False:
+            raise KeyboardInterrupt
+
+    real_init = loop.Trainer.__init__
+
+    def interrupted_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.on_epoch = ctrl_c_once
+
+    monkeypatch.setattr(loop.Trainer, "__init__", interrupted_init)
+    small = ["--limit", "300", "--quiet", "--device", "cpu"]
+    one_error_line(cli("train", "--out", "p", "--max-epochs", "2", *small), "interrupted in epoch 2", code=130,
+                   banner=True)  # after the first epoch: in the second
+    one_error_line(cli("train", "--out", "p", "--max-epochs", "3", "--resume", *small),
+                   "p/autoencoder: started with other settings (max_epochs 2 there, 3 asked)")
+    resumed = cli("train", "--out", "p", "--max-epochs", "2", "--resume", *small)
+    assert resumed.exit_code == 0, resumed.output
+    assert (tmp_path / "p" / "classifier" / "model.pt").is_file()
+
+
 @pytest.mark.parametrize("args, needle", [
     (["train", "autoencoder", "--batch-norm", "--revive-every", "10"], "--batch-norm turns revival off"),
     (["train", "classifier", "--case", "4", "--revive-every", "10"], "a classifier case 4 has no latent units"),
     (["train", "classifier", "--case", "4", "--augment-off-last", "0.5"], "trains without augmentation (recipe best)"),
     (["train", "classifier", "--case", "3", "--recipe", "paper", "--augment-off-last", "0.5"], "(recipe paper)"),
-    (["train", "autoencoder", "-p", "0", "--dropout-off-last", "0.5"], "-p 0 has no dropout to turn off"),
+    (["train", "autoencoder", "-p", "0", "--dropout-off-last", "0.5"], "this run has no dropout to turn off (p = 0)"),
+    (["train", "classifier", "--case", "4", "--dropout-off-last", "0.5"], "case 4's frozen encoder runs without dropout"),
 ])
 def test_an_option_for_what_the_run_does_not_do_is_refused_not_stored(cli, tmp_path, args, needle):
     one_error_line(cli(*args, "--out", "r", *FAST), needle)
@@ -201,6 +250,7 @@ def test_the_teachers_bf16_is_on_only_where_the_cpu_computes_in_bf16(monkeypatch
     assert cfg.bf16 is bf16
     _, cfg = train_cmds._configs("teacher", 256, 0.3, "adam", None, 100, 30, 8, 0, None, "best", True)
     assert cfg.bf16 is True  # asked for: given, whatever the CPU
+    assert train_cmds.native_bf16("cuda") and train_cmds.native_bf16("cpu") is bf16
 
 
 def test_a_two_epoch_run_keeps_its_dropout_for_the_first_epoch():

@@ -229,6 +229,28 @@ def test_ctrl_c_after_the_last_epoch_says_how_to_finish_and_resume_finishes(tmp_
     assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
 
 
+def test_a_run_resumed_after_it_stopped_early_stops_again(tmp_path, fake_data_dir, monkeypatch):
+    """Stopped early at epoch 2 of 5, then Ctrl-C during the test: --resume finishes at epoch 2."""
+    import fmnist_edge.train.loop as loop
+
+    monkeypatch.setattr(loop.Trainer, "_stops_early", lambda self: self.epoch >= 2)
+    real, calls = loop.evaluate, []
+
+    def evaluate_then_ctrl_c(model, data, kind, *args, **kwargs):
+        if "mirror" in kwargs and not calls:
+            calls.append(1)
+            raise KeyboardInterrupt
+        return real(model, data, kind, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate_then_ctrl_c)
+    run = tmp_path / "run"
+    with pytest.raises(FmnistEdgeError, match="after the last epoch"):
+        ae_trainer(run, fake_data_dir, max_epochs=5, patience=10).run()
+    result = ae_trainer(run, fake_data_dir, max_epochs=5, patience=10, resume=True).run()
+    assert (result.metrics["epochs"], result.metrics["stop_reason"]) == (2, "early-stop")
+    assert len(result.history) == 2
+
+
 def test_resume_keeps_the_started_configuration(tmp_path, fake_data_dir):
     run = tmp_path / "run"
     with pytest.raises(FmnistEdgeError):

@@ -78,7 +78,7 @@ def _given(ctx: typer.Context, name: str) -> bool:
 def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
              recipe, bf16, case=None, dropout_off_last=None, revive_every=None, teacher=None,
              distill=None, temperature=None, calibrate_init=None, augment_off_last=None, calibrate_active=None,
-             decoder_dilation=REPORT_DECODER_DILATION, batch_norm=None):
+             decoder_dilation=REPORT_DECODER_DILATION, batch_norm=None, device="auto"):
     from fmnist_edge.train.config import HALF_ACTIVE, ModelConfig, TrainConfig, apply_recipe, recipe_lr
 
     model_cfg = ModelConfig(kind=kind, n=n, dropout=dropout, case=case, decoder_dilation=decoder_dilation)
@@ -95,7 +95,7 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
             setattr(train_cfg, name, value)
     if calibrate_active is None and not train_cfg.calibrate_init:
         train_cfg.calibrate_active = HALF_ACTIVE  # the recipe's share, for a calibration turned off (--no-calibrate-init)
-    if bf16 is None and train_cfg.bf16 and not native_bf16():
+    if bf16 is None and train_cfg.bf16 and not native_bf16(device):
         train_cfg.bf16 = False  # emulated, bf16 is many times slower than fp32 (AVX2-only CPUs)
     _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last)
     if teacher is None and (distill is not None or temperature is not None):
@@ -108,26 +108,30 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
     return model_cfg, train_cfg
 
 
-def native_bf16() -> bool:
-    """Whether bf16 autocast runs on hardware here: a GPU, or a CPU with AVX-512 BF16 or AMX."""
+def native_bf16(device: str = "auto") -> bool:
+    """Whether bf16 autocast runs on hardware for `device`: a GPU, or a CPU with AVX-512 BF16 or AMX."""
     import torch
 
     from fmnist_edge.machine import cpu_model
 
-    return torch.cuda.is_available() or bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()["cpu_flags"]))
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return True
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()["cpu_flags"]))
 
 
 def _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last) -> None:
     """An option given for something this run does not do is refused, not stored and ignored."""
-    what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
+    what = model_cfg.title
     no_revival = ("--batch-norm turns revival off" if train_cfg.batch_norm else
                   f"a {what} has no latent units of its own to revive" if model_cfg.frozen_encoder else None)
     refusals = [
         (revive_every and no_revival, f"--revive-every {revive_every}: {no_revival}"),
         (augment_off_last and not train_cfg.augment,
          f"--augment-off-last {augment_off_last}: this {what} trains without augmentation (recipe {train_cfg.recipe})"),
+        (dropout_off_last and model_cfg.frozen_encoder,
+         f"--dropout-off-last {dropout_off_last}: a {what}'s frozen encoder runs without dropout"),
         (dropout_off_last and not model_cfg.dropout,
-         f"--dropout-off-last {dropout_off_last}: -p 0 has no dropout to turn off"),
+         f"--dropout-off-last {dropout_off_last}: this run has no dropout to turn off (p = 0)"),
     ]
     for refused, why in refusals:
         if refused:
@@ -135,24 +139,29 @@ def _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last,
 
 
 def _refuse_other_settings(run_dir: Path, model_cfg, train_cfg) -> None:
-    """A finished run that plain `train` would reuse must have been trained as asked now."""
-    from fmnist_edge.train.checkpoint import MODEL_FILE, load_raw
-    from fmnist_edge.train.config import to_dict
+    """A run that plain `train` would reuse (model.pt) or resume (last.pt) must have been started
+    with the settings asked now; the teacher counts by its content, not its name."""
+    from fmnist_edge.fileio import sha256_file
+    from fmnist_edge.train.checkpoint import MODEL_FILE, RESUME_FILE, load_raw
+    from fmnist_edge.train.config import ModelConfig, TrainConfig, from_dict, to_dict
 
-    payload = load_raw(run_dir / MODEL_FILE)
+    file = run_dir / (MODEL_FILE if (run_dir / MODEL_FILE).is_file() else RESUME_FILE)
+    payload = load_raw(file)
     differing = []
-    for saved, asked in ((payload.get("model_config", {}), to_dict(model_cfg)),
-                         (payload.get("train_config", {}), to_dict(train_cfg))):
-        for name, value in asked.items():
-            if name == "teacher" and value and saved.get(name):  # the same file, however it was named
-                same = Path(value).resolve() == Path(saved[name]).resolve()
+    for cls, key, asked in ((ModelConfig, "model_config", model_cfg), (TrainConfig, "train_config", train_cfg)):
+        saved = to_dict(from_dict(cls, payload.get(key, {})))  # a field older runs lack: its default
+        for name, value in to_dict(asked).items():
+            if name == "teacher" and value and saved.get(name):
+                taught_by = payload.get("teacher_sha256") or (payload.get("metrics") or {}).get("teacher_sha256")
+                same = Path(value).is_file() and sha256_file(Path(value)) == taught_by
+                shown = ("another file" if not same else value, value)
             else:
-                same = saved.get(name) == value
+                same, shown = saved.get(name) == value, (saved.get(name), value)
             if not same:
-                differing.append(f"{name} {saved.get(name)} there, {value} asked")
+                differing.append(f"{name} {shown[0]} there, {shown[1]} asked")
     if differing:
-        raise FmnistEdgeError(f"{run_dir}: already trained with other settings ({'; '.join(differing)}); "
-                              "--force retrains it, or name another --out")
+        raise FmnistEdgeError(f"{run_dir}: {'already trained' if file.name == MODEL_FILE else 'started'} with "
+                              f"other settings ({'; '.join(differing)}); --force retrains it, or name another --out")
 
 
 # Options that say where and how to run, not what to train: a resumed run may change them.
@@ -174,7 +183,7 @@ def _run(model_cfg, train_cfg, out, data_dir, encoder=None, resume=False, force=
         console.print(f"nothing to resume in {out} (no interrupted run there): starting a new run", highlight=False)
     trainer.prepare()  # the data files read and checked: a bad one is said before the banner
     model_cfg, train_cfg = trainer.model_cfg, trainer.cfg  # a resumed run's own settings
-    what = model_cfg.kind + (f" case {model_cfg.case}" if model_cfg.case else "")
+    what = model_cfg.title
     console.print(f"{'resuming' if trainer.resume else 'training'} {what} (n={model_cfg.n}, p={model_cfg.dropout}, "
                   f"{train_cfg.optimizer}, lr={train_cfg.lr}, batch {train_cfg.batch_size}, recipe {train_cfg.recipe}) "
                   f"into {out}", highlight=False)
@@ -221,14 +230,15 @@ def register(app: typer.Typer) -> None:
         clf_cfgs = _configs("classifier", 64, 0.1, "adam", None, 100, max_epochs, patience, seed, limit,
                             recipe, None, case=1, teacher=teacher, distill=distill, temperature=temperature)
         ae_dir, clf_dir = out / "autoencoder", out / "classifier"
+        states = {run_dir: run_state(run_dir) for run_dir in (ae_dir, clf_dir)}
         for run_dir, cfgs in ((ae_dir, ae_cfgs), (clf_dir, clf_cfgs)):  # both, before any training
-            if run_state(run_dir) == "finished" and not force:
+            if not force and (states[run_dir] == "finished" or (states[run_dir] == "partial" and resume)):
                 _refuse_other_settings(run_dir, *cfgs)
-        if run_state(ae_dir) == "finished" and not force:
+        if states[ae_dir] == "finished" and not force:
             typer.echo(f"autoencoder already trained in {ae_dir} with these settings; reusing it", err=True)
         else:
             _run(*ae_cfgs, ae_dir, data_dir, resume=resume, force=force, device=device, quiet=quiet)
-        if run_state(clf_dir) == "finished" and not force:
+        if states[clf_dir] == "finished" and not force:
             typer.echo(f"classifier already trained in {clf_dir} with these settings; nothing to do "
                        "(--force retrains)", err=True)
         else:
@@ -316,7 +326,7 @@ def register(app: typer.Typer) -> None:
         """Train a larger CNN whose predictions teach the classifier (train classifier --teacher).
         It is never exported: the classifier it teaches keeps the report's architecture."""
         cfgs = _configs("teacher", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
-                        recipe, bf16)
+                        recipe, bf16, device=device)
         _run(*cfgs, out, data_dir, resume=resume, force=force, device=device, quiet=quiet, ctx=ctx)
 
     @app.command("evaluate")

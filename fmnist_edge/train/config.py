@@ -38,6 +38,11 @@ class ModelConfig:
     # columns of its 13x13 output; 1 (padding 0, same weights' shape) writes all of them.
     decoder_dilation: int = REPORT_DECODER_DILATION
 
+    @property
+    def title(self) -> str:
+        """'autoencoder', 'classifier case 2': what the run is, for messages."""
+        return self.kind + (f" case {self.case}" if self.case else "")
+
     def check(self) -> None:
         if self.kind not in KINDS:
             raise FmnistEdgeError(f"unknown model kind {self.kind!r}")

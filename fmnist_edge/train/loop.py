@@ -83,8 +83,8 @@ class Trainer(RunState):
         if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
             raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
         if self.encoder_ckpt is not None and not model_cfg.pretrained_encoder:
-            raise FmnistEdgeError(f"--encoder is for classifier cases 1 and 2; {model_cfg.kind}"
-                                  + (f" case {model_cfg.case}" if model_cfg.case else "") + " starts from random weights")
+            raise FmnistEdgeError(f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random "
+                                  "weights")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
         if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
@@ -150,19 +150,15 @@ class Trainer(RunState):
         from fmnist_edge.train.progress import EpochProgress
 
         progress = EpochProgress(quiet=self.quiet)
-        stop_reason = "max-epochs"
         try:
             with progress, self._ctrl_c_between_steps():
-                while self.epoch < self.cfg.max_epochs:
+                # Checked before each epoch: a run resumed after it stopped early (a Ctrl-C during
+                # the test) stops again rather than train one epoch more.
+                while self.epoch < self.cfg.max_epochs and not self._stops_early():
                     record = self._train_epoch(step_module, train, val, objective, progress)
                     if self.on_epoch:
                         self.on_epoch(record)
-                    # Epochs planned without dropout or augmentation get their own patience: a plateau
-                    # before them says nothing of the network they make, which evaluation runs.
-                    waiting = any(self.epoch < start + self.cfg.patience for start in self._phase_starts())
-                    if self.best["bad_epochs"] >= self.cfg.patience and not waiting:
-                        stop_reason = "early-stop"
-                        break
+            stop_reason = "early-stop" if self._stops_early() else "max-epochs"
         except KeyboardInterrupt:
             self._save_resume_point()
             raise Interrupted(
@@ -192,6 +188,12 @@ class Trainer(RunState):
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def _stops_early(self) -> bool:
+        """Patience run out. Epochs planned without dropout or augmentation get their own patience:
+        a plateau before them says nothing of the network they make, which evaluation runs."""
+        waiting = any(self.epoch < start + self.cfg.patience for start in self._phase_starts())
+        return self.best["bad_epochs"] >= self.cfg.patience and not waiting
 
     def _off_from(self, last_fraction: float) -> int:
         """The first epoch (0-based) of the last `last_fraction` of max_epochs; max_epochs for 0.
@@ -368,6 +370,8 @@ class Trainer(RunState):
             metrics["confusion"] = test["confusion"]
         self.model.cpu()
         model_path = self.run_dir / checkpoint.MODEL_FILE
-        checkpoint.save(model_path, self.model_cfg, self.cfg, self.model, metrics=metrics, history=self.history)
+        # model.pt last: it is what makes the run finished, so a Ctrl-C before it leaves a run that
+        # --resume finishes (metrics.json is written again then).
         write_json(self.run_dir / METRICS_FILE, metrics)
+        checkpoint.save(model_path, self.model_cfg, self.cfg, self.model, metrics=metrics, history=self.history)
         return RunResult(self.run_dir, model_path, metrics, self.history)
