@@ -229,7 +229,8 @@ def test_plain_train_resumes_only_a_run_started_as_asked(cli, tmp_path, monkeypa
     (["train", "classifier", "--case", "4", "--augment-off-last", "0.5"], "trains without augmentation (recipe best)"),
     (["train", "classifier", "--case", "3", "--recipe", "paper", "--augment-off-last", "0.5"], "(recipe paper)"),
     (["train", "autoencoder", "-p", "0", "--dropout-off-last", "0.5"], "this run has no dropout to turn off (p = 0)"),
-    (["train", "classifier", "--case", "4", "--dropout-off-last", "0.5"], "case 4's frozen encoder runs without dropout"),
+    (["train", "classifier", "--case", "4", "--dropout-off-last", "0.5"],
+     "case 4's frozen encoder runs without dropout"),
 ])
 def test_an_option_for_what_the_run_does_not_do_is_refused_not_stored(cli, tmp_path, args, needle):
     one_error_line(cli(*args, "--out", "r", *FAST), needle)
