@@ -12,6 +12,7 @@ from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
 from fmnist_edge.errors import FmnistEdgeError, counted
 from fmnist_edge.train.config import (DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER,
                                      REPORT_DECODER_DILATION)
+from fmnist_edge.train.settings import native_bf16, refuse_contradictions, refuse_other_settings
 
 DEFAULT_TRAIN_DIR = Path("runs/train")
 LATEST_POINTER = Path(LATEST_TRAIN_POINTER)
@@ -97,7 +98,7 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.calibrate_active = HALF_ACTIVE  # the recipe's share, for a calibration turned off (--no-calibrate-init)
     if bf16 is None and train_cfg.bf16 and not native_bf16(device):
         train_cfg.bf16 = False  # emulated, bf16 is many times slower than fp32 (AVX2-only CPUs)
-    _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last)
+    refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last)
     if teacher is None and (distill is not None or temperature is not None):
         raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
@@ -106,62 +107,6 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.temperature = DEFAULT_TEMPERATURE if temperature is None else temperature
     train_cfg.check()
     return model_cfg, train_cfg
-
-
-def native_bf16(device: str = "auto") -> bool:
-    """Whether bf16 autocast runs on hardware for `device`: a GPU, or a CPU with AVX-512 BF16 or AMX."""
-    import torch
-
-    from fmnist_edge.machine import cpu_model
-
-    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        return True
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()["cpu_flags"]))
-
-
-def _refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last) -> None:
-    """An option given for something this run does not do is refused, not stored and ignored."""
-    what = model_cfg.title
-    no_revival = ("--batch-norm turns revival off" if train_cfg.batch_norm else
-                  f"a {what} has no latent units of its own to revive" if model_cfg.frozen_encoder else None)
-    refusals = [
-        (revive_every and no_revival, f"--revive-every {revive_every}: {no_revival}"),
-        (augment_off_last and not train_cfg.augment,
-         f"--augment-off-last {augment_off_last}: this {what} trains without augmentation (recipe {train_cfg.recipe})"),
-        (dropout_off_last and model_cfg.frozen_encoder,
-         f"--dropout-off-last {dropout_off_last}: a {what}'s frozen encoder runs without dropout"),
-        (dropout_off_last and not model_cfg.dropout,
-         f"--dropout-off-last {dropout_off_last}: this run has no dropout to turn off (p = 0)"),
-    ]
-    for refused, why in refusals:
-        if refused:
-            raise FmnistEdgeError(why)
-
-
-def _refuse_other_settings(run_dir: Path, model_cfg, train_cfg) -> None:
-    """A run that plain `train` would reuse (model.pt) or resume (last.pt) must have been started
-    with the settings asked now; the teacher counts by its content, not its name."""
-    from fmnist_edge.fileio import sha256_file
-    from fmnist_edge.train.checkpoint import MODEL_FILE, RESUME_FILE, load_raw
-    from fmnist_edge.train.config import ModelConfig, TrainConfig, from_dict, to_dict
-
-    file = run_dir / (MODEL_FILE if (run_dir / MODEL_FILE).is_file() else RESUME_FILE)
-    payload = load_raw(file)
-    differing = []
-    for cls, key, asked in ((ModelConfig, "model_config", model_cfg), (TrainConfig, "train_config", train_cfg)):
-        saved = to_dict(from_dict(cls, payload.get(key, {})))  # a field older runs lack: its default
-        for name, value in to_dict(asked).items():
-            if name == "teacher" and value and saved.get(name):
-                taught_by = payload.get("teacher_sha256") or (payload.get("metrics") or {}).get("teacher_sha256")
-                same = Path(value).is_file() and sha256_file(Path(value)) == taught_by
-                shown = ("another file" if not same else value, value)
-            else:
-                same, shown = saved.get(name) == value, (saved.get(name), value)
-            if not same:
-                differing.append(f"{name} {shown[0]} there, {shown[1]} asked")
-    if differing:
-        raise FmnistEdgeError(f"{run_dir}: {'already trained' if file.name == MODEL_FILE else 'started'} with "
-                              f"other settings ({'; '.join(differing)}); --force retrains it, or name another --out")
 
 
 # Options that say where and how to run, not what to train: a resumed run may change them.
@@ -233,7 +178,7 @@ def register(app: typer.Typer) -> None:
         states = {run_dir: run_state(run_dir) for run_dir in (ae_dir, clf_dir)}
         for run_dir, cfgs in ((ae_dir, ae_cfgs), (clf_dir, clf_cfgs)):  # both, before any training
             if not force and (states[run_dir] == "finished" or (states[run_dir] == "partial" and resume)):
-                _refuse_other_settings(run_dir, *cfgs)
+                refuse_other_settings(run_dir, *cfgs)
         if states[ae_dir] == "finished" and not force:
             typer.echo(f"autoencoder already trained in {ae_dir} with these settings; reusing it", err=True)
         else:
