@@ -86,7 +86,7 @@ def put_in_place(staging: Path, target: Path, is_own: Callable[[str], bool], las
             source = hold / "new" / name
         _move_in(source, target / name, hold / "old")
     for old in target.iterdir():  # an earlier version's, which this one does not have
-        if is_own(old.name) and old.name not in drawn and not stale(old) and old != hold:
+        if is_own(old.name) and old.name not in drawn and not stale(old):
             shutil.rmtree(old) if _is_folder(old) else old.unlink()
     shutil.rmtree(staging, ignore_errors=True)
     for left in filter(stale, target.iterdir()):  # `hold` among them

@@ -76,16 +76,15 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
     return (images.astype(np.float32) / 255.0)[:, None]
 
 
-def _carry_over(target: Path, staging: Path, replaced: set[str], log=print) -> dict:
+def _carry_over(target: Path, staging: Path, replaced: set[str], listed: dict, log=print) -> dict:
     """Copy the target's other own files (samples, models not re-exported) into staging; returns
     their manifest entries. An int8 file whose fp32 model was just re-exported is left behind: it
     was made from the old one; so are the ORT-format twins of every model left behind or replaced,
     and the operators config is written again for the twins that stay. What is not an export's
-    own stays where it is, uncopied."""
+    own stays where it is, uncopied. `listed`: the target's manifest entries."""
     kept: dict = {}
     if not target.is_dir():
         return kept
-    listed = _listed(target)
     own = export_owns(listed)
     stale = {spec.int8_filename for spec in MODELS.values() if spec.filename in replaced}
     stale |= {ort_name(name) for name in replaced | stale if is_ort_entry(listed.get(ort_name(name), {}))}
@@ -150,6 +149,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     out_dir, shown = swapped_folder(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
         raise FmnistEdgeError(f"{shown}: exists and is not a folder; choose another --out")
+    listed = _listed(out_dir)  # the previous export's files: what is carried over, what is its own
     calib = None  # loaded before anything is exported: a bad set is refused at once
     if quantize and qcfg.needs_calibration:
         calib = load_calibration(calibration, qcfg.calibration_size, data_dir)
@@ -169,7 +169,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                     model_calib = encoder.run(calib, batch_size=1000)
                 details = quantize_model(staging / name, staging / spec.int8_filename, qcfg, model_calib)
                 entries[spec.int8_filename] = {**entry, **details}
-        entries = {**_carry_over(out_dir, staging, set(entries), log), **entries}
+        entries = {**_carry_over(out_dir, staging, set(entries), listed, log), **entries}
         if ort_platform is not None:
             refuse_clashes(staging, entries, shown=shown)  # a file carried over but not ours
             add_twins(staging, entries, ort_platform, log)
@@ -182,5 +182,5 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 entries[name]["validation"] = figures
         written = manifest.write(staging, entries, producer="fmnist-edge")
         data = json.loads(written.read_text())
-        put_in_place(staging, out_dir, export_owns(_listed(out_dir)), last=(MANIFEST_NAME,))
+        put_in_place(staging, out_dir, export_owns(listed), last=(MANIFEST_NAME,))
         return data

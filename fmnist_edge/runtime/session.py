@@ -64,8 +64,8 @@ def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...
 def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
     """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
     given = Path(path) if path is not None else None
-    named_file = given is not None and not given.is_dir()  # a folder may be called anything, x.ort too
-    if given is not None and named_file and (given.suffix in (".onnx", ORT_SUFFIX) or given.is_file()):
+    # a folder may be called anything, x.ort too
+    if given is not None and not given.is_dir() and (given.suffix in (".onnx", ORT_SUFFIX) or given.is_file()):
         if not given.is_file():
             raise ModelError(f"{path}: no such model file")
         if int8 and ".int8." not in given.name:  # the file would win silently over the flag

@@ -189,10 +189,12 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
         raise FmnistEdgeError(f"--jobs must be at least 1, got {jobs}")
     root = Path(root)
     from fmnist_edge.train.checkpoint import MODEL_FILE, RESUME_FILE
+    from fmnist_edge.train.run_state import run_state
 
-    held = [name for name in (MODEL_FILE, RESUME_FILE) if (root / name).is_file()]
-    if held:  # its plan.json and seed folders would land beside another run's checkpoint
-        raise FmnistEdgeError(f"{root} holds a training run ({held[0]}); a reproduction needs a folder of its own")
+    held = run_state(root)
+    if held != "new":  # its plan.json and seed folders would land beside another run's checkpoint
+        file = MODEL_FILE if held == "finished" else RESUME_FILE
+        raise FmnistEdgeError(f"{root} holds a training run ({file}); a reproduction needs a folder of its own")
     runs = plan(seeds, recipe, quick, max_epochs, patience)
     for run in runs:  # before plan.json is written
         run.model_cfg.check()
