@@ -2,7 +2,13 @@
 
 
 class FmnistEdgeError(Exception):
-    """A failure the user can act on; the CLI prints its message as one line and exits 1."""
+    """A failure the user can act on; the CLI prints its message as one line and exits 1 (2 for a
+    UsageError, 130 for Interrupted)."""
+
+
+class UsageError(FmnistEdgeError):
+    """Options that cannot go together, or a value no option takes: the CLI exits 2, as for the
+    usage errors its parser finds."""
 
 
 class DataError(FmnistEdgeError):
@@ -11,6 +17,11 @@ class DataError(FmnistEdgeError):
 
 class ModelError(FmnistEdgeError):
     """A checkpoint or ONNX model that is missing, foreign, altered or of the wrong shape."""
+
+
+class ModelUsageError(ModelError, UsageError):
+    """A model asked for in a way that contradicts itself (int8 with a named fp32 file): a
+    ModelError to the API, a usage error (exit 2) to the CLI."""
 
 
 class ImageError(FmnistEdgeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import filecmp
 import os
 import re
 import shutil
@@ -56,7 +57,8 @@ def put_in_place(staging: Path, target: Path, is_own: Callable[[str], bool], las
     removed. A swap would take away what is not the command's own (`is_own(name)` false: a user's
     notes, RUNS itself), the working folder or a mount point; a staging folder inside `target`
     (its parent is read-only) counts too. One by one is not atomic: a kill between two moves
-    leaves some files new and some old (the manifest or summary, moved last, still the old one)."""
+    leaves some files new and some old (the manifest or summary, moved last, still the old one).
+    An own file or folder that already holds what the new version has is left as it is."""
     def stale(p: Path) -> bool:  # a killed run's staging folder inside the target
         return is_staging_of(p.name, target.name) and p.is_dir() and p != staging
 
@@ -81,6 +83,8 @@ def put_in_place(staging: Path, target: Path, is_own: Callable[[str], bool], las
                    key=lambda name: (name in last, last.index(name) if name in last else 0, name))
     for name in drawn:
         source = staging / name
+        if _same(source, target / name):  # kept as it is: its inode, and a shell inside a folder
+            continue
         if across:
             copy_as_is(source, hold / "new" / name)
             source = hold / "new" / name
@@ -99,6 +103,17 @@ def copy_as_is(item: Path, dest: Path) -> None:
         shutil.copytree(item, dest, symlinks=True)
     else:
         shutil.copy2(item, dest, follow_symlinks=False)
+
+
+def _same(new: Path, old: Path) -> bool:
+    """Whether `old` already holds what `new` does: the same link, the same bytes, or a folder
+    of the same names, each the same."""
+    if new.is_symlink() or old.is_symlink():
+        return new.is_symlink() and old.is_symlink() and os.readlink(new) == os.readlink(old)
+    if new.is_dir() and old.is_dir():
+        names = sorted(os.listdir(new))
+        return names == sorted(os.listdir(old)) and all(_same(new / name, old / name) for name in names)
+    return new.is_file() and old.is_file() and filecmp.cmp(new, old, shallow=False)
 
 
 def _is_folder(path: Path) -> bool:

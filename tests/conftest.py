@@ -51,9 +51,9 @@ def write_fake_dataset(folder: Path, n_train: int = FAKE_TRAIN, n_test: int = FA
     return folder
 
 
-def refused(result, *needles: str) -> str:
+def refused(result, *needles: str, exit_code: int = 1) -> str:
     """Exit 1, no traceback, exactly one error line on stderr naming every needle."""
-    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert result.exit_code == exit_code, (result.exit_code, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("fmnist-edge: error: ")]
@@ -61,6 +61,12 @@ def refused(result, *needles: str) -> str:
     for needle in needles:
         assert needle in errors[0], errors[0]
     return errors[0]
+
+
+def misused(result, *needles: str) -> str:
+    """A usage error the commands find (options that contradict, a value out of range): as
+    `refused`, with exit 2, as for the errors the parser finds."""
+    return refused(result, *needles, exit_code=2)
 
 
 @pytest.fixture(scope="session")

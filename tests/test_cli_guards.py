@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import invoke, refused
+from conftest import invoke, misused, refused
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
@@ -83,7 +83,7 @@ def test_bench_with_a_bad_checkpoint_named_is_an_error(tmp_path):
 
 
 def test_int8_with_a_named_fp32_file_is_refused():
-    refused(invoke("classify", SHIRT, "--model", FIXTURES / "classifier.onnx", "--int8"),
+    misused(invoke("classify", SHIRT, "--model", FIXTURES / "classifier.onnx", "--int8"),
             "name the int8 file itself")
 
 
@@ -150,25 +150,25 @@ def test_a_failed_force_retrain_keeps_the_finished_run(cli, tmp_path, make_fake_
 
 @pytest.mark.torch
 def test_resume_and_force_together_are_refused(cli, tmp_path):
-    refused(cli("train", "autoencoder", "--n", "8", "--out", "ae", "--resume", "--force", *FAST), "pass one of them")
+    misused(cli("train", "autoencoder", "--n", "8", "--out", "ae", "--resume", "--force", *FAST), "pass one of them")
 
 
 @pytest.mark.torch
 def test_an_encoder_for_a_random_encoder_case_is_refused(cli, tmp_path, tiny_autoencoder):
-    refused(cli("train", "classifier", "--case", "3", "--encoder", tiny_autoencoder, "--out", "c", *FAST),
+    misused(cli("train", "classifier", "--case", "3", "--encoder", tiny_autoencoder, "--out", "c", *FAST),
             "--encoder is for classifier cases 1 and 2")
     assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.torch
 def test_plain_train_options_before_a_subcommand_are_refused(cli, tmp_path):
-    refused(cli("train", "--max-epochs", "1", "--limit", "300", "autoencoder", data=False),
+    misused(cli("train", "--max-epochs", "1", "--limit", "300", "autoencoder", data=False),
             "--max-epochs", "--limit", "put them after `autoencoder`")
 
 
 @pytest.mark.torch
 def test_plain_train_checks_the_classifier_before_training_the_autoencoder(cli, tmp_path):
-    refused(cli("train", "--distill", "0.5", "--out", "t", *FAST), "need a --teacher")
+    misused(cli("train", "--distill", "0.5", "--out", "t", *FAST), "need a --teacher")
     assert not (tmp_path / "t").exists()
 
 
@@ -205,7 +205,7 @@ def test_reproduce_refuses_bad_settings_before_writing_a_plan(cli, tmp_path, opt
 
 @pytest.mark.torch
 def test_a_shape_that_contradicts_the_encoder_is_refused(cli, tmp_path, tiny_autoencoder):
-    refused(cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "32", "--out", "c",
+    misused(cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "32", "--out", "c",
                 *FAST), "--n 32 differs from the encoder's 16")
     result = cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "16", "--out", "c",
                  *FAST)

@@ -114,9 +114,9 @@ def test_case_4_is_calibrated_by_the_recipe_unless_told_not_to(cli, tmp_path, fl
 def test_calibrate_active_is_checked_and_needs_calibration(cli, tmp_path):
     for value in ("0", "1.5", "nan"):
         result = cli("train", "classifier", "--case", "4", "--calibrate-active", value, "--out", "clf", *FAST)
-        assert result.exit_code == 1 and "--calibrate-active must be in (0, 1]" in result.stderr, result.output
+        assert result.exit_code == 2 and "--calibrate-active must be in (0, 1]" in result.stderr, result.output
     result = cli("train", "classifier", "--case", "3", "--calibrate-active", "0.9", "--out", "clf", *FAST)
-    assert result.exit_code == 1 and "--calibrate-active applies to --calibrate-init" in result.stderr
+    assert result.exit_code == 2 and "--calibrate-active applies to --calibrate-init" in result.stderr
     assert not (tmp_path / "clf").exists()
 
 
@@ -233,7 +233,7 @@ def test_plain_train_resumes_only_a_run_started_as_asked(cli, tmp_path, monkeypa
      "case 4's frozen encoder runs without dropout"),
 ])
 def test_an_option_for_what_the_run_does_not_do_is_refused_not_stored(cli, tmp_path, args, needle):
-    one_error_line(cli(*args, "--out", "r", *FAST), needle)
+    one_error_line(cli(*args, "--out", "r", *FAST), needle, code=2)  # a usage error
     assert not (tmp_path / "r").exists()
 
 
@@ -288,33 +288,34 @@ def test_finished_run_without_force(cli, trained_ae):
 
 # -- bad input: one line on stderr, non-zero exit, no traceback ------------------------------
 
-@pytest.mark.parametrize("args,needle", [
-    (["train", "autoencoder", "--n", "0"], "--n must be"),
-    (["train", "autoencoder", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
-    (["train", "autoencoder", "--dropout", "-0.1"], "--dropout"),
-    (["train", "autoencoder", "--lr", "-1"], "--lr must be a positive number"),
-    (["train", "autoencoder", "--lr", "nan"], "--lr"),
-    (["train", "autoencoder", "--optimizer", "rmsprop"], "--optimizer must be one of adam, sgd"),
-    (["train", "autoencoder", "--batch-size", "0"], "--batch-size"),
-    (["train", "autoencoder", "--limit", "0"], "--limit"),
-    (["train", "classifier", "--case", "7"], "--case must be one of 1, 2, 3, 4"),
-    (["train", "classifier", "--case", "2", "--encoder", "missing.pt"], "missing.pt: no such checkpoint"),
-    (["evaluate", "missing.pt"], "missing.pt: no such checkpoint"),
+@pytest.mark.parametrize("args,needle,code", [
+    (["train", "autoencoder", "--n", "0"], "--n must be", 2),
+    (["train", "autoencoder", "--dropout", "1.5"], "--dropout must be in [0, 1)", 2),
+    (["train", "autoencoder", "--dropout", "-0.1"], "--dropout", 2),
+    (["train", "autoencoder", "--lr", "-1"], "--lr must be a positive number", 2),
+    (["train", "autoencoder", "--lr", "nan"], "--lr", 2),
+    (["train", "autoencoder", "--optimizer", "rmsprop"], "--optimizer must be one of adam, sgd", 2),
+    (["train", "autoencoder", "--batch-size", "0"], "--batch-size", 2),
+    (["train", "autoencoder", "--limit", "0"], "--limit", 2),
+    (["train", "classifier", "--case", "7"], "--case must be one of 1, 2, 3, 4", 2),
+    (["train", "classifier", "--case", "2", "--encoder", "missing.pt"], "missing.pt: no such checkpoint", 1),
+    (["evaluate", "missing.pt"], "missing.pt: no such checkpoint", 1),
 ])
-def test_bad_input(cli, args, needle):
-    one_error_line(cli(*args), needle)
+def test_bad_input(cli, args, needle, code):
+    """A value no option takes is a usage error (exit 2); a file that is not there, exit 1."""
+    one_error_line(cli(*args), needle, code=code)
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["train", "autoencoder", "--device", "tpu"], "--device must be auto, cpu or cuda"),
-    (["train", "classifier", "--case", "1"], "needs a pretrained encoder"),
+@pytest.mark.parametrize("args,needle,code", [
+    (["train", "autoencoder", "--device", "tpu"], "--device must be auto, cpu or cuda", 2),
+    (["train", "classifier", "--case", "1"], "needs a pretrained encoder", 2),
 ])
-def test_bad_input_found_by_the_trainer(cli, args, needle):
-    one_error_line(cli(*args), needle)
+def test_bad_input_found_by_the_trainer(cli, args, needle, code):
+    one_error_line(cli(*args), needle, code=code)
 
 
 def test_errors_found_before_training_print_only_the_error(cli):
-    one_error_line(cli("train", "autoencoder", "--device", "tpu"), "--device")
+    one_error_line(cli("train", "autoencoder", "--device", "tpu"), "--device", code=2)
 
 
 def test_checkpoints_that_are_not_ours(cli, tmp_path):
@@ -392,7 +393,7 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
     import typer
 
     from fmnist_edge.cli.common import command
-    from fmnist_edge.errors import Interrupted
+    from fmnist_edge.errors import Interrupted, UsageError
 
     def raising(exc):
         @command
@@ -402,6 +403,7 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
 
     for exc, code, needle in [(Interrupted("interrupted in epoch 3; state saved"), 130, "interrupted in epoch 3"),
                               (ValueError("bad\nvalue"), 1, "unexpected ValueError: bad\\nvalue"),
+                              (UsageError("--lr must be positive"), 2, "--lr must be positive"),
                               (KeyboardInterrupt(), 130, "interrupted")]:
         with pytest.raises(typer.Exit) as exit_info:
             raising(exc)()
@@ -412,7 +414,8 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
 
 
 def test_option_errors_name_the_option_and_a_device_is_no_checkpoint(cli):
-    one_error_line(cli("train", "autoencoder", "--dropout-off-last", "2", "--out", "x", *FAST), "--dropout-off-last")
+    one_error_line(cli("train", "autoencoder", "--dropout-off-last", "2", "--out", "x", *FAST), "--dropout-off-last",
+                   code=2)
     one_error_line(cli("evaluate", "/dev/null", data=False), "/dev/null: not a regular file")
 
 

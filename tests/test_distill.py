@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import invoke, refused  # noqa: E402
+from conftest import invoke, misused, refused  # noqa: E402
 from fmnist_edge.errors import FmnistEdgeError  # noqa: E402
 from fmnist_edge.train import checkpoint  # noqa: E402
 from fmnist_edge.train.config import ModelConfig, TrainConfig, apply_recipe  # noqa: E402
@@ -184,7 +184,7 @@ def test_cli_refuses_a_teacher_that_predicts_no_labels(tmp_path, fake_data_dir, 
     refused(result, "none.pt", "no such checkpoint")
     result = invoke("train", "classifier", "--case", "3", "--distill", "0.5", "--out", tmp_path / "s",
                     "--data-dir", fake_data_dir)
-    refused(result, "--distill and --temperature need a --teacher")
+    misused(result, "--distill and --temperature need a --teacher")
 
 
 def test_cli_trains_a_teacher_evaluates_it_and_refuses_to_export_it(tmp_path, fake_data_dir, tiny_teacher):

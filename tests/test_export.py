@@ -30,7 +30,7 @@ from fmnist_edge.spec import (CLASS_NAMES, CLASSIFIER, DECODER, FP32_MAX_ABS_DIF
                               META_QUANTIZATION, MODELS, OPSET)
 from fmnist_edge.train.checkpoint import load_model, load_raw  # noqa: E402
 from fmnist_edge.train.models import Decoder, Encoder  # noqa: E402
-from conftest import invoke as cli, refused  # noqa: E402
+from conftest import invoke as cli, misused, refused  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -611,14 +611,14 @@ def test_integer_methods_store_seven_bit_weights_unless_full_range(run, tmp_path
 
 def test_full_range_with_the_weights_method_is_refused(run, tmp_path, tiny_classifier):
     out = tmp_path / "models"
-    refused(run("export", tiny_classifier, "--out", out, "--quantize", "--full-range", "--no-validate"),
+    misused(run("export", tiny_classifier, "--out", out, "--quantize", "--full-range", "--no-validate"),
             "--full-range", "weights always stores 8-bit weights")
     assert not out.exists() and no_staging_left(tmp_path)
 
 
 def test_unknown_quantize_method_is_refused(run, tmp_path, tiny_classifier):
     out = tmp_path / "models"
-    refused(run("export", tiny_classifier, "--out", out, "--quantize-method", "int4", "--no-validate"),
+    misused(run("export", tiny_classifier, "--out", out, "--quantize-method", "int4", "--no-validate"),
             "--quantize-method must be one of", "'int4'")
     assert not out.exists() and no_staging_left(tmp_path)
 

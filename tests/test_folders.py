@@ -125,6 +125,37 @@ def test_own_files_are_moved_in_one_by_one_beside_a_users_and_a_folder_in_the_wa
     assert (target / "notes.txt").stat().st_ino == notes
 
 
+def test_own_files_that_hold_the_new_version_already_are_left_as_they_are(tmp_path):
+    target = _version(tmp_path / "out", **{"notes.txt": "mine", "manifest.json": "old", "model.onnx": "new",
+                                           "samples__a.png": "new"})
+    kept = {name: (target / name).stat().st_ino for name in ("model.onnx", "samples", "samples/a.png")}
+    replaced = (target / "manifest.json").stat().st_ino
+    _new_version_into(target, tmp_path)
+    assert {name: (target / name).stat().st_ino for name in kept} == kept  # a shell in samples/ stays in it
+    assert (target / "manifest.json").read_text() == "new" and (target / "manifest.json").stat().st_ino != replaced
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "model.onnx", "notes.txt", "samples"]
+
+
+def test_same_compares_bytes_names_and_links_not_times(tmp_path):
+    a = _version(tmp_path / "a", **{"x.png": "1", "sub__y.png": "2"})
+    b = _version(tmp_path / "b", **{"x.png": "1", "sub__y.png": "2"})
+    os.utime(b / "x.png", (0, 0))
+    assert folders._same(a, b)
+    (b / "sub" / "y.png").write_text("3")  # one byte differs, deep down
+    assert not folders._same(a, b)
+    (b / "sub" / "y.png").write_text("2")
+    (b / "z.png").write_text("")  # one name more
+    assert not folders._same(a, b)
+    (b / "z.png").unlink()
+    (a / "l").symlink_to("x.png")
+    (b / "l").symlink_to("sub")
+    assert not folders._same(a, b)  # links count by where they point, not by what they reach
+    (b / "l").unlink()
+    (b / "l").symlink_to("x.png")
+    assert folders._same(a, b)
+    assert not folders._same(a / "x.png", b / "sub") and not folders._same(a / "x.png", tmp_path / "none")
+
+
 def test_the_manifest_moves_last_and_the_others_in_the_order_of_their_names(tmp_path, monkeypatch):
     target = _version(tmp_path / "out", **{"notes.txt": "mine"})
     moved = []

@@ -18,7 +18,7 @@ from fmnist_edge import manifest  # noqa: E402
 from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ort_name  # noqa: E402
 from fmnist_edge.runtime.session import OnnxModel  # noqa: E402
 from fmnist_edge.spec import MODELS  # noqa: E402
-from conftest import invoke as cli, refused  # noqa: E402
+from conftest import invoke as cli, misused, refused  # noqa: E402
 from test_export import full_test_split, tiny_classifier  # noqa: E402,F401  (fixtures)
 
 KINDS = ("encoder", "decoder", "classifier")
@@ -134,7 +134,7 @@ def test_bad_to_ort_calls_are_one_line(args, needle, copy_of, tmp_path):
 
 
 def test_export_platform_without_ort_format_is_refused(tmp_path, tiny_classifier):  # noqa: F811
-    refused(cli("export", tiny_classifier, "--out", tmp_path / "m", "--platform", "x86"), "--ort-format")
+    misused(cli("export", tiny_classifier, "--out", tmp_path / "m", "--platform", "x86"), "--ort-format")
     assert not (tmp_path / "m").exists()
 
 
@@ -223,7 +223,7 @@ def test_a_decoder_twin_without_an_encoder_is_not_passed_unchecked(copy_of, full
 
 
 def test_no_validate_with_a_data_dir_is_refused(copy_of, full_test_split):  # noqa: F811
-    refused(cli("to-ort", copy_of, "--no-validate", "--data-dir", full_test_split), "--data-dir", "--no-validate")
+    misused(cli("to-ort", copy_of, "--no-validate", "--data-dir", full_test_split), "--data-dir", "--no-validate")
 
 
 def test_the_api_pairs_an_ort_encoder_with_the_decoder_of_the_same_form(with_ort):

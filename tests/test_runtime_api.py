@@ -265,6 +265,11 @@ def test_int8_model_agrees_with_fp32(clf, samples):
     assert [p.index for p in int8.predict(samples)] == [p.index for p in clf.predict(samples)]
 
 
+def test_int8_with_a_named_fp32_file_is_a_model_error_to_the_api():
+    with pytest.raises(ModelError, match="name the int8 file itself"):  # the CLI's exit 2 is a subclass
+        FashionClassifier.load(FIXTURES / "classifier.onnx", int8=True)
+
+
 def test_autoencoder_encode_decode_reconstruct(samples):
     ae = FashionAutoencoder.load(FIXTURES)
     latents = ae.encode(samples)

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.torch
 TOOLS = Path(__file__).parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
 
-from probe_epochs import (CodeTerms, Contrastive, Rotation, decorrelation, nt_xent, quarter_turns,  # noqa: E402
-                          random_views)
+from probe_epochs import (Clusters, CodeTerms, Contrastive, Rotation, decorrelation, kmeans, nearest,  # noqa: E402
+                          nt_xent, quarter_turns, random_views)
 
 
 def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
@@ -30,13 +30,14 @@ def test_decorrelation_is_zero_for_uncorrelated_units_and_one_for_copies():
 
 
 @pytest.mark.parametrize("options", [["--contrastive", "0.1", "--temperature", "0"], ["--edge-weight", "-1"],
-                                     ["--edge-weight", "nan"], ["--rotation", "-0.1"], ["--temperature", "nan"]])
+                                     ["--edge-weight", "nan"], ["--rotation", "-0.1"], ["--temperature", "nan"],
+                                     ["--clusters", "-1"], ["--clusters", "0.1", "--k", "1"]])
 def test_probe_epochs_refuses_a_bad_weight_or_temperature_in_one_line(tmp_path, options):
     done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), *options, str(tmp_path / "ae"),
                            "kind=autoencoder"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == ("probe_epochs: error: --contrastive, --rotation and --edge-weight must be 0 or "
-                                   "more and --temperature more than 0")
+    assert done.stderr.strip() == ("probe_epochs: error: --contrastive, --rotation, --clusters and --edge-weight "
+                                   "must be 0 or more, --temperature more than 0 and --k at least 2")
     assert not (tmp_path / "ae").exists()
 
 
@@ -107,7 +108,7 @@ def test_the_rotation_term_is_chance_for_a_blind_head_and_teaches_the_encoder_an
     torch.nn.init.zeros_(rotation.head.weight)
     torch.nn.init.zeros_(rotation.head.bias)
     x = torch.rand(256, 1, 28, 28)
-    blind = rotation.penalty(encoder, x)
+    blind = rotation.penalty(encoder, x, encoder(x))
     assert blind.item() == pytest.approx(torch.log(torch.tensor(4.0)).item(), abs=1e-6)  # all four turns alike
     terms = CodeTerms(0.0, 0.0, 0.0, [Rotation(weight=0.5, n=8, seed=0)])
     encoder.register_forward_hook(terms)
@@ -115,6 +116,39 @@ def test_the_rotation_term_is_chance_for_a_blind_head_and_teaches_the_encoder_an
     encoder(x)
     terms.penalty.backward()
     assert encoder.net[0].weight.grad.abs().sum() > 0 and terms.tasks[0].head.weight.grad.abs().sum() > 0
+
+
+def test_kmeans_finds_separated_groups_and_nearest_names_them():
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = torch.cat([c + torch.randn(200, 2, generator=generator) for c in centres])
+    found = kmeans(points, points[[0, 200, 400]] + 2.0, generator)  # one start per group, off its centre
+    assert torch.cdist(centres, found).diagonal().max() < 0.3  # each centroid moved to its group's mean
+    labels = nearest(points, found)
+    assert all(len(set(labels[i * 200:(i + 1) * 200].tolist())) == 1 for i in range(3))
+    assert len(set(labels.tolist())) == 3
+
+
+def test_the_cluster_term_names_each_images_group_from_its_code_and_teaches_the_encoder():
+    from fmnist_edge.train.models import Encoder
+
+    torch.manual_seed(0)
+    images = torch.rand(300, 1, 28, 28)
+    images[:150, :, :14] = 0.0  # two kinds of picture: dark above, or not
+    encoder, clusters = Encoder(n=8, p=0.0), Clusters(weight=1.0, k=2, n=8, seed=0, images=images)
+    groups = clusters.groups(encoder, images)
+    assert sorted(torch.bincount(groups).tolist()) == [150, 150]  # the two kinds, as the two clusters
+    torch.nn.init.zeros_(clusters.head.weight)
+    torch.nn.init.zeros_(clusters.head.bias)
+    blind = clusters.penalty(encoder, images, encoder(images))
+    assert blind.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
+    clusters.head.reset_parameters()  # a head that sees the code passes its gradient on
+    terms = CodeTerms(0.0, 0.0, 0.0, [clusters])
+    encoder.register_forward_hook(terms)
+    encoder.train()
+    encoder(images[:64])
+    terms.penalty.backward()
+    assert encoder.net[0].weight.grad.abs().sum() > 0 and clusters.head.weight.grad.abs().sum() > 0
 
 
 def test_code_terms_add_noise_and_a_penalty_only_while_training():

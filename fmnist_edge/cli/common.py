@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.errors import FmnistEdgeError, Interrupted, printable
+from fmnist_edge.errors import FmnistEdgeError, Interrupted, UsageError, printable
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -29,7 +29,7 @@ def one_line(exc: BaseException, most: int = 600) -> str:
 
 
 def command(func):
-    """Turn the project's errors into one stderr line and exit 1 (130 for Ctrl-C); an OSError no
+    """Turn the project's errors into one stderr line and exit 1 (2 for a usage error, 130 for Ctrl-C); an OSError no
     check foresaw, and any other exception, into one line too ($FMNIST_EDGE_DEBUG=1 lets the
     traceback through)."""
 
@@ -38,7 +38,8 @@ def command(func):
         try:
             return func(*args, **kwargs)
         except FmnistEdgeError as exc:
-            raise fail(one_line(exc), 130 if isinstance(exc, Interrupted) else 1) from None
+            raise fail(one_line(exc), 130 if isinstance(exc, Interrupted) else 2 if isinstance(exc, UsageError)
+                       else 1) from None
         except OSError as exc:  # the system refused a path no check foresaw: still one line
             if exc.errno == errno.EPIPE:  # a reader that stopped early (`| head`): click's quiet exit
                 raise
@@ -67,7 +68,9 @@ def nonempty_path(value: str | os.PathLike) -> Path:
     return Path(value)
 
 
-nonempty_path.__name__ = "path"  # typer shows a parser's name as the metavar: <path>, as for a plain Path
+# typer shows a parser's name as the metavar: <path>, as for a plain Path (typer 0.28 vendors click, so a
+# click.ParamType subclass would lean on its private typer._click)
+nonempty_path.__name__ = "path"
 
 
 DataDir = Annotated[Optional[Path], typer.Option(

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, UsageError
 
 DEFAULT_EXPORT_DIR = Path("exported")
 OrtPlatform = Annotated[Optional[str], typer.Option(
@@ -41,7 +41,7 @@ def _to_ort(folder: Path, no_validate: bool, platform: str | None, data_dir) -> 
     from fmnist_edge.export.ort_format import DEFAULT_PLATFORM, convert_folder
 
     if no_validate and data_dir is not None:
-        raise FmnistEdgeError("--data-dir names the test set that --no-validate skips; pass one of them")
+        raise UsageError("--data-dir names the test set that --no-validate skips; pass one of them")
 
     return convert_folder(folder, data_dir=data_dir, validate=not no_validate, platform=platform or DEFAULT_PLATFORM,
                           log=lambda msg: typer.echo(msg, err=True))
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         from fmnist_edge.export.ort_format import DEFAULT_PLATFORM
 
         if platform is not None and not ort_format:
-            raise FmnistEdgeError("--platform chooses how --ort-format files are optimised; add --ort-format")
+            raise UsageError("--platform chooses how --ort-format files are optimised; add --ort-format")
         from fmnist_edge.export.pipeline import default_checkpoints, export
 
         ckpts = list(checkpoints) if checkpoints else default_checkpoints()

@@ -42,11 +42,11 @@ def register(app: typer.Typer) -> None:
         jobs: Jobs = None,
     ):
         """Table I's ten autoencoder runs and the four classifier cases, per seed, then the report."""
-        from fmnist_edge.errors import FmnistEdgeError
+        from fmnist_edge.errors import UsageError
         from fmnist_edge.train.config import RECIPES
 
         if recipe not in RECIPES:
-            raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+            raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         from fmnist_edge.train.overview import Overview
         from fmnist_edge.train.reproduce import reproduce
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
-from fmnist_edge.errors import FmnistEdgeError, counted
+from fmnist_edge.errors import UsageError, counted
 from fmnist_edge.train.config import (DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER,
                                      REPORT_DECODER_DILATION)
 from fmnist_edge.train.settings import native_bf16, refuse_contradictions, refuse_other_settings
@@ -100,7 +100,7 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.bf16 = False  # emulated, bf16 is many times slower than fp32 (AVX2-only CPUs)
     refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last)
     if teacher is None and (distill is not None or temperature is not None):
-        raise FmnistEdgeError("--distill and --temperature need a --teacher checkpoint")
+        raise UsageError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
         train_cfg.teacher = str(teacher)
         train_cfg.distill = DEFAULT_DISTILL if distill is None else distill
@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             given = [p.opts[0] for p in ctx.command.params if _given(ctx, p.name)]
             if given:  # they would be dropped: the subcommand has options of its own
-                raise FmnistEdgeError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` belong to plain "
+                raise UsageError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` belong to plain "
                                       f"`fmnist-edge train`; put them after `{ctx.invoked_subcommand}`")
             return
         from fmnist_edge.fileio import write_json
@@ -246,7 +246,7 @@ def register(app: typer.Typer) -> None:
             own_n, own_dropout = encoder_shape(encoder)  # the encoder decides its own shape
             for option, value, own in (("n", n, own_n), ("dropout", dropout, own_dropout)):
                 if _given(ctx, option) and value != own:
-                    raise FmnistEdgeError(f"--{option} {value} differs from the encoder's {own} ({encoder}); leave it out")
+                    raise UsageError(f"--{option} {value} differs from the encoder's {own} ({encoder}); leave it out")
             n, dropout = own_n, own_dropout
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,

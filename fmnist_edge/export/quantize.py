@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, UsageError
 from fmnist_edge.spec import META_QUANTIZATION, STATIC_QUANTIZATION_METHODS
 
 METHODS = ("weights", *STATIC_QUANTIZATION_METHODS, "dynamic")
@@ -45,11 +45,11 @@ class QuantizeConfig:
 
     def check(self) -> None:
         if self.method not in METHODS:
-            raise FmnistEdgeError(f"--quantize-method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise UsageError(f"--quantize-method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.calibration_size < 10:
-            raise FmnistEdgeError("--calibration-size must be at least 10")
+            raise UsageError("--calibration-size must be at least 10")
         if self.full_range and not self.needs_calibration:
-            raise FmnistEdgeError(f"--full-range gives the static methods (qdq, qoperator, linear) 8-bit weights; "
+            raise UsageError(f"--full-range gives the static methods (qdq, qoperator, linear) 8-bit weights; "
                                   f"{self.method} always stores 8-bit weights")
 
     @property

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import ModelError, with_article as _a
+from fmnist_edge.errors import ModelError, ModelUsageError, with_article as _a
 from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ORT_SUFFIX, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
@@ -69,7 +69,7 @@ def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) ->
         if not given.is_file():
             raise ModelError(f"{path}: no such model file")
         if int8 and ".int8." not in given.name:  # the file would win silently over the flag
-            raise ModelError(f"{path}: int8 picks {MODELS[kind].int8_filename} in a model folder; "
+            raise ModelUsageError(f"{path}: int8 picks {MODELS[kind].int8_filename} in a model folder; "
                              "with a file, name the int8 file itself")
         return given  # any file the user names is tried, and refused if it is not our model
     names = MODELS[kind].file_names(int8)

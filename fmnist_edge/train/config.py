@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from dataclasses import asdict, dataclass, field, fields
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import UsageError
 from fmnist_edge.fileio import NUMBER, json_typed
 
 OPTIMIZERS = ("adam", "sgd")
@@ -45,17 +45,17 @@ class ModelConfig:
 
     def check(self) -> None:
         if self.kind not in KINDS:
-            raise FmnistEdgeError(f"unknown model kind {self.kind!r}")
+            raise UsageError(f"unknown model kind {self.kind!r}")
         if not (isinstance(self.n, int) and 1 <= self.n <= 4096):
-            raise FmnistEdgeError(f"--n must be an integer from 1 to 4096, got {self.n}")
+            raise UsageError(f"--n must be an integer from 1 to 4096, got {self.n}")
         if not (0.0 <= self.dropout < 1.0):
-            raise FmnistEdgeError(f"--dropout must be in [0, 1), got {self.dropout}")
+            raise UsageError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.decoder_dilation not in (1, 2):
-            raise FmnistEdgeError(f"--decoder-dilation must be 1 or 2, got {self.decoder_dilation}")
+            raise UsageError(f"--decoder-dilation must be 1 or 2, got {self.decoder_dilation}")
         if self.kind != "autoencoder" and self.decoder_dilation != REPORT_DECODER_DILATION:
-            raise FmnistEdgeError(f"--decoder-dilation is for autoencoders; {self.kind}s have no decoder")
+            raise UsageError(f"--decoder-dilation is for autoencoders; {self.kind}s have no decoder")
         if self.kind == "classifier" and self.case not in CASES:
-            raise FmnistEdgeError(f"--case must be one of 1, 2, 3, 4, got {self.case}")
+            raise UsageError(f"--case must be one of 1, 2, 3, 4, got {self.case}")
 
     @property
     def frozen_encoder(self) -> bool:
@@ -128,55 +128,55 @@ class TrainConfig:
 
     def check(self) -> None:
         if self.optimizer not in OPTIMIZERS:
-            raise FmnistEdgeError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not (self.lr > 0 and self.lr < 10):
-            raise FmnistEdgeError(f"--lr must be a positive number below 10, got {self.lr}")
+            raise UsageError(f"--lr must be a positive number below 10, got {self.lr}")
         if self.batch_size < 1:
-            raise FmnistEdgeError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.max_epochs < 1:
-            raise FmnistEdgeError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+            raise UsageError(f"--max-epochs must be at least 1, got {self.max_epochs}")
         try:
             seed = operator.index(self.seed)  # numpy integers too
         except TypeError:
             seed = -1
         if not 0 <= seed < 2**32:
-            raise FmnistEdgeError(f"--seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
+            raise UsageError(f"--seed must be an integer from 0 to {2**32 - 1}, got {self.seed}")
         if self.patience < 1:
-            raise FmnistEdgeError(f"--patience must be at least 1, got {self.patience}")
+            raise UsageError(f"--patience must be at least 1, got {self.patience}")
         if self.limit is not None and self.limit < 1:
-            raise FmnistEdgeError(f"--limit must be at least 1, got {self.limit}")
+            raise UsageError(f"--limit must be at least 1, got {self.limit}")
         if self.recipe not in RECIPES:
-            raise FmnistEdgeError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+            raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if not (0.0 <= self.mask_inputs < 1.0):
-            raise FmnistEdgeError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
+            raise UsageError(f"mask_inputs must be in [0, 1), got {self.mask_inputs}")
         if not (0 <= self.shift_inputs <= 8):
-            raise FmnistEdgeError(f"shift_inputs must be 0 to 8 pixels, got {self.shift_inputs}")
+            raise UsageError(f"shift_inputs must be 0 to 8 pixels, got {self.shift_inputs}")
         if self.recon_loss not in RECON_LOSSES:
-            raise FmnistEdgeError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
+            raise UsageError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
         if not (0.0 <= self.dropout_off_last <= 1.0):
-            raise FmnistEdgeError(f"--dropout-off-last must be in [0, 1], got {self.dropout_off_last}")
+            raise UsageError(f"--dropout-off-last must be in [0, 1], got {self.dropout_off_last}")
         if not (0.0 <= self.augment_off_last <= 1.0):
-            raise FmnistEdgeError(f"--augment-off-last must be in [0, 1], got {self.augment_off_last}")
+            raise UsageError(f"--augment-off-last must be in [0, 1], got {self.augment_off_last}")
         if not (0.0 <= self.ema < 1.0):
-            raise FmnistEdgeError(f"ema decay must be in [0, 1), got {self.ema}")
+            raise UsageError(f"ema decay must be in [0, 1), got {self.ema}")
         if not (0 <= self.augment_shift <= 8):
-            raise FmnistEdgeError(f"augment_shift must be 0 to 8 pixels, got {self.augment_shift}")
+            raise UsageError(f"augment_shift must be 0 to 8 pixels, got {self.augment_shift}")
         if not (0.0 < self.calibrate_active <= 1.0):
-            raise FmnistEdgeError(f"--calibrate-active must be in (0, 1], got {self.calibrate_active}")
+            raise UsageError(f"--calibrate-active must be in (0, 1], got {self.calibrate_active}")
         if self.calibrate_active != HALF_ACTIVE and not self.calibrate_init:
-            raise FmnistEdgeError("--calibrate-active applies to --calibrate-init, which is off for this run")
+            raise UsageError("--calibrate-active applies to --calibrate-init, which is off for this run")
         if self.revive_every < 0:
-            raise FmnistEdgeError(f"--revive-every must be 0 or more, got {self.revive_every}")
+            raise UsageError(f"--revive-every must be 0 or more, got {self.revive_every}")
         if self.schedule not in ("none", "cosine"):
-            raise FmnistEdgeError(f"unknown schedule {self.schedule!r}")
+            raise UsageError(f"unknown schedule {self.schedule!r}")
         if not (0.0 <= self.distill <= 1.0):
-            raise FmnistEdgeError(f"--distill must be in [0, 1], got {self.distill}")
+            raise UsageError(f"--distill must be in [0, 1], got {self.distill}")
         if self.distill > 0 and not self.teacher:
-            raise FmnistEdgeError("--distill needs a --teacher checkpoint")
+            raise UsageError("--distill needs a --teacher checkpoint")
         if self.teacher and self.distill == 0:
-            raise FmnistEdgeError("--teacher with --distill 0 would teach nothing; give --distill above 0")
+            raise UsageError("--teacher with --distill 0 would teach nothing; give --distill above 0")
         if not (0.0 < self.temperature <= 100.0):
-            raise FmnistEdgeError(f"--temperature must be in (0, 100], got {self.temperature}")
+            raise UsageError(f"--temperature must be in (0, 100], got {self.temperature}")
 
 
 def recipe_lr(recipe: str, model_cfg: ModelConfig) -> float:

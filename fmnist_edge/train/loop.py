@@ -15,7 +15,7 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError, Interrupted
+from fmnist_edge.errors import FmnistEdgeError, Interrupted, UsageError
 from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
@@ -36,7 +36,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise FmnistEdgeError(f"--device must be auto, cpu or cuda, got {device!r}")
+        raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise FmnistEdgeError("--device cuda asked for, but no CUDA device is available")
     return device
@@ -69,7 +69,7 @@ class Trainer(RunState):
         self.on_epoch = on_epoch
         self.given = tuple(given)
         if resume and force:
-            raise FmnistEdgeError("--resume continues a run and --force starts it over: pass one of them")
+            raise UsageError("--resume continues a run and --force starts it over: pass one of them")
         state = run_state(self.run_dir)
         if state == "finished" and not force:
             raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
@@ -81,23 +81,23 @@ class Trainer(RunState):
         self.resume = resume and state == "partial"
         # Everything a run needs is checked before --force deletes the run it replaces.
         if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
-            raise FmnistEdgeError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
+            raise UsageError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
         if self.encoder_ckpt is not None and not model_cfg.pretrained_encoder:
-            raise FmnistEdgeError(f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random "
+            raise UsageError(f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random "
                                   "weights")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
         if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
-            raise FmnistEdgeError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
+            raise UsageError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
         if train_cfg.batch_norm and train_cfg.batch_size < 2:
-            raise FmnistEdgeError("--batch-norm needs batches of at least 2 images (--batch-size)")
+            raise UsageError("--batch-norm needs batches of at least 2 images (--batch-size)")
         if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
-            raise FmnistEdgeError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
+            raise UsageError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
         if train_cfg.teacher and not self.resume:
             from fmnist_edge.train.distill import load_teacher
 
             if not model_cfg.predicts_labels:
-                raise FmnistEdgeError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
+                raise UsageError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
             load_teacher(train_cfg.teacher)
             train_cfg.teacher = str(Path(train_cfg.teacher).resolve())  # a resume from elsewhere finds it
         # Starting over deletes the old run, but only once the new one is ready to train (prepare()):

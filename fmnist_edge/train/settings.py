@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, UsageError
 
 
 def native_bf16(device: str = "auto") -> bool:
@@ -36,7 +36,7 @@ def refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, 
     ]
     for refused, why in refusals:
         if refused:
-            raise FmnistEdgeError(why)
+            raise UsageError(why)
 
 
 def refuse_other_settings(run_dir: Path, model_cfg, train_cfg) -> None:
