@@ -164,6 +164,9 @@ def make_staging(out_dir: Path, inside_ok: bool = False) -> Path:
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        blocker = next((p for p in out_dir.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # "File exists" would not say which
+            raise FmnistEdgeError(f"cannot write to {out_dir}: {blocker} is a file, not a folder") from None
         raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     try:
         previous = out_dir.with_name(f"{STAGING_PREFIX}{out_dir.name}-old")

@@ -982,12 +982,12 @@ def test_calibration_without_a_static_method_is_refused(tmp_path, extra, tiny_au
     calib = tmp_path / "calib.npy"
     np.save(calib, np.zeros((4, 1, 28, 28), np.float32))
     result = cli("export", tiny_autoencoder, "--out", tmp_path / "out", "--calibration", calib, *extra)
-    refused(result, "--calibration")
+    misused(result, "--calibration")
     assert not (tmp_path / "out").exists()
 
 
 def test_export_refuses_two_checkpoints_of_one_kind(run, tmp_path, tiny_autoencoder):
-    refused(run("export", tiny_autoencoder, tiny_autoencoder, "--out", tmp_path / "m", "--no-validate"),
+    misused(run("export", tiny_autoencoder, tiny_autoencoder, "--out", tmp_path / "m", "--no-validate"),
             "are both an autoencoder")
     assert not (tmp_path / "m").exists()
 

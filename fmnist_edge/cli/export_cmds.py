@@ -37,13 +37,17 @@ def _print_files(out: Path, data: dict) -> None:
     typer.echo(f"manifest: {out / 'manifest.json'}")
 
 
-def _to_ort(folder: Path, no_validate: bool, platform: str | None, data_dir) -> dict:
-    from fmnist_edge.export.ort_format import DEFAULT_PLATFORM, convert_folder
-
+def _refuse_data_dir_unused(no_validate: bool, data_dir) -> None:
     if no_validate and data_dir is not None:
         raise UsageError("--data-dir names the test set that --no-validate skips; pass one of them")
 
-    return convert_folder(folder, data_dir=data_dir, validate=not no_validate, platform=platform or DEFAULT_PLATFORM,
+
+def _to_ort(folder: Path, no_validate: bool, platform: str | None, data_dir) -> dict:
+    from fmnist_edge.export.ort_format import DEFAULT_PLATFORM, convert_folder
+
+    _refuse_data_dir_unused(no_validate, data_dir)
+    return convert_folder(folder, data_dir=data_dir, validate=not no_validate,
+                          platform=DEFAULT_PLATFORM if platform is None else platform,
                           log=lambda msg: typer.echo(msg, err=True))
 
 
@@ -63,7 +67,8 @@ def register(app: typer.Typer) -> None:
         calibration: Annotated[Optional[Path], typer.Option(
             help=".npy of calibration images (default: Fashion-MNIST training images).", show_default=False,
             parser=nonempty_path)] = None,
-        calibration_size: Annotated[int, typer.Option(help="Calibration images for static methods.")] = 2000,
+        calibration_size: Annotated[Optional[int], typer.Option(
+            help="Calibration images for static methods (default: 2000).", show_default=False)] = None,
         full_range: Annotated[bool, typer.Option(
             "--full-range", help="8-bit weights for the static methods (qdq, qoperator, linear); their default "
             "7 bits keep int8 kernels exact on x86 CPUs without VNNI, where 8 bits saturate.")] = False,
@@ -80,12 +85,13 @@ def register(app: typer.Typer) -> None:
 
         if platform is not None and not ort_format:
             raise UsageError("--platform chooses how --ort-format files are optimised; add --ort-format")
+        _refuse_data_dir_unused(no_validate, data_dir)
         from fmnist_edge.export.pipeline import default_checkpoints, export
 
         ckpts = list(checkpoints) if checkpoints else default_checkpoints()
         data = export(ckpts, out, quantize=quantize, method=quantize_method, calibration=calibration,
                       calibration_size=calibration_size, data_dir=data_dir, validate=not no_validate,
-                      ort_platform=(platform or DEFAULT_PLATFORM) if ort_format else None, full_range=full_range,
+                      ort_platform=(DEFAULT_PLATFORM if platform is None else platform) if ort_format else None, full_range=full_range,
                       log=lambda msg: typer.echo(msg, err=True))
         _print_files(out, data)
 

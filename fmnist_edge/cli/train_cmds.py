@@ -98,7 +98,7 @@ def _configs(kind: str, n, dropout, optimizer, lr, batch_size, max_epochs, patie
         train_cfg.calibrate_active = HALF_ACTIVE  # the recipe's share, for a calibration turned off (--no-calibrate-init)
     if bf16 is None and train_cfg.bf16 and not native_bf16(device):
         train_cfg.bf16 = False  # emulated, bf16 is many times slower than fp32 (AVX2-only CPUs)
-    refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last)
+    refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last, calibrate_active)
     if teacher is None and (distill is not None or temperature is not None):
         raise UsageError("--distill and --temperature need a --teacher checkpoint")
     if teacher is not None:
@@ -160,8 +160,10 @@ def register(app: typer.Typer) -> None:
         if ctx.invoked_subcommand is not None:
             given = [p.opts[0] for p in ctx.command.params if _given(ctx, p.name)]
             if given:  # they would be dropped: the subcommand has options of its own
-                raise UsageError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` belong to plain "
-                                      f"`fmnist-edge train`; put them after `{ctx.invoked_subcommand}`")
+                them = "them" if len(given) > 1 else "it"
+                raise UsageError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` "
+                                 f"{'belong' if len(given) > 1 else 'belongs'} to plain `fmnist-edge train`; "
+                                 f"put {them} after `{ctx.invoked_subcommand}`")
             return
         from fmnist_edge.fileio import write_json
         from fmnist_edge.train.run_state import run_state

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fmnist_edge.errors import ModelError
+from fmnist_edge.errors import ModelError, with_article
 
 
 def _initializers(path: Path) -> tuple[dict, dict]:
@@ -48,6 +48,13 @@ def model_from_onnx(*paths: Path):
 def load_classifier(source: Path):
     """The PyTorch classifier from a checkpoint (.pt) or an fp32 export (.onnx)."""
     if source.suffix == ".onnx":
+        try:
+            kind = _initializers(source)[1].get("fmnist_edge.kind")
+        except Exception:
+            kind = None  # model_from_onnx says what is wrong with it
+        if kind not in (None, "classifier"):
+            raise ModelError(f"{source}: is {with_article(kind)} model; the PyTorch baseline is a classifier "
+                             "(classifier.onnx or its .pt checkpoint)")
         return model_from_onnx(source)
     from fmnist_edge.train.checkpoint import load_model
 

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import FmnistEdgeError, ModelError, ValidationFailed
+from fmnist_edge.errors import FmnistEdgeError, ModelError, UsageError, ValidationFailed
 from fmnist_edge.fileio import sha256_file
 from fmnist_edge.spec import FP32_MAX_ABS_DIFF, MANIFEST_NAME, MODELS, OPERATORS_CONFIG, export_owns, ort_name
 
@@ -38,7 +38,7 @@ def is_ort_entry(entry: dict) -> bool:
 
 def check_platform(platform: str) -> None:
     if platform not in PLATFORMS:
-        raise FmnistEdgeError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+        raise UsageError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
 
 
 def convert_model(source: Path, target: Path, platform: str = DEFAULT_PLATFORM) -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import FmnistEdgeError, with_article
+from fmnist_edge.errors import FmnistEdgeError, UsageError, with_article
 from fmnist_edge.export.ort_format import (OPERATORS_CONFIG, add_twins, check_platform, is_ort_entry,
                                           refuse_clashes, write_operators_config)
 from fmnist_edge.folders import copy_as_is, put_in_place, staged, swapped_folder
+from fmnist_edge.idx import load_split
 from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, export_owns, ort_name
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
 
@@ -46,6 +47,8 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
     """Calibration images as float32 (N, 1, 28, 28) in [0, 1]: from a .npy file, or the first
     `size` images of the Fashion-MNIST *training* split (never the test set)."""
     if source is not None:
+        if not source.is_file():
+            raise FmnistEdgeError(f"calibration set {source}: {'not a file' if source.exists() else 'no such file'}")
         try:
             with open(source, "rb") as f:
                 npy = f.read(6) == b"\x93NUMPY"  # else numpy reads it as a pickle and says so
@@ -70,7 +73,6 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise FmnistEdgeError(f"calibration set {source}: values must lie in [0, 1] (or be uint8)")
         return arr[:size]
-    from fmnist_edge.idx import load_split
 
     images = load_split("train", data_dir).images[:size]
     return (images.astype(np.float32) / 255.0)[:, None]
@@ -121,7 +123,7 @@ def _listed(folder: Path) -> dict:
 
 
 def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, method: str | None = None,
-           calibration: Path | None = None, calibration_size: int = 2000, data_dir=None,
+           calibration: Path | None = None, calibration_size: int | None = None, data_dir=None,
            validate: bool = True, ort_platform: str | None = None, full_range: bool = False, log=print) -> dict:
     """Export, quantize, validate and install; returns the written manifest. With `ort_platform`,
     every model also gets its ORT-format twin (ort_format.add_twins), in the same swap."""
@@ -129,22 +131,24 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     from fmnist_edge.export.quantize import DEFAULT_METHOD, QuantizeConfig, quantize_model
     from fmnist_edge.runtime.session import OnnxModel
 
-    qcfg = QuantizeConfig(method=method or DEFAULT_METHOD, calibration_size=calibration_size, full_range=full_range)
+    qcfg = QuantizeConfig(method=DEFAULT_METHOD if method is None else method, full_range=full_range,
+                          **({} if calibration_size is None else {"calibration_size": calibration_size}))
     qcfg.check()
     if ort_platform is not None:
         check_platform(ort_platform)
     quantize = quantize or method is not None
-    if calibration is not None and not (quantize and qcfg.needs_calibration):
+    named = "--calibration" if calibration is not None else "--calibration-size" if calibration_size is not None else None
+    if named and not (quantize and qcfg.needs_calibration):
         # Said, not ignored: a user who names a calibration set expects it to be used.
         why = f"{qcfg.method} does not calibrate" if quantize else "nothing is quantized without --quantize"
-        raise FmnistEdgeError(f"--calibration is used by the static methods (qdq, qoperator, linear) only; {why}")
+        raise UsageError(f"{named} is used by the static methods (qdq, qoperator, linear) only; {why}")
     from fmnist_edge.train.checkpoint import load_model
 
     kinds: dict[str, str] = {}
     for ckpt in checkpoints:  # a missing, foreign or mismatched checkpoint is refused before anything is written
         kind = load_model(ckpt)[1]["model_config_obj"].kind
         if kind in kinds:  # the second would silently replace the first's models
-            raise FmnistEdgeError(f"{ckpt} and {kinds[kind]} are both {with_article(kind)}; export one of them")
+            raise UsageError(f"{ckpt} and {kinds[kind]} are both {with_article(kind)}; export one of them")
         kinds[kind] = str(ckpt)
     out_dir, shown = swapped_folder(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models
@@ -153,6 +157,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     calib = None  # loaded before anything is exported: a bad set is refused at once
     if quantize and qcfg.needs_calibration:
         calib = load_calibration(calibration, qcfg.calibration_size, data_dir)
+    test = load_split("test", data_dir, expect_full=True) if validate else None  # as early: no data, no export
     with staged(out_dir, shown, "export to") as staging:
         entries: dict[str, dict] = {}
         for ckpt in checkpoints:
@@ -177,7 +182,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
             from fmnist_edge.export.validate import validate_folder
 
             log("validating against PyTorch on the test set")
-            report = validate_folder(staging, data_dir=data_dir, entries=entries, raise_on_failure=True)
+            report = validate_folder(staging, data_dir=data_dir, entries=entries, raise_on_failure=True, test=test)
             for name, figures in report["models"].items():
                 entries[name]["validation"] = figures
         written = manifest.write(staging, entries, producer="fmnist-edge")

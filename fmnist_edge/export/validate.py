@@ -65,8 +65,9 @@ def _torch_outputs(entry: dict, x: np.ndarray, kind: str):
 
 
 def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = None,
-                    raise_on_failure: bool = True) -> dict:
-    """Validate every model in `folder`; returns {"models": {file: figures}, "failures": [...]}."""
+                    raise_on_failure: bool = True, test=None) -> dict:
+    """Validate every model in `folder`; returns {"models": {file: figures}, "failures": [...]}.
+    `test`: the test split, when the caller has read it already."""
     from fmnist_edge.idx import load_split
 
     folder = Path(folder)
@@ -76,9 +77,12 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         if data is None:
             raise FmnistEdgeError(f"{folder}: no manifest.json; is this an fmnist-edge export folder?")
         entries = data["files"]
+        if not entries:  # "all bounds met" would say nothing of nothing
+            raise FmnistEdgeError(f"{folder}: its manifest.json lists no models; nothing to validate")
         for name in entries:
             manifest.verify(folder / name)
-    test = load_split("test", data_dir, expect_full=True)  # validation figures are on the whole test set
+    if test is None:
+        test = load_split("test", data_dir, expect_full=True)  # validation figures are on the whole test set
     n_images = len(test.labels)
     x = (test.images.astype(np.float32) / 255.0)[:, None]
     labels = test.labels

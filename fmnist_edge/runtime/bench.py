@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, UsageError
 from fmnist_edge.machine import cpu_model
 from fmnist_edge.runtime.session import OnnxModel
 
@@ -94,7 +94,7 @@ MAX_SECONDS = 3600.0
 def check_seconds(seconds: float) -> None:
     """Timed seconds per case: a finite number from 0 to an hour (NaN would never end a case)."""
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
-        raise FmnistEdgeError(f"--seconds must be a number from 0 to {MAX_SECONDS:g}, got {seconds}")
+        raise UsageError(f"--seconds must be a number from 0 to {MAX_SECONDS:g}, got {seconds}")
 
 
 MIN_RUNS = 20
@@ -127,7 +127,7 @@ def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, secon
     ratio between two contenders compares the same stretches of the machine's time."""
     check_seconds(seconds)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise FmnistEdgeError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
+        raise UsageError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
     if not contenders:
         return []
     names = [c[0] for c in contenders]

@@ -49,7 +49,7 @@ def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...
     if path is not None:
         path = Path(path)
         if not path.is_dir():
-            raise ModelError(f"{path}: no such model folder")
+            raise ModelError(f"{path}: {'is a file, not a' if path.exists() else 'no such'} model folder")
         return path
     names = (need,) if isinstance(need, str) else need
     for folder in candidate_dirs():

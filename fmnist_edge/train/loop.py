@@ -64,12 +64,11 @@ class Trainer(RunState):
         self.run_dir = Path(run_dir)
         self.data_dir = data_dir
         self.encoder_ckpt = Path(encoder_ckpt) if encoder_ckpt else None
+        self._refuse_contradictions(resume, force)  # usage errors first: before the machine, the folder, the data
         self.device = resolve_device(device)
         self.quiet = quiet
         self.on_epoch = on_epoch
         self.given = tuple(given)
-        if resume and force:
-            raise UsageError("--resume continues a run and --force starts it over: pass one of them")
         state = run_state(self.run_dir)
         if state == "finished" and not force:
             raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
@@ -82,22 +81,11 @@ class Trainer(RunState):
         # Everything a run needs is checked before --force deletes the run it replaces.
         if model_cfg.pretrained_encoder and self.encoder_ckpt is None and not self.resume:
             raise UsageError(f"case {model_cfg.case} needs a pretrained encoder: pass --encoder CKPT")
-        if self.encoder_ckpt is not None and not model_cfg.pretrained_encoder:
-            raise UsageError(f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random "
-                                  "weights")
         if self.encoder_ckpt is not None and not self.encoder_ckpt.is_file():
             raise FmnistEdgeError(f"{self.encoder_ckpt}: no such checkpoint")
-        if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
-            raise UsageError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
-        if train_cfg.batch_norm and train_cfg.batch_size < 2:
-            raise UsageError("--batch-norm needs batches of at least 2 images (--batch-size)")
-        if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
-            raise UsageError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
         if train_cfg.teacher and not self.resume:
             from fmnist_edge.train.distill import load_teacher
 
-            if not model_cfg.predicts_labels:
-                raise UsageError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
             load_teacher(train_cfg.teacher)
             train_cfg.teacher = str(Path(train_cfg.teacher).resolve())  # a resume from elsewhere finds it
         # Starting over deletes the old run, but only once the new one is ready to train (prepare()):
@@ -107,6 +95,25 @@ class Trainer(RunState):
         blocker = next((p for p in (self.run_dir, *self.run_dir.parents) if p.exists()), None)
         if blocker is not None and not blocker.is_dir():  # said now; the folder is made by prepare()
             raise FmnistEdgeError(f"cannot create {self.run_dir}: {blocker} is not a folder")
+
+    def _refuse_contradictions(self, resume: bool, force: bool) -> None:
+        """Options that cannot go together, whatever the folder holds."""
+        model_cfg, train_cfg = self.model_cfg, self.cfg
+        if resume and force:
+            raise UsageError("--resume continues a run and --force starts it over: pass one of them")
+        if self.encoder_ckpt is not None and not model_cfg.pretrained_encoder:
+            raise UsageError(f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random "
+                             "weights")
+        if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
+            raise UsageError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
+        if train_cfg.batch_norm and train_cfg.batch_size < 2:
+            raise UsageError("--batch-norm needs batches of at least 2 images (--batch-size)")
+        if train_cfg.batch_norm and train_cfg.limit == 1:
+            raise UsageError("--batch-norm needs at least 2 training images (--limit)")
+        if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
+            raise UsageError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
+        if train_cfg.teacher and not model_cfg.predicts_labels:
+            raise UsageError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
 
     # -- loop --------------------------------------------------------------------------------
     def prepare(self) -> None:

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, UsageError
 from fmnist_edge.fileio import NUMBER, json_typed, read_json, write_json
 from fmnist_edge.idx import load_split
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig, apply_recipe, recipe_lr
@@ -182,11 +182,11 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
 
     for name, value in (("--max-epochs", max_epochs), ("--patience", patience)):
         if value is not None and value < 1:  # 0 would read as "not given" and train the default
-            raise FmnistEdgeError(f"{name} must be at least 1, got {value}")
+            raise UsageError(f"{name} must be at least 1, got {value}")
     resolve_device(device)  # an unknown device is refused here, not in every worker
     jobs = default_jobs(device) if jobs is None else jobs
     if jobs < 1:
-        raise FmnistEdgeError(f"--jobs must be at least 1, got {jobs}")
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
     root = Path(root)
     from fmnist_edge.train.checkpoint import MODEL_FILE, RESUME_FILE
     from fmnist_edge.train.run_state import run_state

@@ -20,7 +20,8 @@ def native_bf16(device: str = "auto") -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_model()["cpu_flags"]))
 
 
-def refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last) -> None:
+def refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, dropout_off_last,
+                          calibrate_active=None) -> None:
     """An option given for something this run does not do is refused, not stored and ignored."""
     what = model_cfg.title
     no_revival = ("--batch-norm turns revival off" if train_cfg.batch_norm else
@@ -33,6 +34,8 @@ def refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, 
          f"--dropout-off-last {dropout_off_last}: a {what}'s frozen encoder runs without dropout"),
         (dropout_off_last and not model_cfg.dropout,
          f"--dropout-off-last {dropout_off_last}: this run has no dropout to turn off (p = 0)"),
+        (calibrate_active is not None and not train_cfg.calibrate_init,  # given, even at its default value
+         f"--calibrate-active {calibrate_active}: it applies to --calibrate-init, which is off for this run"),
     ]
     for refused, why in refusals:
         if refused:
