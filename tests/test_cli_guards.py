@@ -301,7 +301,6 @@ def test_an_empty_path_is_a_usage_error_not_the_working_folder(tmp_path, monkeyp
     (["--quantize-method", ""], "--quantize-method must be one of"),  # not the default method, silently
     (["--calibration-size", "100"], "--calibration-size is used by the static methods"),
     (["--quantize", "--calibration-size", "100"], "weights does not calibrate"),
-    (["--data-dir", "."], "--data-dir names the test set that --no-validate skips"),
 ])
 def test_export_refuses_an_option_it_would_not_use_as_a_usage_error(cli, tmp_path, tiny_autoencoder, args, needle):
     misused(cli("export", tiny_autoencoder, "--out", "out", "--no-validate", *args, data=False), needle)

@@ -37,15 +37,11 @@ def _print_files(out: Path, data: dict) -> None:
     typer.echo(f"manifest: {out / 'manifest.json'}")
 
 
-def _refuse_data_dir_unused(no_validate: bool, data_dir) -> None:
-    if no_validate and data_dir is not None:
-        raise UsageError("--data-dir names the test set that --no-validate skips; pass one of them")
-
-
 def _to_ort(folder: Path, no_validate: bool, platform: str | None, data_dir) -> dict:
     from fmnist_edge.export.ort_format import DEFAULT_PLATFORM, convert_folder
 
-    _refuse_data_dir_unused(no_validate, data_dir)
+    if no_validate and data_dir is not None:  # (export's --data-dir also gives calibration images)
+        raise UsageError("--data-dir names the test set that --no-validate skips; pass one of them")
     return convert_folder(folder, data_dir=data_dir, validate=not no_validate,
                           platform=DEFAULT_PLATFORM if platform is None else platform,
                           log=lambda msg: typer.echo(msg, err=True))
@@ -85,7 +81,6 @@ def register(app: typer.Typer) -> None:
 
         if platform is not None and not ort_format:
             raise UsageError("--platform chooses how --ort-format files are optimised; add --ort-format")
-        _refuse_data_dir_unused(no_validate, data_dir)
         from fmnist_edge.export.pipeline import default_checkpoints, export
 
         ckpts = list(checkpoints) if checkpoints else default_checkpoints()
