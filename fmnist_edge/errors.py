@@ -7,8 +7,9 @@ class FmnistEdgeError(Exception):
 
 
 class UsageError(FmnistEdgeError):
-    """Options that cannot go together, or a value no option takes: the CLI exits 2, as for the
-    usage errors its parser finds."""
+    """What the command line alone shows to be wrong, whatever the files hold: options that cannot
+    go together, or a value no option takes. The CLI exits 2, as for the errors its parser finds;
+    a clash with what a file or folder holds (a run's settings, an encoder's shape) is exit 1."""
 
 
 class DataError(FmnistEdgeError):

@@ -13,6 +13,7 @@ import filecmp
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -106,14 +107,19 @@ def copy_as_is(item: Path, dest: Path) -> None:
 
 
 def _same(new: Path, old: Path) -> bool:
-    """Whether `old` already holds what `new` does: the same link, the same bytes, or a folder
-    of the same names, each the same."""
-    if new.is_symlink() or old.is_symlink():
-        return new.is_symlink() and old.is_symlink() and os.readlink(new) == os.readlink(old)
-    if new.is_dir() and old.is_dir():
-        names = sorted(os.listdir(new))
-        return names == sorted(os.listdir(old)) and all(_same(new / name, old / name) for name in names)
-    return new.is_file() and old.is_file() and filecmp.cmp(new, old, shallow=False)
+    """Whether `old` already holds what `new` does: the same link, the same bytes and mode, or a
+    folder of the same mode and names, each the same."""
+    try:
+        if new.is_symlink() or old.is_symlink():
+            return new.is_symlink() and old.is_symlink() and os.readlink(new) == os.readlink(old)
+        if stat.S_IMODE(new.stat().st_mode) != stat.S_IMODE(old.stat().st_mode):
+            return False  # a mode the new version mends (a chmod, an older export's 0700)
+        if new.is_dir() and old.is_dir():
+            names = sorted(os.listdir(new))
+            return names == sorted(os.listdir(old)) and all(_same(new / name, old / name) for name in names)
+        return new.is_file() and old.is_file() and filecmp.cmp(new, old, shallow=False)
+    except OSError:  # unreadable or gone: replace it, as a rename can without reading it
+        return False
 
 
 def _is_folder(path: Path) -> bool:

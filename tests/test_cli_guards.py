@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import invoke, misused, refused
+from fmnist_edge.fileio import sha256_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLES = Path(__file__).parents[1] / "exported" / "samples"
@@ -205,7 +206,7 @@ def test_reproduce_refuses_bad_settings_before_writing_a_plan(cli, tmp_path, opt
 
 @pytest.mark.torch
 def test_a_shape_that_contradicts_the_encoder_is_refused(cli, tmp_path, tiny_autoencoder):
-    misused(cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "32", "--out", "c",
+    refused(cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "32", "--out", "c",
                 *FAST), "--n 32 differs from the encoder's 16")
     result = cli("train", "classifier", "--case", "1", "--encoder", tiny_autoencoder, "--n", "16", "--out", "c",
                  *FAST)
@@ -318,9 +319,13 @@ def test_export_reads_the_test_set_before_it_exports_anything(cli, tmp_path, tin
     assert not exported and not (tmp_path / "out").exists()
 
 
-def test_validate_refuses_a_manifest_that_lists_no_models(tmp_path):
-    folder = folder_with_manifest(tmp_path, lambda d, f: d.update(files={}))
-    refused(invoke("validate", folder), "lists no models; nothing to validate")
+@pytest.mark.parametrize("keep", [(), ("required_operators.config",)])
+def test_validate_refuses_a_manifest_that_lists_no_models(tmp_path, keep):
+    def edit(data, folder):
+        if keep:
+            (folder / keep[0]).write_text("# ops\n")
+        data["files"] = {name: {"sha256": sha256_file(folder / name), "size_bytes": 6} for name in keep}
+    refused(invoke("validate", folder_with_manifest(tmp_path, edit)), "lists no ONNX models; nothing to validate")
 
 
 @pytest.mark.torch

@@ -602,10 +602,11 @@ def test_integer_methods_store_seven_bit_weights_unless_full_range(run, tmp_path
     """7-bit weights by default: x86 CPUs without VNNI saturate 8-bit ones (quantize.py says why)."""
     out = tmp_path / "models"
     result = run("export", tiny_classifier, "--out", out, "--quantize-method", "qdq", "--no-validate",
-                 "--data-dir", fake_data_dir, *(["--full-range"] if full_range else []))
+                 "--data-dir", fake_data_dir, "--calibration-size", "50", *(["--full-range"] if full_range else []))
     assert result.exit_code == 0, result.output
     entry = manifest.read(out)["files"][CLASSIFIER.int8_filename]
     assert entry["quantization"]["weight_bits"] == bits
+    assert entry["quantization"]["calibration_images"] == 50  # --calibration-size reaches the calibration
     assert _largest_weight_code(out / CLASSIFIER.int8_filename) == largest
 
 
@@ -987,7 +988,7 @@ def test_calibration_without_a_static_method_is_refused(tmp_path, extra, tiny_au
 
 
 def test_export_refuses_two_checkpoints_of_one_kind(run, tmp_path, tiny_autoencoder):
-    misused(run("export", tiny_autoencoder, tiny_autoencoder, "--out", tmp_path / "m", "--no-validate"),
+    refused(run("export", tiny_autoencoder, tiny_autoencoder, "--out", tmp_path / "m", "--no-validate"),
             "are both an autoencoder")
     assert not (tmp_path / "m").exists()
 

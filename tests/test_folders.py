@@ -136,10 +136,30 @@ def test_own_files_that_hold_the_new_version_already_are_left_as_they_are(tmp_pa
     assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "model.onnx", "notes.txt", "samples"]
 
 
+def test_an_own_file_that_cannot_be_read_or_has_another_mode_is_replaced(tmp_path, monkeypatch):
+    target = _version(tmp_path / "out", **{"notes.txt": "mine", "manifest.json": "old", "model.onnx": "new",
+                                           "samples__a.png": "new"})
+    (target / "samples").chmod(0o700)  # as an older export left it: the new version's mode mends it
+    before = {name: (target / name).stat().st_ino for name in ("model.onnx", "samples")}
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(folders.filecmp, "cmp", unreadable)  # as root, a mode 000 file is still readable
+    _new_version_into(target, tmp_path)
+    _check_moved_in(target)
+    assert all((target / name).stat().st_ino != ino for name, ino in before.items())
+    assert (target / "samples").stat().st_mode & 0o777 != 0o700
+
+
 def test_same_compares_bytes_names_and_links_not_times(tmp_path):
     a = _version(tmp_path / "a", **{"x.png": "1", "sub__y.png": "2"})
     b = _version(tmp_path / "b", **{"x.png": "1", "sub__y.png": "2"})
     os.utime(b / "x.png", (0, 0))
+    assert folders._same(a, b)
+    (b / "x.png").chmod(0o600)  # the same bytes, another mode
+    assert not folders._same(a, b)
+    (b / "x.png").chmod((a / "x.png").stat().st_mode & 0o777)
     assert folders._same(a, b)
     (b / "sub" / "y.png").write_text("3")  # one byte differs, deep down
     assert not folders._same(a, b)

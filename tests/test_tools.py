@@ -41,6 +41,14 @@ def test_probe_epochs_refuses_a_bad_weight_or_temperature_in_one_line(tmp_path, 
     assert not (tmp_path / "ae").exists()
 
 
+def test_probe_epochs_refuses_k_without_the_cluster_term(tmp_path):
+    done = subprocess.run([sys.executable, str(TOOLS / "probe_epochs.py"), "--k", "10", str(tmp_path / "ae"),
+                           "kind=autoencoder"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip() == ("probe_epochs: error: --k sets the number of clusters "
+                                                            "of the --clusters term; add --clusters W")
+    assert not (tmp_path / "ae").exists()
+
+
 def test_the_edge_error_is_zero_for_a_perfect_reconstruction_and_sees_a_moved_edge():
     from probe_epochs import edge_error
 

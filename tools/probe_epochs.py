@@ -258,10 +258,13 @@ def main() -> None:
                         help="weight of a term that names each rotated image's quarter turns from its code (0: none)")
     parser.add_argument("--clusters", type=float, default=0.0,
                         help="weight of a term that names each image's k-means cluster of pooled features from its code (0: none)")
-    parser.add_argument("--k", type=int, default=100, help="the --clusters term's number of clusters")
+    parser.add_argument("--k", type=int, default=None, help="the --clusters term's number of clusters (100)")
     parser.add_argument("--edge-weight", type=float, default=0.0,
                         help="weight of the reconstruction's edge error beside its MSE (0: none)")
     args, rest = parser.parse_known_args()
+    if args.k is not None and not args.clusters:
+        raise FmnistEdgeError("--k sets the number of clusters of the --clusters term; add --clusters W")
+    args.k = 100 if args.k is None else args.k
     if not (args.contrastive >= 0 and args.rotation >= 0 and args.clusters >= 0 and args.edge_weight >= 0) \
             or not args.temperature > 0 or args.k < 2:
         raise FmnistEdgeError("--contrastive, --rotation, --clusters and --edge-weight must be 0 or more, "

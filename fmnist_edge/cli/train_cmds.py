@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
-from fmnist_edge.errors import UsageError, counted
+from fmnist_edge.errors import FmnistEdgeError, UsageError, counted
 from fmnist_edge.train.config import (DEFAULT_DISTILL, DEFAULT_TEMPERATURE, LATEST_TRAIN_POINTER,
                                      REPORT_DECODER_DILATION)
 from fmnist_edge.train.settings import native_bf16, refuse_contradictions, refuse_other_settings
@@ -248,7 +248,7 @@ def register(app: typer.Typer) -> None:
             own_n, own_dropout = encoder_shape(encoder)  # the encoder decides its own shape
             for option, value, own in (("n", n, own_n), ("dropout", dropout, own_dropout)):
                 if _given(ctx, option) and value != own:
-                    raise UsageError(f"--{option} {value} differs from the encoder's {own} ({encoder}); leave it out")
+                    raise FmnistEdgeError(f"--{option} {value} differs from the encoder's {own} ({encoder}); leave it out")
             n, dropout = own_n, own_dropout
         cfgs = _configs("classifier", n, dropout, optimizer, lr, batch_size, max_epochs, patience, seed, limit,
                         recipe, bf16, case=case, dropout_off_last=dropout_off_last,

@@ -148,7 +148,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
     for ckpt in checkpoints:  # a missing, foreign or mismatched checkpoint is refused before anything is written
         kind = load_model(ckpt)[1]["model_config_obj"].kind
         if kind in kinds:  # the second would silently replace the first's models
-            raise UsageError(f"{ckpt} and {kinds[kind]} are both {with_article(kind)}; export one of them")
+            raise FmnistEdgeError(f"{ckpt} and {kinds[kind]} are both {with_article(kind)}; export one of them")
         kinds[kind] = str(ckpt)
     out_dir, shown = swapped_folder(out_dir)
     if out_dir.exists() and not out_dir.is_dir():  # it would be swapped out for a folder of models

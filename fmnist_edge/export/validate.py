@@ -77,10 +77,11 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
         if data is None:
             raise FmnistEdgeError(f"{folder}: no manifest.json; is this an fmnist-edge export folder?")
         entries = data["files"]
-        if not entries:  # "all bounds met" would say nothing of nothing
-            raise FmnistEdgeError(f"{folder}: its manifest.json lists no models; nothing to validate")
         for name in entries:
             manifest.verify(folder / name)
+    if not any(entry.get("kind") in MODELS and name.endswith(".onnx") for name, entry in entries.items()):
+        # "all bounds met" would say nothing of nothing
+        raise FmnistEdgeError(f"{folder}: its manifest.json lists no ONNX models; nothing to validate")
     if test is None:
         test = load_split("test", data_dir, expect_full=True)  # validation figures are on the whole test set
     n_images = len(test.labels)
@@ -114,6 +115,7 @@ def validate_folder(folder: str | Path, data_dir=None, entries: dict | None = No
             # The decoder's input comes from the encoder of the same precision (fp32 encoder otherwise).
             source = latents.get(entry.get("precision"), latents.get("fp32"))
             if source is None:
+                notes.append(f"{name}: not run: the folder holds no encoder to give it latents")
                 continue
             model_in = source
         else:

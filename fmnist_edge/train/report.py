@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist_edge.errors import DataError, FmnistEdgeError, UsageError
+from fmnist_edge.errors import DataError, FmnistEdgeError
 from fmnist_edge.fileio import write_json, write_text
 from fmnist_edge.folders import put_in_place, staged, swapped_folder
 from fmnist_edge.spec import CLASS_NAMES
@@ -164,7 +164,7 @@ def write_report(runs_dir, out_dir, data_dir=None, only_seeds: int | None = None
     notes += run_notes
     planned = plan_info.get("seeds") or len(seeds)
     if only_seeds is not None and only_seeds > max(planned, len(seeds)):
-        raise UsageError(f"--seeds {only_seeds}: {root} holds {max(planned, len(seeds))} seed(s)")
+        raise FmnistEdgeError(f"--seeds {only_seeds}: {root} holds {max(planned, len(seeds))} seed(s)")
     if only_seeds is not None and planned > len(seeds):
         notes.append(f"seeds {', '.join(map(str, seeds))} of the {planned} planned; the wall time is the "
                      "reproduction's total when this report was written (reproduction.json)")

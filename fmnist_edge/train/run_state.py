@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError, ModelError, UsageError, with_article
+from fmnist_edge.errors import FmnistEdgeError, ModelError, with_article
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.models import build_model
 from fmnist_edge.train.recipe import WeightAverage, cpu_state, make_optimizer, make_scheduler
@@ -105,9 +105,9 @@ class RunState:
         for name in getattr(self, "given", ()):  # said, not ignored: a resumed run keeps its own settings
             for asked, own in ((self.model_cfg, saved), (self.cfg, payload["train_config_obj"])):
                 if hasattr(own, name) and getattr(asked, name) != getattr(own, name):
-                    raise UsageError(f"--{name.replace('_', '-')} {getattr(asked, name)} differs from the run's "
-                                     f"{getattr(own, name)}; a resumed run keeps the settings it started with "
-                                     "(leave the option out, or --force to start over)")
+                    raise FmnistEdgeError(f"--{name.replace('_', '-')} {getattr(asked, name)} differs from the run's "
+                                          f"{getattr(own, name)}; a resumed run keeps the settings it started with "
+                                          "(leave the option out, or --force to start over)")
         # A resumed run keeps the configuration it was started with.
         self.model_cfg, self.cfg = saved, payload["train_config_obj"]
         self.model.to(self.device).train()
