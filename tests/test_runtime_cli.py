@@ -487,3 +487,18 @@ def test_a_broken_manifest_is_one_line_for_its_folder(run, tmp_path):
 def test_bench_without_a_model_named_is_a_usage_error(run):
     result = run("bench", "--models", ",", "--no-torch")
     assert result.exit_code == 2 and "--models: no file or folder named" in result.stderr
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_130(tmp_path):
+    """A Ctrl-C that lands while typer is still being imported (the first tenth of a second)."""
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake" / "typer"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")  # as if the signal came now
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(Path(__file__).parents[1])])}
+    proc = subprocess.run([sys.executable, "-m", "fmnist_edge", "classify", str(SAMPLES / "shirt.png")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 130 and proc.stderr == "fmnist-edge: error: interrupted\n", proc.stderr

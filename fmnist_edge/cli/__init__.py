@@ -16,7 +16,11 @@ import os
 import sys
 from typing import Annotated
 
-import typer
+try:
+    import typer
+except KeyboardInterrupt:  # Ctrl-C while the command starts: the line main() says, not a traceback
+    sys.stderr.write("fmnist-edge: error: interrupted\n")
+    raise SystemExit(130) from None
 
 RUNTIME_COMMANDS = frozenset({"classify", "encode", "reconstruct", "models", "bench"})
 # Registration order is the order of `fmnist-edge --help`.
