@@ -136,6 +136,13 @@ def _move_in(source: Path, dest: Path, aside: Path) -> None:
     os.replace(source, dest)
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest of `path` and its parents that exists, when it is not a folder: what makes
+    creating `path` as a folder fail with a bare "File exists" or "Not a directory"."""
+    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    return blocker if blocker is not None and not blocker.is_dir() else None
+
+
 def swapped_folder(path: str | os.PathLike) -> tuple[Path, Path]:
     """The folder that a new version replaces in one swap, and the name to show for it. `.` is
     swapped by its name; a symlink's target is swapped and the link stays a link."""
@@ -170,8 +177,8 @@ def make_staging(out_dir: Path, inside_ok: bool = False) -> Path:
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        blocker = next((p for p in out_dir.parents if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():  # "File exists" would not say which
+        blocker = file_in_the_way(out_dir.parent)
+        if blocker is not None:  # "File exists" would not say which
             raise FmnistEdgeError(f"cannot write to {out_dir}: {blocker} is a file, not a folder") from None
         raise FmnistEdgeError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     try:

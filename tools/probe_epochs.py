@@ -48,7 +48,7 @@ import train_variant
 from fmnist_edge.errors import FmnistEdgeError
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.data import load_train_val
-from linear_probe import fit_head
+from linear_probe import FEATURE_DEPTH, fit_head
 
 
 def edge_error(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -134,15 +134,13 @@ class Rotation(torch.nn.Module):
         return self.weight * torch.nn.functional.cross_entropy(logits, turns)
 
 
-POOLED_DEPTH = 9  # encoder.net[:9] ends at the Flatten: the 800 pooled features the bottleneck reads
-
-
 @torch.no_grad()
 def pooled(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The (B, 800) pooled convolution features of `encoder`, with its dropout off."""
     was_training = encoder.training
     encoder.eval()
-    features = torch.cat([encoder.net[:POOLED_DEPTH](x[i:i + 2000]) for i in range(0, len(x), 2000)])
+    convolutions = encoder.net[:FEATURE_DEPTH["pooled"]]  # up to the Flatten that the bottleneck reads
+    features = torch.cat([convolutions(x[i:i + 2000]) for i in range(0, len(x), 2000)])
     encoder.train(was_training)
     return features
 

@@ -24,9 +24,10 @@ def _initializers(path: Path) -> tuple[dict, dict]:
     return {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in weights}, meta
 
 
-def model_from_onnx(*paths: Path):
+def model_from_onnx(*paths: Path, expect: str | None = None):
     """Rebuild the PyTorch model that fp32 exports are of: a classifier from classifier.onnx, an
-    autoencoder from encoder.onnx and decoder.onnx (their weights are prefixed encoder./decoder.)."""
+    autoencoder from encoder.onnx and decoder.onnx (their weights are prefixed encoder./decoder.).
+    `expect`: the one kind of model the file must be."""
     from fmnist_edge.train.config import ModelConfig, from_dict
     from fmnist_edge.train.models import build_model
 
@@ -35,10 +36,15 @@ def model_from_onnx(*paths: Path):
         for path in paths:
             weights, meta = _initializers(path)
             kind = meta.get("fmnist_edge.kind")
+            if expect is not None and kind not in (None, expect):
+                raise ModelError(f"{path}: is {with_article(kind)} model; the PyTorch baseline is "
+                                 f"{with_article(expect)} ({expect}.onnx or its .pt checkpoint)")
             prefix = f"{kind}." if kind in ("encoder", "decoder") else ""
             state.update({prefix + k: v for k, v in weights.items()})
         model = build_model(from_dict(ModelConfig, json.loads(meta["model_config"])))
         model.load_state_dict(state, strict=True)
+    except ModelError:
+        raise
     except Exception as exc:
         names = ", ".join(str(p) for p in paths)
         raise ModelError(f"{names}: cannot rebuild a PyTorch model from it ({type(exc).__name__})") from None
@@ -48,14 +54,7 @@ def model_from_onnx(*paths: Path):
 def load_classifier(source: Path):
     """The PyTorch classifier from a checkpoint (.pt) or an fp32 export (.onnx)."""
     if source.suffix == ".onnx":
-        try:
-            kind = _initializers(source)[1].get("fmnist_edge.kind")
-        except Exception:
-            kind = None  # model_from_onnx says what is wrong with it
-        if kind not in (None, "classifier"):
-            raise ModelError(f"{source}: is {with_article(kind)} model; the PyTorch baseline is a classifier "
-                             "(classifier.onnx or its .pt checkpoint)")
-        return model_from_onnx(source)
+        return model_from_onnx(source, expect="classifier")
     from fmnist_edge.train.checkpoint import load_model
 
     return load_model(source, expect_kind="classifier")[0]

@@ -17,6 +17,7 @@ from torch import nn
 
 from fmnist_edge.errors import FmnistEdgeError, Interrupted, UsageError
 from fmnist_edge.fileio import sha256_file, write_json
+from fmnist_edge.folders import file_in_the_way
 from fmnist_edge.idx import find_data_dir
 from fmnist_edge.train import checkpoint
 from fmnist_edge.train.config import QUICK_LIMIT, ModelConfig, TrainConfig
@@ -26,6 +27,7 @@ from fmnist_edge.train.models import fold_batch_norm
 from fmnist_edge.train.recipe import (WeightAverage, calibrate_biases, cpu_state, dead_units, distillation_loss, loss_fn,
                                       revive_dead_units)
 from fmnist_edge.train.run_state import HISTORY_FILE, METRICS_FILE, RunResult, RunState, run_state
+from fmnist_edge.train.settings import refuse_impossible
 
 
 class Diverged(FmnistEdgeError):
@@ -64,7 +66,8 @@ class Trainer(RunState):
         self.run_dir = Path(run_dir)
         self.data_dir = data_dir
         self.encoder_ckpt = Path(encoder_ckpt) if encoder_ckpt else None
-        self._refuse_contradictions(resume, force)  # usage errors first: before the machine, the folder, the data
+        # Usage errors first: before the machine, the folder, the data.
+        refuse_impossible(model_cfg, train_cfg, self.encoder_ckpt is not None, resume, force)
         self.device = resolve_device(device)
         self.quiet = quiet
         self.on_epoch = on_epoch
@@ -92,28 +95,9 @@ class Trainer(RunState):
         # a --force retrain that fails on a corrupt file keeps the finished run it would replace.
         self._replaces_a_run = force and state != "new"
         self._prepared = None  # (training module, train set, validation set), by prepare()
-        blocker = next((p for p in (self.run_dir, *self.run_dir.parents) if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():  # said now; the folder is made by prepare()
+        blocker = file_in_the_way(self.run_dir)
+        if blocker is not None:  # said now; the folder is made by prepare()
             raise FmnistEdgeError(f"cannot create {self.run_dir}: {blocker} is not a folder")
-
-    def _refuse_contradictions(self, resume: bool, force: bool) -> None:
-        """Options that cannot go together, whatever the folder holds."""
-        model_cfg, train_cfg = self.model_cfg, self.cfg
-        if resume and force:
-            raise UsageError("--resume continues a run and --force starts it over: pass one of them")
-        if self.encoder_ckpt is not None and not model_cfg.pretrained_encoder:
-            raise UsageError(f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random "
-                             "weights")
-        if train_cfg.batch_norm and model_cfg.kind != "autoencoder":
-            raise UsageError(f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it")
-        if train_cfg.batch_norm and train_cfg.batch_size < 2:
-            raise UsageError("--batch-norm needs batches of at least 2 images (--batch-size)")
-        if train_cfg.batch_norm and train_cfg.limit == 1:
-            raise UsageError("--batch-norm needs at least 2 training images (--limit)")
-        if train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder):
-            raise UsageError("--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4")
-        if train_cfg.teacher and not model_cfg.predicts_labels:
-            raise UsageError(f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil")
 
     # -- loop --------------------------------------------------------------------------------
     def prepare(self) -> None:

@@ -1,6 +1,6 @@
 """Checks of what a training command asks for, before anything trains: whether bf16 runs on
-hardware here, options given for something the run does not do, and whether a finished or
-interrupted run in the way was started with the settings asked now."""
+hardware here, settings that cannot go together, options given for something the run does not
+do, and whether a finished or interrupted run in the way was started with the settings asked now."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def refuse_contradictions(model_cfg, train_cfg, revive_every, augment_off_last, 
         (calibrate_active is not None and not train_cfg.calibrate_init,  # given, even at its default value
          f"--calibrate-active {calibrate_active}: it applies to --calibrate-init, which is off for this run"),
     ]
+    _refuse_first(refusals)
+
+
+def refuse_impossible(model_cfg, train_cfg, encoder_given: bool, resume: bool, force: bool) -> None:
+    """Settings that cannot go together in any run, whatever its folder holds (the trainer's own
+    check: the API reaches it too)."""
+    refusals = [
+        (resume and force, "--resume continues a run and --force starts it over: pass one of them"),
+        (encoder_given and not model_cfg.pretrained_encoder,
+         f"--encoder is for classifier cases 1 and 2; {model_cfg.title} starts from random weights"),
+        (train_cfg.batch_norm and model_cfg.kind != "autoencoder",
+         f"--batch-norm is for autoencoders; a {model_cfg.kind} trains without it"),
+        (train_cfg.batch_norm and train_cfg.batch_size < 2,
+         "--batch-norm needs batches of at least 2 images (--batch-size)"),
+        (train_cfg.batch_norm and train_cfg.limit == 1, "--batch-norm needs at least 2 training images (--limit)"),
+        (train_cfg.calibrate_init and not (model_cfg.kind == "classifier" and not model_cfg.pretrained_encoder),
+         "--calibrate-init sets up a random encoder: it is for classifier cases 3 and 4"),
+        (train_cfg.teacher and not model_cfg.predicts_labels,
+         f"a teacher teaches label predictors; an {model_cfg.kind} cannot distil"),
+    ]
+    _refuse_first(refusals)
+
+
+def _refuse_first(refusals: list) -> None:
     for refused, why in refusals:
         if refused:
             raise UsageError(why)
