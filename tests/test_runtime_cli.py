@@ -202,6 +202,9 @@ def test_bench_json_and_markdown(run, tmp_path):
 def test_bench_bad_option(run):
     result = run("bench", "--models", FIXTURES, "--batch-sizes", "1,x")
     assert result.exit_code == 2 and "--batch-sizes" in result.stderr
+    for typo in ("1,,8", "1,", ","):  # an empty item is refused, not skipped
+        result = run("bench", "--models", FIXTURES, "--batch-sizes", typo, "--no-torch")
+        assert result.exit_code == 2 and "--batch-sizes" in result.stderr, typo
     result = run("bench", "--models", FIXTURES, "--rounds", "0")
     assert result.exit_code == 2 and "--rounds" in result.stderr
 

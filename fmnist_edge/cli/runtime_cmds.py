@@ -20,7 +20,7 @@ MAX_BENCH_BATCH = 65536
 
 Images = Annotated[list[str], typer.Argument(help="Picture files, folders or glob patterns; '-' reads one "
                                                   "picture from standard input.",
-                                             metavar="IMG", show_default=False)]
+                                             metavar="IMG...", show_default=False)]
 Model = Annotated[Optional[Path], typer.Option(
     "--model", "-m", help="A .onnx or .ort file, or a model folder (default: $FMNIST_EDGE_MODELS, else "
     "exported/).",
@@ -134,7 +134,7 @@ def _print_grid(header: list[str], body: list[list[str]], right: set[int]) -> No
 
 def _csv_ints(text: str, what: str, most: int) -> list[int]:
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]  # an empty item is a typo, not nothing
     except ValueError:
         values = []
     if not values or min(values) < 1 or max(values) > most:
