@@ -7,9 +7,10 @@ class FmnistEdgeError(Exception):
 
 
 class UsageError(FmnistEdgeError):
-    """What the command line alone shows to be wrong, whatever the files hold: options that cannot
-    go together, or a value no option takes. The CLI exits 2, as for the errors its parser finds;
-    a clash with what a file or folder holds (a run's settings, an encoder's shape) is exit 1."""
+    """What the command line (or, in the Python API, the call's arguments) alone shows to be
+    wrong, whatever the files hold: options that cannot go together, or a value no option takes.
+    The CLI exits 2, as for the errors its parser finds; a clash with what a file or folder holds
+    (a run's settings, an encoder's shape) is exit 1."""
 
 
 class DataError(FmnistEdgeError):

@@ -5,6 +5,7 @@ Torch-free: export writes it, the runtime checks each model file against it befo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -86,8 +87,9 @@ def write(folder: str | Path, files: dict, **info) -> Path:
     return out
 
 
-def verify(model_path: str | Path) -> dict | None:
-    """Check a model file against the manifest in its folder, if there is one.
+def verify(model_path: str | Path, content: bytes | None = None) -> dict | None:
+    """Check a model file (or `content`, its bytes as read) against the manifest in its folder,
+    if there is one.
 
     Returns its manifest entry (None without a manifest). Refuses a file that the manifest
     does not list or whose sha256 differs: it was altered or replaced after export.
@@ -101,7 +103,7 @@ def verify(model_path: str | Path) -> dict | None:
         raise ModelError(f"{model_path}: not listed in {model_path.parent / MANIFEST_NAME}")
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file, though {MANIFEST_NAME} lists it")
-    digest = sha256_file(model_path)
+    digest = sha256_file(model_path) if content is None else hashlib.sha256(content).hexdigest()
     if digest != entry["sha256"]:
         raise ModelError(f"{model_path}: sha256 {digest[:12]}... differs from its manifest "
                          f"({entry['sha256'][:12]}...): the file was altered after export, or an export into "

@@ -35,11 +35,11 @@ def test_thread_counts_are_bounded(threads):
 def test_the_api_bounds_threads_too():
     import numpy as np
 
-    from fmnist_edge.errors import ModelError
+    from fmnist_edge.errors import UsageError
     from fmnist_edge.runtime import FashionClassifier
 
-    for bad in (100_000, -1, 2.5, "4"):
-        with pytest.raises(ModelError, match="threads must be an integer from 1 to 256"):
+    for bad in (100_000, -1, 2.5, "4", True):
+        with pytest.raises(UsageError, match=f"threads must be an integer from 1 to 256 .*got {bad!r}$"):
             FashionClassifier.load(FIXTURES, threads=bad)
     for fine in (np.int64(2), 0, None):  # 0 and None: ONNX Runtime's default
         assert FashionClassifier.load(FIXTURES, threads=fine).predict(SHIRT).label

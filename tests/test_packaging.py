@@ -98,3 +98,45 @@ def test_what_programs_embed_type_checks(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("Success: no issues found")
+
+
+EMBEDDING_PROGRAM = '''\
+import numpy as np
+from fmnist_edge.runtime import CLASS_NAMES, FashionAutoencoder, FashionClassifier, ImageError, Prediction
+
+clf = FashionClassifier.load(threads=1)
+one: Prediction = clf.predict("shirt.png")
+many: list[Prediction] = clf.predict(["a.png", b"...", np.zeros((28, 28))])
+either = clf.predict(np.zeros((28, 28)))
+probs: np.ndarray = clf.probabilities([b"..."], batch_size=8)
+latents: np.ndarray = FashionAutoencoder.load().encode("a.png")
+names: tuple[str, ...] = CLASS_NAMES
+for name, result in clf.classify_files(["a.png"]):
+    label = result.label if isinstance(result, Prediction) else str(result)
+try:
+    pass
+except ImageError:
+    pass
+reveal_type(either)
+FashionClassifier.load(threads="two")  # wrong: an error line
+clf.predict(12345)  # wrong: an error line
+'''
+
+
+def test_a_program_that_embeds_the_runtime_is_type_checked_against_it(tmp_path):
+    """What `py.typed` promises an embedding program: its calls through `fmnist_edge.runtime`'s
+    lazy names are checked against the real signatures, not taken as Any."""
+    pytest.importorskip("mypy")
+    program = tmp_path / "embedding.py"
+    program.write_text(EMBEDDING_PROGRAM)
+    # --follow-imports silent: the package's own modules are not what is checked, as when installed
+    done = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "--no-error-summary",
+                           "--follow-imports", "silent", program.name], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "MYPYPATH": str(ROOT)})
+    lines = [line for line in done.stdout.splitlines() if line.startswith(program.name)]
+    wrong = [n + 1 for n, text in enumerate(EMBEDDING_PROGRAM.splitlines()) if "wrong:" in text]
+    flagged = sorted({int(line.split(":")[1]) for line in lines if ": error:" in line})
+    assert flagged == wrong, done.stdout + done.stderr
+    revealed = [line for line in lines if "Revealed type" in line]
+    assert revealed and "api.Prediction | list[fmnist_edge.runtime.api.Prediction]" in revealed[0].replace(
+        "builtins.", ""), done.stdout  # not Any: the lazy name's real class

@@ -186,3 +186,86 @@ def test_arrays():
         preprocess.from_array(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ImageError, match="NaN"):
         preprocess.from_array(np.full((28, 28), np.nan))
+
+
+def test_array_scales_are_read_from_the_dtype_or_refused_never_guessed_wrong():
+    im = garment()
+    want = im / 255.0
+    overshoot = want.astype(np.float32)
+    overshoot[0, 0] = 1.0001  # a bicubic resize's ringing: still [0, 1], not 0-255
+    np.testing.assert_allclose(preprocess.from_array(overshoot)[0, 1:], want[1:], atol=1e-6)
+    np.testing.assert_allclose(preprocess.from_array(im.astype(np.float64))[0], want, atol=1e-6)  # 0-255 floats
+    sixteen = (im.astype(np.uint16) * 257)
+    for order in ("<u2", ">u2"):  # 16-bit in either byte order
+        np.testing.assert_allclose(preprocess.from_array(sixteen.astype(order))[0], want, atol=1e-6)
+    np.testing.assert_allclose(preprocess.from_array(im.astype(np.int32))[0], want, atol=1e-6)
+    np.testing.assert_allclose(preprocess.from_array(im[..., None])[0], want, atol=1e-6)  # (28, 28, 1)
+    standardised = (want - 0.286) / 0.353
+    for bad, needle in ((standardised, "fit neither"), (want * 2 - 1, "fit neither"),
+                        (sixteen.astype(np.int32), "integer pixels from 0 to 51400"),
+                        (-im.astype(np.int16), "integer pixels from -200"), (want * 400, "fit neither")):
+        with pytest.raises(ImageError, match=needle):
+            preprocess.from_array(bad)
+
+
+def test_a_blank_framed_array_is_refused_as_a_blank_file_is():
+    for level in (0, 255, 0.5):
+        with pytest.raises(ImageError, match="blank picture"):
+            preprocess.from_array(np.full((28, 28), level, np.float32 if level == 0.5 else np.uint8))
+    with pytest.raises(ImageError, match="blank picture"):
+        preprocess.from_array(np.zeros((56, 56), np.uint8))
+
+
+def test_a_huge_array_is_refused_before_any_copy_of_it(monkeypatch):
+    huge = np.zeros((1, 1), np.uint8)
+    huge = np.lib.stride_tricks.as_strided(huge, shape=(9000, 9000), strides=(0, 0))  # 81 MP, no memory
+    copied = []
+    monkeypatch.setattr(preprocess, "_scaled", lambda *a: copied.append(1))
+    with pytest.raises(ImageError, match="81000000|9000x9000 pixels is more than the 40 MP limit$"):
+        preprocess.from_array(huge)
+    assert not copied
+
+
+def test_a_failed_file_is_closed_so_a_batch_job_keeps_its_descriptors(tmp_path: Path):
+    tiny, truncated = tmp_path / "tiny.png", tmp_path / "cut.png"
+    Image.new("L", (2, 2)).save(tiny)
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(buffer, "PNG")
+    truncated.write_bytes(buffer.getvalue()[:300])
+    opened = []
+    real_open = Image.open
+
+    def tracking_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    kept = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "open", tracking_open)
+        for path in (tiny, truncated):
+            with pytest.raises(ImageError) as caught:
+                preprocess.from_path(path)
+            kept.append(caught.value)  # as classify_files keeps it, traceback and all
+    assert len(opened) == 2 and all(getattr(im, "fp", None) is None for im in opened)
+
+
+def test_a_callers_pil_image_keeps_its_frame_and_a_closed_one_is_an_image_error(tmp_path: Path):
+    frames = [Image.fromarray(garment(w=w)) for w in (11, 25)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    with Image.open(path) as im:
+        im.seek(1)
+        second = preprocess.from_pil(im)
+        assert im.tell() == 1
+        np.testing.assert_allclose(second, preprocess.from_pil(frames[1].convert("RGB")), atol=1e-6)
+    with Image.open(path) as im:
+        pass  # closed before its pixels were loaded
+    with pytest.raises(ImageError, match="cannot read the image's pixels"):
+        preprocess.from_pil(im)
+
+
+def test_odd_file_names_are_image_errors():
+    with pytest.raises(ImageError, match="empty path"):
+        preprocess.from_path("")
+    with pytest.raises(ImageError, match=r"a\\x00b.png: not a usable file name"):
+        preprocess.from_path("a\x00b.png")

@@ -324,3 +324,99 @@ def test_tta_averages_each_picture_with_its_mirror_image(clf, samples):
     np.testing.assert_allclose(from_files, averaged.max(1), rtol=1e-5)
     symmetric = (batch + batch[..., ::-1]) / 2  # a mirror-symmetric picture gains nothing from its mirror
     np.testing.assert_allclose(clf.probabilities(symmetric, tta=True), clf.probabilities(symmetric), rtol=1e-5)
+
+
+def test_wrong_arguments_are_usage_errors_never_python_ones(clf):
+    from fmnist_edge.errors import UsageError
+
+    x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
+    for bad in (0, -1, 2.0, True, "64"):
+        with pytest.raises(UsageError, match=f"batch_size must be a whole number of 1 or more, got {bad!r}"):
+            clf.probabilities(x, batch_size=bad)
+        with pytest.raises(UsageError, match="batch_size"):
+            list(clf.classify_files([SAMPLES / "shirt.png"], batch_size=bad))
+    for bad in (0, -2, "3", 1.5):
+        with pytest.raises(UsageError, match="top_k must be a whole number"):
+            clf.predict(x, top_k=bad)
+    assert len(clf.predict(x[0], top_k=50).top_k) == len(CLASS_NAMES)  # more than there are: all of them
+    with pytest.raises(UsageError, match="optimisation must be one of none, basic, extended, all, got 'bogus'"):
+        FashionClassifier.load(FIXTURES, optimisation="bogus")
+    with pytest.raises(UsageError, match="int8 must be True or False, got 'no'"):
+        FashionClassifier.load(FIXTURES, int8="no")
+    with pytest.raises(UsageError, match="a model path must be a str or a path, got bytes"):
+        FashionClassifier.load(str(FIXTURES).encode())
+    with pytest.raises(UsageError, match="tta must be True or False"):
+        clf.predict(x, tta="yes")
+
+
+def test_classify_files_gives_every_item_its_own_result(clf, tmp_path, samples):
+    results = list(clf.classify_files([samples[0], samples[1].read_bytes(), None, "a\x00b.png", "",
+                                       np.asarray(Image.open(samples[2]))], batch_size=4))
+    names = [name for name, _ in results]
+    assert names[0] == str(samples[0]) and names[1] == "bytes[1]" and names[5] == "array[5]"
+    assert [type(r) for _, r in results] == [Prediction, Prediction, ImageError, ImageError, ImageError, Prediction]
+    assert "item 2: None is not a picture" in str(results[2][1])
+    assert results[1][1].source == "bytes[1]" and results[1][1].index == clf.predict(samples[1]).index
+    one = list(clf.classify_files(str(samples[3])))  # one path, not its letters
+    assert len(one) == 1 and one[0][1].source == str(samples[3])
+
+
+def test_a_mixed_list_keeps_the_paths_of_its_path_items(clf, samples):
+    preds = clf.predict([samples[0], samples[1].read_bytes(), str(samples[2])])
+    assert [p.source for p in preds] == [str(samples[0]), None, str(samples[2])]
+
+
+def test_a_loaded_model_keeps_serving_the_bytes_it_verified(tmp_path):
+    """The helper sessions of a large batch are opened after loading: from the bytes the manifest
+    check saw, not from a file that an export has replaced since (or deleted)."""
+    for f in ("classifier.onnx", "classifier.int8.onnx", "manifest.json"):
+        shutil.copy(FIXTURES / f, tmp_path / f)
+    clf = FashionClassifier.load(tmp_path, threads=2)
+    batch = np.random.default_rng(1).random((300, 28, 28), dtype=np.float32)
+    want = FashionClassifier.load(FIXTURES, threads=1).probabilities(batch)
+    shutil.copy(FIXTURES / "classifier.int8.onnx", tmp_path / "classifier.onnx")
+    np.testing.assert_array_equal(clf.probabilities(batch), want)  # first large batch: sessions opened now
+    (tmp_path / "classifier.onnx").unlink()
+    clf.model._side_by_side = None  # again, with no file left at all
+    np.testing.assert_array_equal(clf.probabilities(batch), want)
+
+
+def test_a_large_batch_at_interpreter_shutdown_runs_on_the_calling_thread(tmp_path):
+    import subprocess
+    import sys
+
+    program = tmp_path / "flush.py"
+    program.write_text(
+        "import atexit, numpy as np\n"
+        "from fmnist_edge.runtime import FashionClassifier\n"
+        f"clf = FashionClassifier.load({str(FIXTURES)!r}, threads=2)\n"
+        "def flush():\n"
+        "    print(clf.probabilities(np.zeros((200, 28, 28), np.float32) + np.eye(28)).shape)\n"
+        "atexit.register(flush)\n")
+    done = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "(200, 10)", done.stderr
+
+
+def test_decode_refuses_latents_it_cannot_decode():
+    from fmnist_edge.errors import UsageError
+
+    ae = FashionAutoencoder.load(FIXTURES)
+    n = ae.n
+    for bad, needle in ((np.full((1, n), np.nan), "NaN"), (np.zeros((2, n + 1)), f"shaped \\(N, {n}\\)"),
+                        (np.array([["a"] * n]), "must be numbers"), (None, "must be")):
+        with pytest.raises(UsageError, match=needle):
+            ae.decode(bad)
+    assert ae.decode(np.zeros(n)).shape == (1, 1, 28, 28)  # one (n,) latent
+    assert ae.decode(np.zeros((0, n))).shape == (0, 1, 28, 28)
+    with pytest.raises(UsageError, match="without its decoder"):
+        FashionAutoencoder.load(FIXTURES, with_decoder=False).decode(np.zeros((1, n)))
+
+
+def test_the_runtime_package_exports_what_an_embedder_needs():
+    import fmnist_edge.runtime as runtime
+    from fmnist_edge import errors
+
+    assert runtime.ImageError is errors.ImageError and runtime.FmnistEdgeError is errors.FmnistEdgeError
+    assert runtime.CLASS_NAMES == CLASS_NAMES and {"FashionClassifier", "CLASS_NAMES"} <= set(dir(runtime))
+    assert "classifier.onnx" in repr(FashionClassifier.load(FIXTURES))
+    assert FashionAutoencoder.load(SAMPLES.parent, int8=True).encoder.path.name == "encoder.int8.onnx"

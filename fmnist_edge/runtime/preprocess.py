@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from fmnist_edge.errors import ImageError
+from fmnist_edge.errors import ImageError, printable
 from fmnist_edge.spec import IMAGE_SIZE
 
 # 40 megapixels: any camera photo passes, a decompression bomb (e.g. 30000x30000) is refused
@@ -34,6 +34,8 @@ NOISE_GRID = 512  # noisy pictures are told from their garment on at most this m
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open a picture file, decoded and checked; every failure is one ImageError line. A pipe or
     device (`/dev/stdin`, process substitution) is read whole first, up to MAX_STREAM_BYTES."""
+    if not str(path):  # Path("") would be the working folder
+        raise ImageError("an empty path names no picture")
     path = Path(path)
     try:
         info = path.stat()
@@ -41,6 +43,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: no such file") from None
     except OSError as exc:  # a name too long, a folder on the way that cannot be searched
         raise ImageError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL in the name, say from a web request's field
+        raise ImageError(f"{printable(str(path))}: not a usable file name ({exc})") from None
     if stat.S_ISDIR(info.st_mode):
         raise ImageError(f"{path}: is a folder, not a picture")
     if not stat.S_ISREG(info.st_mode):
@@ -80,13 +84,17 @@ def _decode(source: Path | io.BytesIO, name: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{name}: unreadable ({exc.strerror or exc})") from None
     except Exception as exc:  # Pillow's plugins raise ValueError, EOFError, ... on a damaged header
         raise ImageError(f"{name}: damaged picture header ({_first_line(exc)})") from None
-    check_size(im, name)
     try:
-        if getattr(im, "n_frames", 1) > 1:
-            im.seek(0)  # animated GIF/WebP/APNG: the first frame
-        im.load()
-    except Exception as exc:  # decoders fail in many types (OSError, TypeError, ...): all mean a bad file
-        raise ImageError(f"{name}: truncated or corrupt {im.format or 'image'} ({_first_line(exc)})") from None
+        check_size(im, name)
+        try:
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)  # animated GIF/WebP/APNG: the first frame
+            im.load()
+        except Exception as exc:  # decoders fail in many types (OSError, TypeError, ...): all mean a bad file
+            raise ImageError(f"{name}: truncated or corrupt {im.format or 'image'} ({_first_line(exc)})") from None
+    except ImageError:
+        im.close()  # else the error's traceback holds the file open: a batch job would run out of them
+        raise
     return im
 
 
@@ -96,10 +104,15 @@ def _first_line(exc: Exception) -> str:
 
 
 def check_size(im: Image.Image, name: str | os.PathLike = "image") -> None:
-    width, height = im.size
+    check_dimensions(*im.size, name, " (decompression bomb?)")
+
+
+def check_dimensions(width: int, height: int, name: str | os.PathLike, why: str = "") -> None:
+    """Refuse a picture too big to decode safely (`why` says what that may mean) or too small to
+    show a garment."""
     if width * height > MAX_PIXELS:
         raise ImageError(f"{name}: refused, {width}x{height} pixels is more than the "
-                         f"{MAX_PIXELS // 1_000_000} MP limit (decompression bomb?)")
+                         f"{MAX_PIXELS // 1_000_000} MP limit{why}")
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"{name}: {width}x{height} pixels is too small to show a garment "
                          f"(at least {MIN_SIDE}x{MIN_SIDE})")
@@ -243,10 +256,14 @@ def frame(garment: np.ndarray, name: str | os.PathLike = "image") -> np.ndarray:
 
 
 def from_pil(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
-    """A decoded PIL image -> float32 (1, 28, 28) model input."""
+    """A PIL image -> float32 (1, 28, 28) model input: its current frame (a file's first, as
+    opened by this module; a caller's image, the frame it was left at, and left there)."""
     check_size(im, name)
-    if getattr(im, "n_frames", 1) > 1:
-        im.seek(0)
+    try:
+        im.load()
+    except Exception as exc:  # a closed file's image, a truncated one opened lazily: Pillow's own types
+        raise ImageError(f"{name}: cannot read the image's pixels ({_first_line(exc)}; was its file "
+                         "closed before it was loaded?)") from None
     return frame(normalise(to_gray(im, name)), name)[None]
 
 
@@ -265,30 +282,56 @@ def from_bytes(data: bytes, name: str = "bytes") -> np.ndarray:
 def from_array(array: np.ndarray, name: str = "array") -> np.ndarray:
     """One numpy picture -> float32 (1, 28, 28).
 
-    A 28x28 array is taken as already in Fashion-MNIST framing (uint8 0..255, or float in
-    [0, 1]) and only scaled; (H, W) and (H, W, 3|4) arrays of other sizes are framed like files.
+    A 28x28 array is taken as already in Fashion-MNIST framing (a light garment on black) and
+    only scaled; (H, W), (H, W, 1|3|4) arrays of other sizes are framed like files. Pixels are
+    uint8 (0-255), uint16 (0-65535), other integers from 0 to 255, or floats in [0, 1] or on
+    the 0-255 scale; floats up to 5% outside either range (resampling's overshoot) are clipped,
+    and anything else (standardised or [-1, 1] pixels, say) is refused rather than misread.
     """
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+        raise ImageError(f"{name}: an array of shape {array.shape} is not a picture (want HxW, HxWx1, HxWx3 "
+                         "or HxWx4)")
+    height, width = array.shape[:2]
+    check_dimensions(width, height, name)  # before any copy of a huge array is made
+    scaled = _scaled(array, name)
     if array.shape == (IMAGE_SIZE, IMAGE_SIZE):
-        return _scaled(array, name)[None]
-    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4)):
-        pixels = (_scaled(array, name) * 255.0 + 0.5).astype(np.uint8)
-        return from_pil(Image.fromarray(pixels), name)
-    raise ImageError(f"{name}: an array of shape {array.shape} is not a picture (want HxW or HxWx3)")
+        if float(scaled.max()) - float(scaled.min()) <= TRIM:  # as `frame` refuses a picture with no garment
+            raise ImageError(f"{name}: blank picture, no garment found (every pixel within {TRIM:.0%} of "
+                             f"{float(scaled.mean()):.3f})")
+        return scaled[None]
+    pixels = (scaled * 255.0 + 0.5).astype(np.uint8)
+    return from_pil(Image.fromarray(pixels), name)
+
+
+OVERSHOOT = 0.05  # how far outside its range a float picture may stray (bicubic resampling's ringing)
 
 
 def _scaled(array: np.ndarray, name: str) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / np.float32(255.0)
-    if array.dtype == np.uint16:
-        return array.astype(np.float32) / np.float32(65535.0)
-    if array.dtype.kind not in "fiub":
+    """Pixels -> float32 in [0, 1], the scale read from the dtype, or from the values for floats."""
+    kind, size = array.dtype.kind, array.dtype.itemsize
+    if kind == "u" and size in (1, 2):  # any byte order: '>u2' is 16-bit too
+        return array.astype(np.float32) / np.float32(255.0 if size == 1 else 65535.0)
+    if kind == "b":
+        return array.astype(np.float32)
+    if kind not in "fiu":
         raise ImageError(f"{name}: {array.dtype} is not a pixel type")
+    if kind in "iu":
+        least, most = int(array.min()), int(array.max())  # never empty: check_dimensions came first
+        if least < 0 or most > 255:
+            raise ImageError(f"{name}: integer pixels from {least} to {most}; want 0-255 (or uint16 for 16-bit "
+                             "pictures)")
+        return array.astype(np.float32) / np.float32(255.0)
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise ImageError(f"{name}: holds NaN or infinite values")
-    if array.max(initial=0.0) > 1.0:  # integers or floats on the 0..255 scale
-        array = array / np.float32(255.0)
-    return np.clip(array, 0.0, 1.0)
+    low, high = float(array.min()), float(array.max())
+    top = 1.0 if high <= 1.0 + OVERSHOOT else 255.0
+    if low < -OVERSHOOT * top or high > (1.0 + OVERSHOOT) * top or (top == 255.0 and high <= TRIM * top):
+        raise ImageError(f"{name}: float pixels from {low:.4g} to {high:.4g} fit neither [0, 1] nor 0-255 "
+                         "(standardised or [-1, 1] pixels? undo that first)")
+    return np.clip(array / np.float32(top), 0.0, 1.0)

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from fmnist_edge import manifest
-from fmnist_edge.errors import ModelError, ModelUsageError, with_article as _a
+from fmnist_edge.errors import ModelError, ModelUsageError, UsageError, with_article as _a
 from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ORT_SUFFIX, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
@@ -63,6 +63,8 @@ def models_dir(path: str | os.PathLike | None = None, need: str | tuple[str, ...
 
 def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) -> Path:
     """A model file: `path` itself when it is a file, else the spec's file name in its folder."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise UsageError(f"a model path must be a str or a path, got {type(path).__name__}")
     given = Path(path) if path is not None else None
     # a folder may be called anything, x.ort too
     if given is not None and not given.is_dir() and (given.suffix in (".onnx", ORT_SUFFIX) or given.is_file()):
@@ -82,12 +84,17 @@ def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) ->
 
 def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
     """threads None (or 0): ONNX Runtime's default, one per core."""
+    given = threads
     try:
+        if isinstance(threads, bool):
+            raise TypeError
         threads = None if threads is None else operator.index(threads)  # numpy integers too
     except TypeError:
         threads = -1
     if threads is not None and not 0 <= threads <= MAX_THREADS:
-        raise ModelError(f"threads must be an integer from 1 to {MAX_THREADS} (or None), got {threads!r}")
+        raise UsageError(f"threads must be an integer from 1 to {MAX_THREADS} (or None), got {given!r}")
+    if optimisation not in OPTIMISATION:
+        raise UsageError(f"optimisation must be one of {', '.join(OPTIMISATION)}, got {optimisation!r}")
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
@@ -179,7 +186,13 @@ class OnnxModel:
         self.spec = MODELS[kind]
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
-        self.manifest_entry = manifest.verify(self.path)  # before anything runs
+        try:
+            # Every session, the helpers' opened later too, is made from these bytes: the ones the
+            # manifest check saw, not whatever the file holds by then (an export swapping the folder).
+            self._bytes = self.path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{self.path}: unreadable ({exc.strerror or exc})") from None
+        self.manifest_entry = manifest.verify(self.path, self._bytes)  # before anything runs
         self._optimisation, self._fold_int8_weights = optimisation, False
         threads = threads or default_threads()
         self.session = self._open(threads)  # checks `threads` first
@@ -261,7 +274,12 @@ class OnnxModel:
                 failed.set()
                 raise
 
-        helping = [pool.submit(work) for _ in range(min(self.threads, len(starts)) - 1)]
+        helping = []
+        for _ in range(min(self.threads, len(starts)) - 1):
+            try:
+                helping.append(pool.submit(work))
+            except RuntimeError:  # the interpreter is shutting down (an atexit flush): work alone
+                break
         error: BaseException | None = None
         try:
             work()
@@ -283,7 +301,7 @@ class OnnxModel:
         if self._fold_int8_weights:
             options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
-            return ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(self._bytes, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own pybind types: all mean "not a model we can run"
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelError(f"{self.path}: not a loadable ONNX model ({first[:200]})") from None
