@@ -47,17 +47,20 @@ Picture = Union[str, "os.PathLike[str]", Image.Image, bytes, bytearray, memoryvi
 Inputs = Union[Picture, np.ndarray, Iterable[Union[Picture, np.ndarray]]]  # one picture or many
 
 
-def check_batch_size(batch_size: object) -> int:
-    """Images per model call: a whole number of 1 or more."""
+def _whole_number(value: object, name: str) -> int:
+    """`value` as an int of 1 or more (numpy integers too; not a bool, a float or a str)."""
     try:
-        if isinstance(batch_size, bool):
-            raise TypeError
-        size = operator.index(batch_size)  # type: ignore[arg-type]
+        number = 0 if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        size = 0
-    if size < 1:
-        raise UsageError(f"batch_size must be a whole number of 1 or more, got {batch_size!r}")
-    return size
+        number = 0
+    if number < 1:
+        raise UsageError(f"{name} must be a whole number of 1 or more, got {value!r}")
+    return number
+
+
+def check_batch_size(batch_size: object) -> int:
+    """Images per model call."""
+    return _whole_number(batch_size, "batch_size")
 
 
 def _check_flag(value: object, name: str) -> bool:
@@ -148,15 +151,8 @@ def mirror_averaged(model: OnnxModel, batch: np.ndarray, batch_size: int | None 
 
 
 def check_top_k(top_k: object) -> int:
-    """How many classes a Prediction lists: a whole number of 1 or more (more than there are
-    classes lists them all)."""
-    try:
-        k = 0 if isinstance(top_k, bool) else operator.index(top_k)  # type: ignore[arg-type]
-    except TypeError:
-        k = 0
-    if k < 1:
-        raise UsageError(f"top_k must be a whole number of 1 or more, got {top_k!r}")
-    return k
+    """How many classes a Prediction lists (more than there are classes lists them all)."""
+    return _whole_number(top_k, "top_k")
 
 
 def to_predictions(probs: np.ndarray, top_k: int = 3, sources: Sequence | None = None) -> list[Prediction]:
