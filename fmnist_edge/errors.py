@@ -1,5 +1,7 @@
 """The one project error class that every user-facing failure is raised as."""
 
+import operator
+
 
 class FmnistEdgeError(Exception):
     """A failure the user can act on; the CLI prints its message as one line and exits 1 (2 for a
@@ -36,6 +38,18 @@ class Interrupted(FmnistEdgeError):
 
 class ValidationFailed(FmnistEdgeError):
     """An exported model missed one of its validation bounds."""
+
+
+def whole_number(value: object, name: str) -> int:
+    """`value` as an int of 1 or more (numpy integers too; not a bool, a float or a str), else a
+    UsageError that names the argument."""
+    try:
+        number = 0 if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        number = 0
+    if number < 1:
+        raise UsageError(f"{name} must be a whole number of 1 or more, got {value!r}")
+    return number
 
 
 def with_article(kind: str) -> str:

@@ -11,7 +11,6 @@ loaded model may be shared between threads.
 
 from __future__ import annotations
 
-import operator
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence, Union, overload
 import numpy as np
 from PIL import Image
 
-from fmnist_edge.errors import ImageError, ModelError, UsageError, with_article
+from fmnist_edge.errors import ImageError, ModelError, UsageError, whole_number, with_article
 from fmnist_edge.runtime import preprocess
 from fmnist_edge.runtime.session import OnnxModel, model_file
 from fmnist_edge.spec import CLASS_NAMES, IMAGE_SIZE, MODELS
@@ -47,20 +46,9 @@ Picture = Union[str, "os.PathLike[str]", Image.Image, bytes, bytearray, memoryvi
 Inputs = Union[Picture, np.ndarray, Iterable[Union[Picture, np.ndarray]]]  # one picture or many
 
 
-def _whole_number(value: object, name: str) -> int:
-    """`value` as an int of 1 or more (numpy integers too; not a bool, a float or a str)."""
-    try:
-        number = 0 if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        number = 0
-    if number < 1:
-        raise UsageError(f"{name} must be a whole number of 1 or more, got {value!r}")
-    return number
-
-
 def check_batch_size(batch_size: object) -> int:
     """Images per model call."""
-    return _whole_number(batch_size, "batch_size")
+    return whole_number(batch_size, "batch_size")
 
 
 def _check_flag(value: object, name: str) -> bool:
@@ -152,12 +140,13 @@ def mirror_averaged(model: OnnxModel, batch: np.ndarray, batch_size: int | None 
 
 def check_top_k(top_k: object) -> int:
     """How many classes a Prediction lists (more than there are classes lists them all)."""
-    return _whole_number(top_k, "top_k")
+    return whole_number(top_k, "top_k")
 
 
 def to_predictions(probs: np.ndarray, top_k: int = 3, sources: Sequence | None = None) -> list[Prediction]:
-    """One Prediction per row of `probs`; `sources[row]`, when given and not None, names its file."""
-    k = min(check_top_k(top_k), probs.shape[1])
+    """One Prediction per row of `probs` (`top_k` checked by the caller, with check_top_k);
+    `sources[row]`, when given and not None, names its file."""
+    k = min(top_k, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     out = []
     for row, (p, idx) in enumerate(zip(probs, order)):

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from fmnist_edge.errors import FmnistEdgeError, UsageError
+from fmnist_edge.errors import FmnistEdgeError, UsageError, whole_number
 from fmnist_edge.machine import cpu_model
 from fmnist_edge.runtime.session import OnnxModel
 
@@ -126,8 +126,7 @@ def bench_side_by_side(contenders: list[tuple], batch_sizes, threads_list, secon
     order every other round. A shared machine's speed drifts over minutes: timed in turns, a
     ratio between two contenders compares the same stretches of the machine's time."""
     check_seconds(seconds)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise UsageError(f"--rounds must be a whole number of 1 or more, got {rounds!r}")
+    whole_number(rounds, "--rounds")
     if not contenders:
         return []
     names = [c[0] for c in contenders]
