@@ -103,6 +103,78 @@ def test_second_reproduce_skips_finished_runs(quick):
     assert {p: p.stat().st_mtime_ns for p in runs.glob("seed0/*/model.pt")} == before
 
 
+def _again(runs, data, *extra):
+    return CliRunner().invoke(app, ["reproduce", "--quick", "--out", str(runs), "--data-dir", str(data),
+                                    "--device", "cpu", "--jobs", "1", "--no-report", *extra])
+
+
+@pytest.mark.torch
+def test_a_finished_run_whose_model_does_not_read_back_is_refused_with_the_way_out(quick, tmp_path):
+    """A finished run is skipped only when its model.pt reads back: a damaged one is named, with
+    the classifiers trained on its encoder, and nothing is trained or changed."""
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    model = runs / "seed0" / "ae-p0.1" / "model.pt"
+    model.write_bytes(model.read_bytes()[:1000])
+    before = {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()}
+    result = _again(runs, quick["data"])
+    refused(result, "not a readable PyTorch checkpoint")
+    message = result.stderr
+    assert f"move {model.parent} out of {runs}" in message and "clf-case1" in message and "clf-case2" in message
+    assert "clf-case3" not in message
+    assert {p: p.read_bytes() for p in runs.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.torch
+def test_a_finished_run_whose_metrics_or_history_do_not_read_back_gets_them_from_its_model(quick, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    folder = runs / "seed0" / "clf-case4"
+    metrics, history = (folder / "metrics.json").read_text(), (folder / "history.json").read_text()
+    (folder / "metrics.json").write_text("")
+    (folder / "history.json").unlink()
+    result = _again(runs, quick["data"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "running" not in result.stdout
+    assert f"{folder / 'metrics.json'} was missing or unreadable: written again from model.pt" in result.stderr
+    assert json.loads((folder / "metrics.json").read_text()) == json.loads(metrics)
+    assert json.loads((folder / "history.json").read_text()) == json.loads(history)
+
+
+@pytest.mark.torch
+def test_an_unreadable_resume_point_is_kept_aside_and_the_run_starts_over(quick, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    folder = runs / "seed0" / "clf-case4"
+    for name in ("model.pt", "metrics.json", "history.json"):
+        (folder / name).unlink()
+    (folder / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    result = _again(runs, quick["data"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "kept as last.pt.unreadable; the run starts over" in result.stderr
+    assert (folder / "last.pt.unreadable").read_bytes() == b"PK\x03\x04 truncated"
+    assert (folder / "model.pt").is_file()
+    assert "seed 0 clf-case4: done" in result.stdout
+
+
+@pytest.mark.torch
+def test_an_interrupted_reproduction_says_how_to_continue_it(quick, tmp_path, monkeypatch):
+    """Not with train's --resume, which reproduce does not have: with the same command."""
+    from fmnist_edge.train.loop import Trainer
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    shutil.rmtree(runs / "seed0" / "clf-case4")
+
+    def ctrl_c(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_train_epoch", ctrl_c)
+    result = _again(runs, quick["data"])
+    refused(result, "interrupted in epoch 1", "continue by running the same `fmnist-edge reproduce` command again",
+            exit_code=130)
+
+
 @pytest.mark.torch
 def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(quick, tmp_path):
     """--jobs 2: every run in a worker process with its share of the cores; with one thread each,
@@ -699,6 +771,8 @@ def test_a_report_through_a_symlink_replaces_its_target_and_keeps_the_link(quick
     ("plan.json", '{"seeds": 1, "configs": "../..", "run_configs": {}}', "its configs is not a digest"),
     ("reproduction.json", "[]", "reproduction.json: holds a JSON list, not an object"),
     ("reproduction.json", '{"wall_time_s": "an hour"}', "its wall_time_s is not a number"),
+    ("reproduction.json", '{"wall_ti', "not JSON (Unterminated string starting at: line 1 column 2 (char 1)); "
+                                       "it holds the training time spent so far"),
 ])
 def test_reproduce_refuses_a_damaged_record_of_an_earlier_reproduction(tmp_path, name, content, needle):
     """What plan.json and reproduction.json hold decides which runs are kept and what the time

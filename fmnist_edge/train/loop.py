@@ -57,9 +57,11 @@ class Trainer(RunState):
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, run_dir: str | Path,
                  data_dir=None, encoder_ckpt: str | Path | None = None, resume: bool = False,
                  force: bool = False, device: str = "auto", quiet: bool = False,
-                 on_epoch: Callable[[dict], None] | None = None, given: Collection[str] = ()):
+                 on_epoch: Callable[[dict], None] | None = None, given: Collection[str] = (),
+                 resume_how: str = "with --resume"):
         """`given`: the settings the user named (CLI option names = config fields); a resumed run
-        refuses one that differs from its own."""
+        refuses one that differs from its own. `resume_how`: how the user resumes the run, for
+        the message of an interrupted one."""
         model_cfg.check()
         train_cfg.check()
         self.model_cfg, self.cfg = model_cfg, train_cfg
@@ -72,6 +74,7 @@ class Trainer(RunState):
         self.quiet = quiet
         self.on_epoch = on_epoch
         self.given = tuple(given)
+        self.resume_how = resume_how
         state = run_state(self.run_dir)
         if state == "finished" and not force:
             raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
@@ -154,13 +157,13 @@ class Trainer(RunState):
             self._save_resume_point()
             raise Interrupted(
                 f"interrupted in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
-                "continue with --resume") from None
+                f"continue {self.resume_how}") from None
         try:
             return self._finish(stop_reason)
         except KeyboardInterrupt:  # the epochs are done and saved: only the test and model.pt are left
             saved = self.run_dir / checkpoint.RESUME_FILE
             raise Interrupted(f"interrupted after the last epoch, before the test; {saved} holds the run: "
-                              "finish it with --resume") from None
+                              f"finish it {self.resume_how}") from None
 
     @contextlib.contextmanager
     def _ctrl_c_between_steps(self):

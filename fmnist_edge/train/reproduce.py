@@ -222,7 +222,7 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     write_json(plan_path, {**settings, "seeds": seeds, "data_dir": named_data,
                            "runs": [r.name for r in runs if r.seed == 0], "run_configs": digests})
     started = time.perf_counter()
-    statuses = {(r.seed, r.name): _state(r.folder(root)) for r in runs}
+    statuses = {(r.seed, r.name): _checked_state(r, runs, root, log) for r in runs}
     if overview:
         overview.start(runs, statuses)
     todo = [r for r in runs if statuses[(r.seed, r.name)] not in ("finished", "diverged")]
@@ -265,7 +265,8 @@ def train_run(run: RunSpec, root: Path, data_dir, device: str) -> str:
         return "skipped"
     try:
         Trainer(run.model_cfg, replace(run.train_cfg), folder, data_dir=data_dir, encoder_ckpt=encoder,
-                resume=_state(folder) == "partial", device=device, quiet=True).run()
+                resume=_state(folder) == "partial", device=device, quiet=True,
+                resume_how="by running the same `fmnist-edge reproduce` command again").run()
         return "done"
     except Diverged as exc:
         # A diverging configuration (lr 1e-2 may) is a finding, not a crash: record it, go on.
@@ -286,10 +287,13 @@ def _time_spent(record_path: Path) -> float:
     """The training time an earlier reproduction in the folder recorded, 0 for a new folder."""
     if not record_path.exists():
         return 0.0
-    spent = read_json(record_path).get("wall_time_s", 0.0)
+    way_out = "it holds the training time spent so far: put it right, or delete the file to count from zero"
+    try:
+        spent = read_json(record_path).get("wall_time_s", 0.0)
+    except FmnistEdgeError as exc:
+        raise FmnistEdgeError(f"{exc}; {way_out}") from None
     if not json_typed(spent, NUMBER):
-        raise FmnistEdgeError(f"{record_path}: its wall_time_s is not a number; it holds the training time "
-                              "spent so far: put it right, or delete the file to count from zero")
+        raise FmnistEdgeError(f"{record_path}: its wall_time_s is not a number; {way_out}")
     return float(spent)
 
 
@@ -337,6 +341,56 @@ def _state(folder: Path) -> str:
     from fmnist_edge.train.run_state import run_state
 
     return "diverged" if (folder / "diverged.json").is_file() else run_state(folder)
+
+
+def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log) -> str:
+    """The run's state, once what it holds is known to read back. A finished run whose model.pt
+    does not is refused, naming the way out; its metrics.json or history.json that does not is
+    written again from model.pt, which holds both. A resume point that does not read back is
+    kept aside as last.pt.unreadable, and the run starts over."""
+    from fmnist_edge.train import checkpoint, run_records
+
+    folder = run.folder(root)
+    state = _state(folder)
+    if state == "finished":
+        try:
+            payload = checkpoint.load_raw(folder / checkpoint.MODEL_FILE)
+        except FmnistEdgeError as exc:
+            raise FmnistEdgeError(f"{exc}: this finished run cannot be kept; move {folder} out of {root} "
+                                  "and run again to train it anew" + _built_on(run, runs, root)) from None
+        for file, key, check in (("metrics.json", "metrics", run_records._metrics),
+                                 ("history.json", "history", run_records._history)):
+            try:
+                if check(folder / file, run.name):
+                    continue
+            except FmnistEdgeError:
+                pass
+            if not payload.get(key):
+                raise FmnistEdgeError(f"{folder / file}: missing or unreadable, and model.pt holds no copy: "
+                                      f"move {folder} out of {root} and run again to train it anew")
+            write_json(folder / file, payload[key])
+            if log:
+                log(f"{folder / file} was missing or unreadable: written again from model.pt")
+    elif state == "partial":
+        resume = folder / checkpoint.RESUME_FILE
+        try:
+            checkpoint.load_raw(resume)
+        except FmnistEdgeError as exc:
+            aside = resume.with_name(resume.name + ".unreadable")
+            resume.replace(aside)
+            if log:
+                log(f"{exc}: kept as {aside.name}; the run starts over")
+            return "new"
+    return state
+
+
+def _built_on(run: RunSpec, runs: list[RunSpec], root: Path) -> str:
+    """The finished classifiers that were trained on the run's encoder, for a message."""
+    from fmnist_edge.train.checkpoint import MODEL_FILE
+
+    names = [str(r.folder(root)) for r in runs if r.seed == run.seed and r.encoder_from == run.name
+             and (r.folder(root) / MODEL_FILE).is_file()]
+    return f" (and {', '.join(names)}, trained on its encoder, to train them on the new one)" if names else ""
 
 
 def _record(seeds: int, recipe: str, quick: bool, wall: float, jobs: int = 1) -> dict:
