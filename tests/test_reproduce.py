@@ -455,6 +455,30 @@ def test_report_without_a_readable_checkpoint_says_which_run_and_goes_on(quick, 
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("second_seed", [False, True])
+def test_a_reconstruction_row_whose_checkpoint_is_unreadable_comes_from_another_seed_or_is_noted(
+        quick, tmp_path, second_seed):
+    from fmnist_edge.train.report import write_report
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
+    if second_seed:
+        shutil.copytree(runs / "seed0", runs / "seed1")
+        plan = json.loads((runs / "plan.json").read_text())
+        (runs / "plan.json").write_text(json.dumps({**plan, "seeds": 2}))
+    model = runs / "seed0" / "ae-n32" / "model.pt"
+    model.write_bytes(model.read_bytes()[:1000])
+    s = write_report(runs, tmp_path / "out", data_dir=quick["data"])
+    caption = next(f["caption"] for f in s["figures"] if f["file"] == "reconstructions.png")
+    note = next(n for n in s["notes"] if n.startswith("ae-n32: model.pt of seed 0 ("))
+    if second_seed:
+        assert "for n = 32, 64, 128 " in caption and note.endswith("drawn from seed 1")
+    else:
+        assert "for n = 64, 128 " in caption and note.endswith("left out of the reconstruction panel")
+    assert note in (tmp_path / "out" / "summary.md").read_text()
+
+
+@pytest.mark.torch
 def test_report_tolerates_missing_and_diverged_runs(quick, tmp_path):
     from fmnist_edge.train.report import write_report
 
@@ -848,7 +872,7 @@ def test_a_relative_data_dir_is_recorded_absolute_for_the_report(tmp_path, monke
 
     shutil.copytree(fake_data_dir, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(reproduce, "_state", lambda folder: "finished")  # nothing to train
+    monkeypatch.setattr(reproduce, "_checked_state", lambda run, runs, root, log: "finished")  # nothing to train
     reproduce.reproduce("runs", quick=True, data_dir="data", jobs=1)
     assert json.loads((tmp_path / "runs" / "plan.json").read_text())["data_dir"] == str(tmp_path / "data")
 

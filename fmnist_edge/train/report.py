@@ -233,13 +233,15 @@ def _write(runs, seeds, notes, plan_info, record, root, out: Path, data_dir) -> 
         train_x, test_x, test_y, pca_what = pca_data(data_dir, quick)
         mean, components = pca_fit(train_x)
         pca = {str(n): pca_mse(test_x, mean, components, n) for n in N_RUNS}
-        panel = _panel(runs, test_x, test_y, mean, components, out / "reconstructions.png")
-        if panel:
+        drawn = _panel(runs, test_x, test_y, mean, components, out / "reconstructions.png", notes)
+        if drawn:
+            sizes = ", ".join(str(n) for n in drawn)
             figs.append(("reconstructions.png", "Report has no such figure: one test image per class, its "
-                                                "autoencoder reconstructions for n = 32, 64, 128 and the PCA "
+                                                f"autoencoder reconstructions for n = {sizes} and the PCA "
                                                 "reconstruction with the same n."))
         else:
-            notes.append("reconstruction panel skipped: no finished ae-n32/ae-base/ae-n128 run, or no torch")
+            notes.append("reconstruction panel skipped: no finished ae-n32/ae-base/ae-n128 run whose "
+                         "model.pt reads back, or no torch")
     except DataError as exc:
         if named:  # the folder was named: a report without its baseline is not what was asked
             raise
@@ -267,32 +269,39 @@ def _label(name: str, exp: int) -> str:
     return text[key] + (" (base)" if name == "ae-base" else "")
 
 
-def _panel(runs, test_x, test_y, mean, components, path: Path) -> bool:
-    """One test image per class; rows: autoencoder (first finished seed) and PCA per n."""
+def _panel(runs, test_x, test_y, mean, components, path: Path, notes: list[str]) -> list[int]:
+    """One test image per class; rows: autoencoder (the first finished seed whose model.pt reads
+    back) and PCA per n. Returns the n whose autoencoder row was drawn; a row left out, or taken
+    from a later seed, gets a note."""
     try:
         import torch
 
         from fmnist_edge.train.checkpoint import load_model
     except ImportError:
-        return False
+        return []
     picks = [int(np.flatnonzero(test_y == k)[0]) for k in range(len(CLASS_NAMES)) if np.any(test_y == k)]
     x = test_x[picks]
-    rows = []
+    rows, drawn = [], []
     for n, name in N_RUNS.items():
         done = sorted(s for s, r in runs.get(name, {}).items() if r["status"] == "finished")
-        try:
-            model = (load_model(runs[name][done[0]]["folder"] / "model.pt", expect_kind="autoencoder")[0]
-                     if done else None)
-        except FmnistEdgeError:  # an unreadable checkpoint costs its row, not the report
-            model = None
+        model, unreadable = None, []
+        for seed in done:
+            try:
+                model = load_model(runs[name][seed]["folder"] / "model.pt", expect_kind="autoencoder")[0]
+                break
+            except FmnistEdgeError as exc:  # an unreadable checkpoint costs its seed, not the report
+                unreadable.append(f"seed {seed} ({exc})")
+        if unreadable:
+            fallback = f"drawn from seed {seed}" if model is not None else "left out of the reconstruction panel"
+            notes.append(f"{name}: model.pt of {'; '.join(unreadable)}: {fallback}")
         if model is not None:
             with torch.no_grad():
                 rec = model(torch.from_numpy(x.astype(np.float32)).view(-1, 1, 28, 28)).numpy().reshape(len(x), -1)
             rows.append((f"AE n={n}\nMSE {np.mean((rec - x) ** 2):.4f}", rec.reshape(-1, 28, 28)))
+            drawn.append(n)
         pca_rec = pca_reconstruct(x, mean, components, n)
         rows.append((f"PCA n={n}\nMSE {np.mean((pca_rec - x) ** 2):.4f}", pca_rec.reshape(-1, 28, 28)))
-    if not any(label.startswith("AE") for label, _ in rows):
-        return False
-    figures.reconstruction_panel(x.reshape(-1, 28, 28), rows, path,
-                                 column_titles=[CLASS_NAMES[int(test_y[i])] for i in picks])
-    return True
+    if drawn:
+        figures.reconstruction_panel(x.reshape(-1, 28, 28), rows, path,
+                                     column_titles=[CLASS_NAMES[int(test_y[i])] for i in picks])
+    return drawn

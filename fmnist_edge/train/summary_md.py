@@ -7,7 +7,6 @@ import math
 from fmnist_edge.errors import counted
 from fmnist_edge.spec import CLASS_NAMES
 from fmnist_edge.train.config import QUICK_LIMIT
-from fmnist_edge.train.reproduce import N_RUNS
 
 
 def pct(x: float | None) -> str:
@@ -56,7 +55,7 @@ def render_markdown(s: dict) -> str:
               "| run | n | p | optimizer | lr | batch | best val loss | test MSE | PCA MSE, same n | epochs "
               "(best) | stop | dead latent units | wall time |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in s["autoencoder"].items():
-        pca = s["pca_mse"].get(str(r["n"])) if name in N_RUNS.values() else None
+        pca = s["pca_mse"].get(str(r["n"]))  # every run of that n, not only experiment 2's
         diverged = f" (diverged: seeds {r['diverged_seeds']})" if r["diverged_seeds"] else ""
         lines.append(f"| {name}{diverged} | {r['n']} | {r['p']} | {r['optimizer']} | {r['lr']:g} | {r['batch_size']} "
                      f"| {_num(r['best_val_loss'])} | {_pm(r['test_mse_mean'], r['test_mse_std'])} | {_num(pca)} "
