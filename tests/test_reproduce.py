@@ -758,6 +758,37 @@ def test_a_report_stopped_midway_leaves_the_previous_one_whole(quick, tmp_path, 
 
 
 @pytest.mark.torch
+def test_a_sigterm_midway_unwinds_like_ctrl_c_and_leaves_no_staging_folder(quick, tmp_path, monkeypatch, capsys):
+    """`kill`, `timeout` and service managers stop a command with SIGTERM: the entry point turns it
+    into an exception, so the staging folder goes and the previous report stays whole (exit 143)."""
+    import signal
+
+    from fmnist_edge.cli import main
+    from fmnist_edge.train import figures
+
+    out = tmp_path / "report"
+    args = ["report", str(quick["runs"]), "--out", str(out), "--data-dir", str(quick["data"])]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    before = _snapshot(out)
+
+    def sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises long before this ends
+
+    monkeypatch.setattr(figures, "confusion_grid", sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exit_.value.code == 143
+    assert capsys.readouterr().err == "fmnist-edge: error: terminated\n"
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+@pytest.mark.torch
 def test_a_report_into_a_folder_that_holds_other_files_replaces_only_its_own(quick, tmp_path):
     """RUNS itself, or a folder where the user keeps notes: the report's files are put in it,
     an earlier report's that this one does not write are removed, and nothing else is touched."""

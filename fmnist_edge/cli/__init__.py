@@ -81,8 +81,21 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fmnist_edge.cli' has no attribute {name!r}")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that what a command stages or writes is cleaned up
+    on the way out (a BaseException: no `except Exception` takes it for a failure of its own)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: usage errors become one line on stderr too (exit 2)."""
+    """Console entry point: usage errors become one line on stderr too (exit 2); SIGTERM unwinds
+    like Ctrl-C, leaving no staging folder or temporary file behind (exit 143)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     # ONNX Runtime's telemetry, when it cannot store its device ID (a read-only home), warns on
     # stderr as it is imported, before any session option could silence it: a second line on
     # every failure. The command line turns it off (a user's own setting wins); the Python API
@@ -106,4 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("fmnist-edge: error: interrupted\n")
         code = 130
+    except Terminated:
+        sys.stderr.write("fmnist-edge: error: terminated\n")
+        code = 143
     sys.exit(code if isinstance(code, int) else 0)
