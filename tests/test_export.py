@@ -114,6 +114,19 @@ def tiny_classifier(tmp_path_factory, fake_data_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
+def other_classifier(tiny_classifier, tmp_path_factory) -> Path:
+    """tiny_classifier with one weight tensor halved: another model, which exports to other bytes."""
+    import torch
+
+    payload = torch.load(tiny_classifier, weights_only=True)
+    weight = next(k for k in payload["state_dict"] if k.endswith("weight"))
+    payload["state_dict"][weight] = payload["state_dict"][weight] * 0.5
+    path = tmp_path_factory.mktemp("other-clf") / "model.pt"
+    torch.save(payload, path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def full_test_split(tmp_path_factory, make_fake_data) -> Path:
     """`validate` insists on the full 10,000-image test set: a fake one of that size
     (as in test_hostile.py)."""
@@ -843,7 +856,8 @@ def test_export_with_an_unreadable_latest_pointer(run, tmp_path, monkeypatch, po
     assert not (tmp_path / "exported").exists()
 
 
-def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export_dir, tiny_classifier):
+def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export_dir, tiny_classifier,
+                                                          other_classifier):
     out = tmp_path / "models"
     shutil.copytree(export_dir, out)
     (out / "samples").mkdir()
@@ -859,8 +873,16 @@ def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export
         assert manifest.verify(out / name)["size_bytes"] == (out / name).stat().st_size
     assert "validation" not in files["classifier.onnx"]  # --no-validate: no stale figures
     assert no_staging_left(tmp_path)
-    # Without --quantize, the classifier's int8 twin would be the old classifier's: left behind.
+    # The same checkpoint again without --quantize: the same fp32 bytes, so its int8 file still
+    # holds the model it was made from, and stays.
+    int8_before = sha256(out / "classifier.int8.onnx")
     result = run("export", tiny_classifier, "--out", out, "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert "dropping" not in result.output
+    assert "classifier.int8.onnx" in manifest.read(out)["files"]
+    assert sha256(out / "classifier.int8.onnx") == int8_before
+    # Another classifier without --quantize: the int8 file would be the old classifier's: left behind.
+    result = run("export", other_classifier, "--out", out, "--no-validate")
     assert result.exit_code == 0, result.output
     assert "dropping classifier.int8.onnx" in result.output
     assert set(manifest.read(out)["files"]) == {"encoder.onnx", "decoder.onnx", "classifier.onnx"}

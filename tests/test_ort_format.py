@@ -19,7 +19,7 @@ from fmnist_edge.export.ort_format import OPERATORS_CONFIG, ort_name  # noqa: E4
 from fmnist_edge.runtime.session import OnnxModel  # noqa: E402
 from fmnist_edge.spec import MODELS  # noqa: E402
 from conftest import invoke as cli, misused, refused  # noqa: E402
-from test_export import full_test_split, tiny_classifier  # noqa: E402,F401  (fixtures)
+from test_export import full_test_split, other_classifier, tiny_classifier  # noqa: E402,F401  (fixtures)
 
 KINDS = ("encoder", "decoder", "classifier")
 
@@ -138,8 +138,8 @@ def test_export_platform_without_ort_format_is_refused(tmp_path, tiny_classifier
     assert not (tmp_path / "m").exists()
 
 
-def test_reexport_drops_the_twins_of_the_models_it_replaces(copy_of, tiny_classifier, full_test_split):  # noqa: F811
-    result = cli("export", tiny_classifier, "--out", copy_of, "--data-dir", full_test_split)
+def test_reexport_drops_the_twins_of_the_models_it_replaces(copy_of, other_classifier, full_test_split):  # noqa: F811
+    result = cli("export", other_classifier, "--out", copy_of, "--data-dir", full_test_split)
     assert result.exit_code == 0, result.output
     names = {p.name for p in copy_of.iterdir()}
     assert "classifier.onnx" in names and "encoder.ort" in names  # the autoencoder's twins stay
@@ -152,6 +152,17 @@ def test_reexport_drops_the_twins_of_the_models_it_replaces(copy_of, tiny_classi
     config = (copy_of / OPERATORS_CONFIG).read_text()
     assert "classifier" not in config and all(f"# - {n}" in config for n in kept)
     assert f"rewriting {OPERATORS_CONFIG}" in result.stderr
+
+
+def test_reexporting_the_same_checkpoint_keeps_its_int8_file_and_twins(copy_of, tiny_classifier,  # noqa: F811
+                                                                      full_test_split):  # noqa: F811
+    """The same checkpoint exports to the same bytes: what was made from the old file still holds."""
+    before = {p.name: p.read_bytes() for p in copy_of.iterdir() if p.name.startswith("classifier")}
+    result = cli("export", tiny_classifier, "--out", copy_of, "--data-dir", full_test_split)
+    assert result.exit_code == 0, result.output
+    assert "dropping" not in result.output and "rewriting" not in result.output
+    assert {p.name: p.read_bytes() for p in copy_of.iterdir() if p.name.startswith("classifier")} == before
+    assert set(before) <= set(manifest.read(copy_of)["files"])
 
 
 def test_converting_again_keeps_unchanged_twins_and_a_new_platform_replaces_them(copy_of, full_test_split):  # noqa: F811
