@@ -382,6 +382,9 @@ def test_resume_refuses_a_foreign_resume_point_and_another_kind_of_run(cli, tmp_
     shutil.copy(tmp_path / "ae" / "model.pt", tmp_path / "copy" / "last.pt")  # weights, no training state
     one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
                    "not a resume point", "--force")
+    (tmp_path / "copy" / "last.pt").write_bytes((tmp_path / "ae" / "last.pt").read_bytes()[:1000])  # truncated
+    one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
+                   "not a readable PyTorch checkpoint", "--force starts the run over")
     assert cli("train", "classifier", "--case", "3", "--n", "8", "--out", "c3", "--limit", "300", "--max-epochs",
                "3", "--quiet", "--device", "cpu").exit_code == 0
     (tmp_path / "c3" / "model.pt").unlink()  # as if interrupted: resumable from last.pt

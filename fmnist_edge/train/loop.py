@@ -15,7 +15,7 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError, Interrupted, UsageError
+from fmnist_edge.errors import FmnistEdgeError, Interrupted, ModelError, UsageError
 from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.folders import file_in_the_way
 from fmnist_edge.idx import find_data_dir
@@ -110,7 +110,10 @@ class Trainer(RunState):
         if self._prepared is not None:
             return
         if self.resume:
-            self._restore()
+            try:
+                self._restore()
+            except ModelError as exc:  # a damaged resume point cannot be continued: say the way out
+                raise ModelError(f"{exc}; --force starts the run over") from None
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)
