@@ -892,7 +892,7 @@ def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export
 # -- manifest.py -----------------------------------------------------------------------------
 
 def test_export_into_a_folder_with_a_users_files_replaces_only_its_own(run, tmp_path, export_dir,
-                                                                         tiny_classifier):
+                                                                         tiny_classifier, other_classifier):
     """`--out .` in a checkout, or a folder of notes: the user's files are neither copied nor
     swapped away (links stay links, even to /; the same inodes), and the folder itself stays."""
     out = tmp_path / "models"
@@ -904,7 +904,7 @@ def test_export_into_a_folder_with_a_users_files_replaces_only_its_own(run, tmp_
     (out / "work" / "draft.md").write_text("draft")
     mine = {name: (out / name).lstat().st_ino for name in ("notes.txt", "root", "work")}
     folder = out.stat().st_ino
-    result = run("export", tiny_classifier, "--out", out, "--no-validate")
+    result = run("export", other_classifier, "--out", out, "--no-validate")
     assert result.exit_code == 0, result.output
     assert out.stat().st_ino == folder  # not swapped: nothing of the user's moved out with it
     assert {name: (out / name).lstat().st_ino for name in mine} == mine

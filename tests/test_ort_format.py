@@ -281,8 +281,8 @@ def test_export_ort_format_refuses_a_file_in_the_way_and_leaves_the_folder(copy_
     assert {p.name: p.read_bytes() for p in copy_of.iterdir() if p.is_file()} == before
 
 
-def test_export_ort_format_converts_in_the_same_swap(copy_of, tiny_classifier, full_test_split):  # noqa: F811
-    result = cli("export", tiny_classifier, "--out", copy_of, "--ort-format", "--platform", "x86",
+def test_export_ort_format_converts_in_the_same_swap(copy_of, other_classifier, full_test_split):  # noqa: F811
+    result = cli("export", other_classifier, "--out", copy_of, "--ort-format", "--platform", "x86",
                  "--data-dir", full_test_split)
     assert result.exit_code == 0, result.output
     files = manifest.read(copy_of)["files"]
