@@ -146,7 +146,7 @@ def test_an_unreadable_resume_point_is_kept_aside_and_the_run_starts_over(quick,
     runs = tmp_path / "runs"
     shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
     folder = runs / "seed0" / "clf-case4"
-    for name in ("model.pt", "metrics.json", "history.json"):
+    for name in ("model.pt", "metrics.json"):  # interrupted: history.json stays, as it does
         (folder / name).unlink()
     (folder / "last.pt").write_bytes(b"PK\x03\x04 truncated")
     result = _again(runs, quick["data"])
@@ -155,6 +155,8 @@ def test_an_unreadable_resume_point_is_kept_aside_and_the_run_starts_over(quick,
     assert (folder / "last.pt.unreadable").read_bytes() == b"PK\x03\x04 truncated"
     assert (folder / "model.pt").is_file()
     assert "seed 0 clf-case4: done" in result.stdout
+    epochs = json.loads((folder / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in json.loads((folder / "history.json").read_text())] == list(range(1, epochs + 1))
 
 
 @pytest.mark.torch

@@ -358,13 +358,14 @@ def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log) -> str:
         except FmnistEdgeError as exc:
             raise FmnistEdgeError(f"{exc}: this finished run cannot be kept; move {folder} out of {root} "
                                   "and run again to train it anew" + _built_on(run, runs, root)) from None
-        for file, key, check in (("metrics.json", "metrics", run_records._metrics),
-                                 ("history.json", "history", run_records._history)):
+        for file, key, check in (("metrics.json", "metrics", run_records.checked_metrics),
+                                 ("history.json", "history", run_records.checked_history)):
             try:
-                if check(folder / file, run.name):
-                    continue
+                usable = bool(check(folder / file, run.name))  # missing reads as empty
             except FmnistEdgeError:
-                pass
+                usable = False
+            if usable:
+                continue
             if not payload.get(key):
                 raise FmnistEdgeError(f"{folder / file}: missing or unreadable, and model.pt holds no copy: "
                                       f"move {folder} out of {root} and run again to train it anew")

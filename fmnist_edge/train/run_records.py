@@ -89,7 +89,7 @@ def read_record(root: Path, notes: list[str]) -> dict:
     return {key: value for key, value in record.items() if value is not None}  # a null is a missing field
 
 
-def _metrics(path: Path, name: str) -> dict | None:
+def checked_metrics(path: Path, name: str) -> dict | None:
     """A run's metrics.json, checked for what the report reads of its kind of run."""
     metrics = _read(path)
     if metrics is None:
@@ -111,7 +111,7 @@ def _metrics(path: Path, name: str) -> dict | None:
     return metrics
 
 
-def _history(path: Path, name: str) -> list[dict]:
+def checked_history(path: Path, name: str) -> list[dict]:
     """A run's history.json: a list of epochs, each checked for what the figures draw."""
     history = _read(path, list) or []
     fields = {**HISTORY_FIELDS, **(CLASSIFIER_HISTORY if name.startswith("clf-") else {})}
@@ -153,12 +153,12 @@ def _run(folder: Path, label: str, name: str, notes: list[str]) -> dict:
     """One run's status, history and metrics; what is wrong with its files goes into `notes`."""
     damaged = []
     try:
-        history = _history(folder / "history.json", name)
+        history = checked_history(folder / "history.json", name)
     except FmnistEdgeError as exc:
         history = []
         damaged.append(str(exc))
     try:
-        metrics = _metrics(folder / "metrics.json", name)
+        metrics = checked_metrics(folder / "metrics.json", name)
     except FmnistEdgeError as exc:
         metrics = None
         damaged.append(str(exc))
