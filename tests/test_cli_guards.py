@@ -353,3 +353,23 @@ def test_messages_the_sweep_found_unclear(cli, tmp_path, tiny_autoencoder):
     refused(invoke("bench", "--models", FIXTURES, "--checkpoint", FIXTURES / "encoder.onnx", "--batch-sizes", "1",
                    "--threads", "1", "--seconds", "0.01"), "is an encoder model; the PyTorch baseline is a classifier")
     misused(cli("train", "--seed", "3", "autoencoder", data=False), "--seed before `autoencoder` belongs to plain")
+
+
+def test_the_entry_point_runs_outside_the_main_thread(capsys):
+    """A host program may call main() from a worker thread, where no signal handler can be set."""
+    import threading
+
+    from fmnist_edge.cli import main
+
+    codes = []
+
+    def target():
+        try:
+            main(["--version"])
+        except SystemExit as exc:
+            codes.append(exc.code)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    assert codes == [0] and capsys.readouterr().out.startswith("fmnist-edge ")

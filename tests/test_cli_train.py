@@ -380,8 +380,9 @@ def test_resume_refuses_a_foreign_resume_point_and_another_kind_of_run(cli, tmp_
     assert cli("train", "autoencoder", "--n", "8", "--out", "ae", *FAST).exit_code == 0
     (tmp_path / "copy").mkdir()
     shutil.copy(tmp_path / "ae" / "model.pt", tmp_path / "copy" / "last.pt")  # weights, no training state
-    one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
-                   "not a resume point", "--force")
+    line = one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
+                          "not a resume point", "--force starts the run over")
+    assert line.count("--force") == 1, line
     (tmp_path / "copy" / "last.pt").write_bytes((tmp_path / "ae" / "last.pt").read_bytes()[:1000])  # truncated
     one_error_line(cli("train", "autoencoder", "--n", "8", "--out", "copy", "--resume", *FAST),
                    "not a readable PyTorch checkpoint", "--force starts the run over")

@@ -136,23 +136,28 @@ def test_a_finished_run_whose_metrics_or_history_do_not_read_back_gets_them_from
     result = _again(runs, quick["data"])
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "running" not in result.stdout
-    assert f"{folder / 'metrics.json'} was missing or unreadable: written again from model.pt" in result.stderr
+    assert f"{folder / 'metrics.json'}: not JSON" in result.stderr
+    assert f"{folder / 'history.json'}: missing; written again from model.pt" in result.stderr
     assert json.loads((folder / "metrics.json").read_text()) == json.loads(metrics)
     assert json.loads((folder / "history.json").read_text()) == json.loads(history)
 
 
 @pytest.mark.torch
-def test_an_unreadable_resume_point_is_kept_aside_and_the_run_starts_over(quick, tmp_path):
+@pytest.mark.parametrize("damage", ["truncated", "a model.pt copied over it"])
+def test_an_unreadable_resume_point_is_kept_aside_and_the_run_starts_over(quick, tmp_path, damage):
     runs = tmp_path / "runs"
     shutil.copytree(quick["runs"], runs, ignore=shutil.ignore_patterns("report"))
     folder = runs / "seed0" / "clf-case4"
+    content = b"PK\x03\x04 truncated" if damage == "truncated" else (folder / "model.pt").read_bytes()
     for name in ("model.pt", "metrics.json"):  # interrupted: history.json stays, as it does
         (folder / name).unlink()
-    (folder / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    (folder / "last.pt").write_bytes(content)
+    (folder / "last.pt.unreadable").write_bytes(b"set aside before")
     result = _again(runs, quick["data"])
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "kept as last.pt.unreadable; the run starts over" in result.stderr
-    assert (folder / "last.pt.unreadable").read_bytes() == b"PK\x03\x04 truncated"
+    assert "kept as last.pt.unreadable.1; the run starts over" in result.stderr
+    assert (folder / "last.pt.unreadable.1").read_bytes() == content
+    assert (folder / "last.pt.unreadable").read_bytes() == b"set aside before"
     assert (folder / "model.pt").is_file()
     assert "seed 0 clf-case4: done" in result.stdout
     epochs = json.loads((folder / "metrics.json").read_text())["epochs"]
@@ -474,9 +479,10 @@ def test_a_reconstruction_row_whose_checkpoint_is_unreadable_comes_from_another_
     caption = next(f["caption"] for f in s["figures"] if f["file"] == "reconstructions.png")
     note = next(n for n in s["notes"] if n.startswith("ae-n32: model.pt of seed 0 ("))
     if second_seed:
-        assert "for n = 32, 64, 128 " in caption and note.endswith("drawn from seed 1")
+        assert "for n = 32, 64, 128, and the PCA" in caption and note.endswith("drawn from seed 1")
     else:
-        assert "for n = 64, 128 " in caption and note.endswith("left out of the reconstruction panel")
+        assert "for n = 64, 128, and the PCA reconstructions for n = 32, 64, 128." in caption
+        assert note.endswith("left out of the reconstruction panel")
     assert note in (tmp_path / "out" / "summary.md").read_text()
 
 

@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors become one line on stderr too (exit 2); SIGTERM unwinds
     like Ctrl-C, leaving no staging folder or temporary file behind (exit 143)."""
     import signal
+    import threading
 
-    signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is threading.main_thread():  # only there can a handler be set
+        signal.signal(signal.SIGTERM, _terminate)
     # ONNX Runtime's telemetry, when it cannot store its device ID (a read-only home), warns on
     # stderr as it is imported, before any session option could silence it: a second line on
     # every failure. The command line turns it off (a user's own setting wins); the Python API

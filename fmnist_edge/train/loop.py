@@ -58,10 +58,11 @@ class Trainer(RunState):
                  data_dir=None, encoder_ckpt: str | Path | None = None, resume: bool = False,
                  force: bool = False, device: str = "auto", quiet: bool = False,
                  on_epoch: Callable[[dict], None] | None = None, given: Collection[str] = (),
-                 resume_how: str = "with --resume"):
+                 resume_how: str = "with --resume", restart_how: str = "--force starts the run over"):
         """`given`: the settings the user named (CLI option names = config fields); a resumed run
         refuses one that differs from its own. `resume_how`: how the user resumes the run, for
-        the message of an interrupted one."""
+        the message of an interrupted one; `restart_how`: how they start it over, for that of a
+        resume point that cannot be continued."""
         model_cfg.check()
         train_cfg.check()
         self.model_cfg, self.cfg = model_cfg, train_cfg
@@ -74,7 +75,7 @@ class Trainer(RunState):
         self.quiet = quiet
         self.on_epoch = on_epoch
         self.given = tuple(given)
-        self.resume_how = resume_how
+        self.resume_how, self.restart_how = resume_how, restart_how
         state = run_state(self.run_dir)
         if state == "finished" and not force:
             raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
@@ -113,7 +114,7 @@ class Trainer(RunState):
             try:
                 self._restore()
             except ModelError as exc:  # a damaged resume point cannot be continued: say the way out
-                raise ModelError(f"{exc}; --force starts the run over") from None
+                raise ModelError(f"{exc}; {self.restart_how}") from None
         else:
             self._fresh_state()
         train, val = load_train_val(self.cfg, self.data_dir)

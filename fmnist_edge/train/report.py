@@ -237,8 +237,9 @@ def _write(runs, seeds, notes, plan_info, record, root, out: Path, data_dir) -> 
         if drawn:
             sizes = ", ".join(str(n) for n in drawn)
             figs.append(("reconstructions.png", "Report has no such figure: one test image per class, its "
-                                                f"autoencoder reconstructions for n = {sizes} and the PCA "
-                                                "reconstruction with the same n."))
+                                                f"autoencoder reconstructions for n = {sizes}, and the PCA "
+                                                "reconstructions for n = "
+                                                + ", ".join(str(n) for n in N_RUNS) + "."))
         else:
             notes.append("reconstruction panel skipped: no finished ae-n32/ae-base/ae-n128 run whose "
                          "model.pt reads back, or no torch")

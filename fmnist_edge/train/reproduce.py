@@ -266,7 +266,8 @@ def train_run(run: RunSpec, root: Path, data_dir, device: str) -> str:
     try:
         Trainer(run.model_cfg, replace(run.train_cfg), folder, data_dir=data_dir, encoder_ckpt=encoder,
                 resume=_state(folder) == "partial", device=device, quiet=True,
-                resume_how="by running the same `fmnist-edge reproduce` command again").run()
+                resume_how="by running the same `fmnist-edge reproduce` command again",
+                restart_how=f"move {folder} away and run again to start that run over").run()
         return "done"
     except Diverged as exc:
         # A diverging configuration (lr 1e-2 may) is a finding, not a crash: record it, go on.
@@ -360,37 +361,51 @@ def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log) -> str:
                                   "and run again to train it anew" + _built_on(run, runs, root)) from None
         for file, key, check in (("metrics.json", "metrics", run_records.checked_metrics),
                                  ("history.json", "history", run_records.checked_history)):
-            try:
-                usable = bool(check(folder / file, run.name))  # missing reads as empty
-            except FmnistEdgeError:
-                usable = False
-            if usable:
+            try:  # a missing file reads as empty
+                why = None if check(folder / file, run.name) else f"{file}: missing"
+            except FmnistEdgeError as exc:  # its message begins with the file's name
+                why = str(exc) if str(exc).startswith(file) else f"{file}: {exc}"
+            if why is None:
                 continue
+            why = f"{folder}/{why}"
             if not payload.get(key):
-                raise FmnistEdgeError(f"{folder / file}: missing or unreadable, and model.pt holds no copy: "
+                raise FmnistEdgeError(f"{why}, and model.pt holds no copy: "
                                       f"move {folder} out of {root} and run again to train it anew")
-            write_json(folder / file, payload[key])
-            if log:
-                log(f"{folder / file} was missing or unreadable: written again from model.pt")
+            try:
+                write_json(folder / file, payload[key])
+            except (OSError, FmnistEdgeError) as exc:  # a read-only run: the report notes what it lacks
+                _say(log, f"{why}; not written again from model.pt ({exc})")
+                continue
+            _say(log, f"{why}; written again from model.pt")
     elif state == "partial":
+        from fmnist_edge.train.run_state import load_resume_point
+
         resume = folder / checkpoint.RESUME_FILE
         try:
-            checkpoint.load_raw(resume)
+            load_resume_point(resume)
         except FmnistEdgeError as exc:
-            aside = resume.with_name(resume.name + ".unreadable")
-            resume.replace(aside)
-            if log:
-                log(f"{exc}: kept as {aside.name}; the run starts over")
+            aside, suffix = resume.with_name(resume.name + ".unreadable"), 1
+            while aside.exists():  # set aside before: keep that one too
+                aside, suffix = resume.with_name(f"{resume.name}.unreadable.{suffix}"), suffix + 1
+            try:
+                resume.rename(aside)
+            except OSError as os_exc:
+                raise FmnistEdgeError(f"{exc}; it cannot be set aside ({os_exc.strerror}): move it away "
+                                      "and run again to start that run over") from None
+            _say(log, f"{exc}: kept as {aside.name}; the run starts over")
             return "new"
     return state
 
 
-def _built_on(run: RunSpec, runs: list[RunSpec], root: Path) -> str:
-    """The finished classifiers that were trained on the run's encoder, for a message."""
-    from fmnist_edge.train.checkpoint import MODEL_FILE
+def _say(log, message: str) -> None:
+    if log:
+        log(message)
 
+
+def _built_on(run: RunSpec, runs: list[RunSpec], root: Path) -> str:
+    """The classifiers, finished or begun, that were trained on the run's encoder, for a message."""
     names = [str(r.folder(root)) for r in runs if r.seed == run.seed and r.encoder_from == run.name
-             and (r.folder(root) / MODEL_FILE).is_file()]
+             and r.folder(root).is_dir()]
     return f" (and {', '.join(names)}, trained on its encoder, to train them on the new one)" if names else ""
 
 

@@ -48,6 +48,16 @@ def _load_encoder_into(model: nn.Module, encoder_ckpt: Path, n: int) -> str:
     return str(encoder_ckpt)
 
 
+def load_resume_point(path: Path) -> tuple[nn.Module, dict]:
+    """last.pt's model (in its training form) and payload; a ModelError when it does not read
+    back or holds no training state."""
+    model, payload = checkpoint.load_model(path, training_form=True)
+    missing = [key for key in RESUME_KEYS if key not in payload]
+    if missing:  # a model.pt copied over last.pt, say: weights, but no training state
+        raise ModelError(f"{path}: not a resume point (it lacks {', '.join(missing)})")
+    return model, payload
+
+
 class RunState:
     """The state of a run that last.pt holds; the Trainer builds on it. Subclasses set model_cfg,
     cfg, encoder_ckpt, device and run_dir before calling `_fresh_state` or `_restore`."""
@@ -92,11 +102,7 @@ class RunState:
 
     def _restore(self) -> None:
         path = self.run_dir / checkpoint.RESUME_FILE
-        self.model, payload = checkpoint.load_model(path, training_form=True)
-        missing = [key for key in RESUME_KEYS if key not in payload]
-        if missing:  # a model.pt copied over last.pt, say: weights, but no training state
-            raise ModelError(f"{path}: not a resume point (it lacks {', '.join(missing)}); "
-                             "start over with --force")
+        self.model, payload = load_resume_point(path)
         saved = payload["model_config_obj"]
         if (saved.kind, saved.case) != (self.model_cfg.kind, self.model_cfg.case):
             what = saved.kind if saved.case is None else f"{saved.kind} (case {saved.case})"
