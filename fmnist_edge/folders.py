@@ -117,8 +117,16 @@ def _same(new: Path, old: Path) -> bool:
         if new.is_dir() and old.is_dir():
             names = sorted(os.listdir(new))
             return names == sorted(os.listdir(old)) and all(_same(new / name, old / name) for name in names)
-        return new.is_file() and old.is_file() and filecmp.cmp(new, old, shallow=False)
+        return same_bytes(new, old)
     except OSError:  # unreadable or gone: replace it, as a rename can without reading it
+        return False
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two regular files hold the same bytes (False when either is missing or unreadable)."""
+    try:
+        return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
+    except OSError:
         return False
 
 

@@ -20,8 +20,7 @@ from fmnist_edge import manifest
 from fmnist_edge.errors import FmnistEdgeError, UsageError, with_article
 from fmnist_edge.export.ort_format import (OPERATORS_CONFIG, add_twins, check_platform, is_ort_entry,
                                           refuse_clashes, write_operators_config)
-from fmnist_edge.fileio import sha256_file
-from fmnist_edge.folders import copy_as_is, put_in_place, staged, swapped_folder
+from fmnist_edge.folders import copy_as_is, put_in_place, same_bytes, staged, swapped_folder
 from fmnist_edge.idx import load_split
 from fmnist_edge.spec import MANIFEST_NAME, MODELS, ORT_SUFFIX, export_owns, ort_name
 from fmnist_edge.train.config import LATEST_TRAIN_POINTER
@@ -91,7 +90,7 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], listed: dict, l
         return kept
     own = export_owns(listed)
     # A model exported again to the same bytes (the same checkpoint) leaves its int8 file and twins valid.
-    changed = {name for name in replaced if not _same_bytes(target / name, staging / name)}
+    changed = {name for name in replaced if not same_bytes(target / name, staging / name)}
     stale = {spec.int8_filename for spec in MODELS.values() if spec.filename in changed}
     stale |= {ort_name(name) for name in changed | stale if is_ort_entry(listed.get(ort_name(name), {}))}
     config_listed = is_ort_entry(listed.get(OPERATORS_CONFIG, {}))
@@ -118,13 +117,6 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], listed: dict, l
         else:
             log(f"dropping {OPERATORS_CONFIG}: no ORT-format file is left")
     return kept
-
-
-def _same_bytes(old: Path, new: Path) -> bool:
-    try:
-        return old.is_file() and old.stat().st_size == new.stat().st_size and sha256_file(old) == sha256_file(new)
-    except OSError:  # unreadable: it cannot be vouched for
-        return False
 
 
 def _listed(folder: Path) -> dict:

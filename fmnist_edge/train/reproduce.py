@@ -18,6 +18,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 from fmnist_edge.errors import FmnistEdgeError, UsageError
 from fmnist_edge.fileio import NUMBER, json_typed, read_json, write_json
@@ -180,6 +181,8 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
     from fmnist_edge.train.jobs import default_jobs
     from fmnist_edge.train.loop import resolve_device
 
+    log = log or (lambda message: None)
+
     for name, value in (("--max-epochs", max_epochs), ("--patience", patience)):
         if value is not None and value < 1:  # 0 would read as "not given" and train the default
             raise UsageError(f"{name} must be at least 1, got {value}")
@@ -214,9 +217,8 @@ def reproduce(root: str | Path, seeds: int = 1, recipe: str = "best", quick: boo
         load_split(split, data_dir)
     if stale:
         shelf = _supersede(root, stale, before["configs"])
-        if log:
-            log(f"retraining {len(stale)} run(s) per seed whose configs changed: {', '.join(stale)} "
-                f"(the old ones are in {shelf})")
+        log(f"retraining {len(stale)} run(s) per seed whose configs changed: {', '.join(stale)} "
+            f"(the old ones are in {shelf})")
     # absolute: `report` reads it from wherever it is run, not from this working folder
     named_data = os.path.abspath(data_dir) if data_dir else None
     write_json(plan_path, {**settings, "seeds": seeds, "data_dir": named_data,
@@ -344,7 +346,7 @@ def _state(folder: Path) -> str:
     return "diverged" if (folder / "diverged.json").is_file() else run_state(folder)
 
 
-def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log) -> str:
+def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log: Callable[[str], None]) -> str:
     """The run's state, once what it holds is known to read back. A finished run whose model.pt
     does not is refused, naming the way out; its metrics.json or history.json that does not is
     written again from model.pt, which holds both. A resume point that does not read back is
@@ -374,9 +376,9 @@ def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log) -> str:
             try:
                 write_json(folder / file, payload[key])
             except (OSError, FmnistEdgeError) as exc:  # a read-only run: the report notes what it lacks
-                _say(log, f"{why}; not written again from model.pt ({exc})")
+                log(f"{why}; not written again from model.pt ({exc})")
                 continue
-            _say(log, f"{why}; written again from model.pt")
+            log(f"{why}; written again from model.pt")
     elif state == "partial":
         from fmnist_edge.train.run_state import load_resume_point
 
@@ -392,14 +394,10 @@ def _checked_state(run: RunSpec, runs: list[RunSpec], root: Path, log) -> str:
             except OSError as os_exc:
                 raise FmnistEdgeError(f"{exc}; it cannot be set aside ({os_exc.strerror}): move it away "
                                       "and run again to start that run over") from None
-            _say(log, f"{exc}: kept as {aside.name}; the run starts over")
+            log(f"{exc}: kept as {aside.name}; the run starts over")
             return "new"
     return state
 
-
-def _say(log, message: str) -> None:
-    if log:
-        log(message)
 
 
 def _built_on(run: RunSpec, runs: list[RunSpec], root: Path) -> str:
