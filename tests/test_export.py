@@ -875,11 +875,16 @@ def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export
     assert no_staging_left(tmp_path)
     # The same checkpoint again without --quantize: the same fp32 bytes, so its int8 file still
     # holds the model it was made from, and stays.
+    # From another path (a runs folder moved): the int8 entry names where its checkpoint lies now.
     int8_before = sha256(out / "classifier.int8.onnx")
-    result = run("export", tiny_classifier, "--out", out, "--no-validate")
+    moved = tmp_path / "moved" / "model.pt"
+    moved.parent.mkdir()
+    shutil.copy(tiny_classifier, moved)
+    result = run("export", moved, "--out", out, "--no-validate")
     assert result.exit_code == 0, result.output
     assert "dropping" not in result.output
-    assert "classifier.int8.onnx" in manifest.read(out)["files"]
+    files = manifest.read(out)["files"]
+    assert files["classifier.int8.onnx"]["checkpoint"] == files["classifier.onnx"]["checkpoint"] == str(moved)
     assert sha256(out / "classifier.int8.onnx") == int8_before
     # Another classifier without --quantize: the int8 file would be the old classifier's: left behind.
     result = run("export", other_classifier, "--out", out, "--no-validate")

@@ -78,14 +78,15 @@ def load_calibration(source: Path | None, size: int, data_dir=None) -> np.ndarra
     return (images.astype(np.float32) / 255.0)[:, None]
 
 
-def _carry_over(target: Path, staging: Path, replaced: set[str], listed: dict, log=print) -> dict:
+def _carry_over(target: Path, staging: Path, fresh: dict, listed: dict, log=print) -> dict:
     """Copy the target's other own files (samples, models not re-exported) into staging; returns
     their manifest entries. An int8 file whose fp32 model was just exported anew, to other bytes,
     is left behind: it was made from the old one; so are the ORT-format twins of every model left
     behind or replaced by other bytes,
     and the operators config is written again for the twins that stay. What is not an export's
-    own stays where it is, uncopied. `listed`: the target's manifest entries."""
+    own stays where it is, uncopied. `fresh`: the entries just exported; `listed`: the target's."""
     kept: dict = {}
+    replaced = set(fresh)
     if not target.is_dir():
         return kept
     own = export_owns(listed)
@@ -106,7 +107,12 @@ def _carry_over(target: Path, staging: Path, replaced: set[str], listed: dict, l
             continue
         copy_as_is(item, staging / item.name)
         if item.name in listed:
-            kept[item.name] = {k: v for k, v in listed[item.name].items() if k not in ("size_bytes", "sha256")}
+            entry = {k: v for k, v in listed[item.name].items() if k not in ("size_bytes", "sha256")}
+            spec = MODELS.get(entry.get("kind", ""))
+            fp32 = fresh.get(spec.filename, {}) if spec else {}
+            if "checkpoint" in entry and fp32.get("checkpoint_sha256") == entry.get("checkpoint_sha256"):
+                entry["checkpoint"] = fp32["checkpoint"]  # the same checkpoint, exported from where it lies now
+            kept[item.name] = entry
     if config_listed:
         twins = sorted(n for n, e in kept.items() if is_ort_entry(e) and n.endswith(ORT_SUFFIX))
         if twins:
@@ -177,7 +183,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                     model_calib = encoder.run(calib, batch_size=1000)
                 details = quantize_model(staging / name, staging / spec.int8_filename, qcfg, model_calib)
                 entries[spec.int8_filename] = {**entry, **details}
-        entries = {**_carry_over(out_dir, staging, set(entries), listed, log), **entries}
+        entries = {**_carry_over(out_dir, staging, entries, listed, log), **entries}
         if ort_platform is not None:
             refuse_clashes(staging, entries, shown=shown)  # a file carried over but not ours
             add_twins(staging, entries, ort_platform, log)
