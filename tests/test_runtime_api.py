@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_edge.errors import ImageError, ModelError
+from fmnist_edge.errors import ImageError, ModelError, UsageError
 from fmnist_edge.runtime import FashionAutoencoder, FashionClassifier, Prediction
 from fmnist_edge.runtime.session import OnnxModel, model_file, models_dir
 from fmnist_edge.spec import CLASS_NAMES
@@ -231,9 +231,10 @@ def test_fmnist_edge_threads_sets_the_default_thread_count(monkeypatch, run):
     assert OnnxModel(FIXTURES / "classifier.onnx", "classifier").threads == len(os.sched_getaffinity(0))
     for bad in ("0", "two", "-1", "100000"):
         monkeypatch.setenv("FMNIST_EDGE_THREADS", bad)
-        with pytest.raises(ModelError, match=f"FMNIST_EDGE_THREADS must be an integer from 1 to 256, got '{bad}'"):
+        with pytest.raises(UsageError, match=f"FMNIST_EDGE_THREADS must be an integer from 1 to 256, got '{bad}'"):
             OnnxModel(FIXTURES / "classifier.onnx", "classifier")
-    refused(run("classify", SAMPLES / "shirt.png", "--model", FIXTURES / "classifier.onnx"), "FMNIST_EDGE_THREADS", "'100000'")
+    refused(run("classify", SAMPLES / "shirt.png", "--model", FIXTURES / "classifier.onnx"), "FMNIST_EDGE_THREADS",
+            "'100000'", exit_code=2)
 
 
 def test_one_image_falls_back_to_the_feed_without_fixed_output_shapes(monkeypatch):

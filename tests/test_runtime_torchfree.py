@@ -24,7 +24,7 @@ class BlockTorch:
             if os.environ.get("TORCH_ATTEMPTS"):
                 with open(os.environ["TORCH_ATTEMPTS"], "a") as log:
                     log.write(name + "\\n")
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the torch-free test)")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the torch-free test)", name=name)
         return None
 
 sys.meta_path.insert(0, BlockTorch())
@@ -87,6 +87,24 @@ def test_runtime_commands_run_without_torch(tmp_path):
     done = run(tmp_path, "-m", "fmnist_edge", "bench", "--batch-sizes", "1", "--threads", "1", "--seconds", "0.01",
                "--no-torch")
     assert done.returncode == 0 and done.torch_attempts == [], done.stderr
+
+
+def test_commands_that_need_torch_say_so_in_one_line_on_a_base_install(tmp_path):
+    fake_ckpt = tmp_path / "model.pt"
+    fake_ckpt.write_bytes(b"x")
+    for args in (["train", "--out", tmp_path / "r"], ["train", "autoencoder", "--out", tmp_path / "a"],
+                 ["train", "classifier", "--case", "3", "--out", tmp_path / "c"], ["evaluate", fake_ckpt],
+                 ["reproduce", "--quick", "--out", tmp_path / "runs"], ["export", fake_ckpt, "--out", tmp_path / "e"]):
+        done = run(tmp_path, "-m", "fmnist_edge", *args)
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr == ("fmnist-edge: error: this command needs the train extra (torch is not installed): "
+                               "pip install 'fmnist-edge[train]'\n"), args
+    assert not any((tmp_path / name).exists() for name in ("r", "a", "c", "runs", "e"))
+    # bench's baseline bows out without torch, but a --checkpoint that is not there is still an error
+    done = run(tmp_path, "-m", "fmnist_edge", "bench", "--batch-sizes", "1", "--threads", "1", "--seconds", "0.01",
+               "--checkpoint", tmp_path / "missing.pt")
+    assert done.returncode == 1 and done.stderr.endswith("missing.pt: no such file\n"), done.stderr
+    assert "| classifier |" not in done.stdout
 
 
 def test_to_ort_converts_and_the_runtime_runs_the_result_without_torch(tmp_path):

@@ -28,6 +28,10 @@ def one_line(exc: BaseException, most: int = 600) -> str:
     return text if len(text) <= most else text[:most] + "..."
 
 
+# What the train extra adds (pyproject.toml): a command that needs one of them says so on a base install.
+TRAIN_EXTRA_MODULES = frozenset({"torch", "torchvision", "onnx", "onnxscript", "matplotlib"})
+
+
 def command(func):
     """Turn the project's errors into one stderr line and exit 1 (2 for a usage error, 130 for Ctrl-C); an OSError no
     check foresaw, and any other exception, into one line too ($FMNIST_EDGE_DEBUG=1 lets the
@@ -50,6 +54,9 @@ def command(func):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:  # input no check foresaw, or a bug: a line that says which
+            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAIN_EXTRA_MODULES:
+                raise fail(f"this command needs the train extra ({exc.name} is not installed): "
+                           "pip install 'fmnist-edge[train]'") from None
             if os.environ.get("FMNIST_EDGE_DEBUG"):
                 raise
             raise fail(f"unexpected {type(exc).__name__}: {one_line(exc)} (please report it; "

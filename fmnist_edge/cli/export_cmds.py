@@ -18,11 +18,9 @@ OrtPlatform = Annotated[Optional[str], typer.Option(
 
 
 def _require_train_extra() -> None:
-    try:
-        import onnx  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError:
-        raise FmnistEdgeError("export needs the train extra: pip install 'fmnist-edge[train]'") from None
+    """Imported at once, so that a base install hears it (from `command`) before anything is read."""
+    import onnx  # noqa: F401
+    import torch  # noqa: F401
 
 
 def _print_files(out: Path, data: dict) -> None:

@@ -327,6 +327,8 @@ def register(app: typer.Typer) -> None:
         bench.check_seconds(seconds)
         if checkpoint is not None and no_torch:
             raise fail("--checkpoint names the PyTorch baseline's weights, which --no-torch skips", 2)
+        if checkpoint is not None and not checkpoint.is_file():  # said with torch or without
+            raise FmnistEdgeError(f"--checkpoint {checkpoint}: no such file")
         outputs = [p for p in (json_file, markdown) if p is not None]
         if len({p.resolve() for p in outputs}) < len(outputs):
             raise fail("--json and --markdown name the same file", 2)

@@ -83,7 +83,7 @@ def model_file(path: str | os.PathLike | None, kind: str, int8: bool = False) ->
 
 
 def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
-    """threads None (or 0): ONNX Runtime's default, one per core."""
+    """threads None: ONNX Runtime's default, one per core."""
     given = threads
     try:
         if isinstance(threads, bool):
@@ -91,8 +91,8 @@ def session_options(threads: int | None = None, optimisation: str = "all") -> or
         threads = None if threads is None else operator.index(threads)  # numpy integers too
     except TypeError:
         threads = -1
-    if threads is not None and not 0 <= threads <= MAX_THREADS:
-        raise UsageError(f"threads must be an integer from 1 to {MAX_THREADS} (or None), got {given!r}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"threads must be an integer from 1 to {MAX_THREADS} (or None: one per core), got {given!r}")
     if optimisation not in OPTIMISATION:
         raise UsageError(f"optimisation must be one of {', '.join(OPTIMISATION)}, got {optimisation!r}")
     opts = ort.SessionOptions()
@@ -113,7 +113,7 @@ def default_threads() -> int | None:
     if not value:
         return None
     if not value.isdigit() or not 1 <= int(value) <= MAX_THREADS:
-        raise ModelError(f"{ENV_THREADS} must be an integer from 1 to {MAX_THREADS}, got {value!r}")
+        raise UsageError(f"{ENV_THREADS} must be an integer from 1 to {MAX_THREADS}, got {value!r}")
     return int(value)
 
 
@@ -194,7 +194,7 @@ class OnnxModel:
             raise ModelError(f"{self.path}: unreadable ({exc.strerror or exc})") from None
         self.manifest_entry = manifest.verify(self.path, self._bytes)  # before anything runs
         self._optimisation, self._fold_int8_weights = optimisation, False
-        threads = threads or default_threads()
+        threads = default_threads() if threads is None else threads
         self.session = self._open(threads)  # checks `threads` first
         self.threads = operator.index(threads) if threads else _cores()
         if (self.session.get_modelmeta().custom_metadata_map.get(META_QUANTIZATION) == "weights"
