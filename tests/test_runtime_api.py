@@ -286,6 +286,13 @@ def test_default_folder_from_env(monkeypatch):
     assert models_dir() == FIXTURES
     assert FashionClassifier.load().path == FIXTURES / "classifier.onnx"
     monkeypatch.setenv("FMNIST_EDGE_MODELS", str(FIXTURES / "nowhere"))
+    with pytest.raises(ModelError, match=r"^\$FMNIST_EDGE_MODELS is .*nowhere: no such folder$"):
+        FashionClassifier.load()
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(FIXTURES / "classifier.onnx"))  # a file: --model's job
+    with pytest.raises(ModelError, match=r"classifier.onnx: a file; it names a folder of models \(a file goes to --model"):
+        FashionClassifier.load()
+    empty = FIXTURES.parent  # a folder without models: said as such
+    monkeypatch.setenv("FMNIST_EDGE_MODELS", str(empty))
     with pytest.raises(ModelError, match="no exported classifier.onnx or classifier.ort found"):
         FashionClassifier.load()
 

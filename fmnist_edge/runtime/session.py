@@ -40,7 +40,11 @@ def candidate_dirs() -> list[Path]:
     """Where the shipped models are looked for: $FMNIST_EDGE_MODELS alone when set, else the
     repository's exported/, ./exported, and last the copy a wheel installs with the package."""
     if os.environ.get(ENV_MODELS):
-        return [Path(os.environ[ENV_MODELS])]
+        folder = Path(os.environ[ENV_MODELS])
+        if not folder.is_dir():  # said as what it is, not as a folder without models
+            what = "a file; it names a folder of models (a file goes to --model)" if folder.exists() else "no such folder"
+            raise ModelError(f"${ENV_MODELS} is {folder}: {what}")
+        return [folder]
     return [REPOSITORY_MODELS, Path.cwd() / "exported", INSTALLED_MODELS]
 
 
