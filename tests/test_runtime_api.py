@@ -64,6 +64,42 @@ def test_a_picture_files_bytes_are_one_picture(clf, samples):
     assert [p.probability for p in many] == [by_bytes.probability] * 3
 
 
+def test_a_binary_file_object_is_one_picture_read_from_where_it_stands(clf, samples, tmp_path):
+    import io
+
+    data = samples[0].read_bytes()
+    expected = clf.predict(data).probability
+    with open(samples[0], "rb") as handle:
+        pred = clf.predict(handle)
+        assert not handle.closed  # the caller's to close
+    assert pred.probability == expected and pred.source is None
+    stream = io.BytesIO(b"header" + data)
+    stream.seek(6)  # an upload's stream, already past its own header
+    assert [p.probability for p in clf.predict([stream, io.BytesIO(data)])] == [expected] * 2
+    with open(samples[0], "rb") as handle:  # named by its file in results and errors
+        assert [name for name, _ in clf.classify_files([handle, io.BytesIO(b"junk")])] == [
+            str(samples[0]), "file object[1]"]
+    with open(samples[0], "rb") as handle:
+        handle.read()  # at its end: nothing left to read
+        with pytest.raises(ImageError, match=f"{samples[0].name}: empty$"):
+            clf.predict(handle)
+    text = tmp_path / "a.png"
+    text.write_bytes(data[:8])
+    with open(text, encoding="latin-1") as handle:
+        with pytest.raises(ImageError, match="a.png: a text stream; open a picture with 'rb'"):
+            clf.predict(handle)
+    closed = io.BytesIO(data)
+    closed.close()
+    with pytest.raises(ImageError, match="file object: unreadable file object"):
+        clf.predict(closed)
+
+
+@pytest.mark.parametrize("bad", [{"shirt.png": 1}, {"shirt.png"}])
+def test_a_dict_or_a_set_is_not_a_list_of_pictures(clf, bad):
+    with pytest.raises(ImageError, match=r"^an? (dict|set) is not a picture: .*, or a list of them$"):
+        clf.predict(bad)
+
+
 def test_an_empty_batch_gives_no_answers_of_every_form(clf):
     for empty in ([], (), np.zeros((0, 28, 28), np.uint8), np.zeros((0, 1, 28, 28), np.float32)):
         assert clf.predict(empty) == []

@@ -5,8 +5,8 @@
     clf.predict("shirt.png").label              # 'Shirt'
     [p.label for p in clf.predict([img_a, img_b])]
 
-Inputs are file paths, PIL images, numpy arrays or a picture file's bytes, one or many; one
-loaded model may be shared between threads.
+Inputs are file paths, PIL images, numpy arrays, a picture file's bytes or a binary file object,
+one or many; one loaded model may be shared between threads.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, Union, overload
+from collections.abc import Mapping, Set
+from typing import IO, Callable, Iterable, Iterator, Sequence, Union, overload
 
 import numpy as np
 from PIL import Image
@@ -42,7 +43,7 @@ class Prediction:
 
 
 ENCODED = (bytes, bytearray, memoryview)  # a picture file's content, as read from a socket or a database
-Picture = Union[str, "os.PathLike[str]", Image.Image, bytes, bytearray, memoryview]  # one picture, never many
+Picture = Union[str, "os.PathLike[str]", Image.Image, bytes, bytearray, memoryview, IO[bytes]]  # one, never many
 Inputs = Union[Picture, np.ndarray, Iterable[Union[Picture, np.ndarray]]]  # one picture or many
 
 
@@ -57,8 +58,13 @@ def _check_flag(value: object, name: str) -> bool:
     return bool(value)
 
 
+def _is_file_object(item) -> bool:
+    """An open file, a BytesIO, an upload's stream: anything with a read() but a path or PIL image."""
+    return callable(getattr(item, "read", None)) and not isinstance(item, (str, os.PathLike, Image.Image))
+
+
 def _is_single(inputs) -> bool:
-    if isinstance(inputs, (str, os.PathLike, Image.Image, *ENCODED)):
+    if isinstance(inputs, (str, os.PathLike, Image.Image, *ENCODED)) or _is_file_object(inputs):
         return True
     if isinstance(inputs, np.ndarray):
         # (H, W) and (H, W, 1|3|4) are one picture; (N, H, W) and (N, 1, H, W) / (N, H, W, C) are many
@@ -75,8 +81,10 @@ def describe(item, index: int | None = None) -> str:
     filename = getattr(item, "filename", None) if isinstance(item, Image.Image) else None
     if filename:  # an image opened from a file
         return str(filename)
+    if _is_file_object(item) and isinstance(getattr(item, "name", None), str):  # open("a.png", "rb")
+        return item.name
     kind = ("bytes" if isinstance(item, ENCODED) else "array" if isinstance(item, np.ndarray)
-            else "PIL image" if isinstance(item, Image.Image) else None)
+            else "PIL image" if isinstance(item, Image.Image) else "file object" if _is_file_object(item) else None)
     if kind is None:
         return str(item)  # the command line's sources name themselves
     return kind if index is None else f"{kind}[{index}]"
@@ -93,13 +101,21 @@ def prepare_one(item, index: int | None = None) -> np.ndarray:
         return preprocess.from_array(item, name)
     if isinstance(item, ENCODED):
         return preprocess.from_bytes(bytes(item), name)
+    if _is_file_object(item):  # read from where it stands, and left open: the caller's to close
+        try:
+            data = preprocess.read_limited(item, name)
+        except (OSError, ValueError) as exc:  # closed, or opened for writing only
+            raise ImageError(f"{name}: unreadable file object ({exc})") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise ImageError(f"{name}: a text stream; open a picture with 'rb'")
+        return preprocess.from_bytes(bytes(data), name)
     raise _not_a_picture(item, where="" if index is None else f"item {index}: ")
 
 
 def _not_a_picture(item, many: str = "", where: str = "") -> ImageError:
     what = "None" if item is None else with_article(type(item).__name__)
-    return ImageError(f"{where}{what} is not a picture: pass a path, a PIL image, a numpy array or a picture "
-                      f"file's bytes{many}")
+    return ImageError(f"{where}{what} is not a picture: pass a path, a PIL image, a numpy array, a picture "
+                      f"file's bytes or a binary file object{many}")
 
 
 def prepare(inputs: Inputs) -> np.ndarray:
@@ -114,7 +130,7 @@ def prepare(inputs: Inputs) -> np.ndarray:
         if not len(inputs):
             return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)
         return np.stack([preprocess.from_array(a, f"array[{i}]") for i, a in enumerate(inputs)])
-    if not isinstance(inputs, Iterable):
+    if not isinstance(inputs, Iterable) or isinstance(inputs, (Mapping, Set)):  # a dict's keys, a set's order: no
         raise _not_a_picture(inputs, ", or a list of them")
     items = list(inputs)
     if not items:
