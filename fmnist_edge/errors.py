@@ -36,6 +36,12 @@ class Interrupted(FmnistEdgeError):
     """Ctrl-C, caught where the work so far could be saved; the CLI exits 130 with its line."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is (or, in training, after the step under way, with the
+    state saved), so that what a command stages or writes is cleaned up on the way out; the CLI
+    exits 143 with its line. A BaseException: no `except Exception` takes it for a failure of its own."""
+
+
 class ValidationFailed(FmnistEdgeError):
     """An exported model missed one of its validation bounds."""
 

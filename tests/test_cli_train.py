@@ -394,7 +394,7 @@ def test_resume_refuses_a_foreign_resume_point_and_another_kind_of_run(cli, tmp_
                        "holds a classifier (case 3) run")
 
 
-def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
+def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch, capsys):
     import typer
 
     from fmnist_edge.cli.common import command
@@ -409,10 +409,18 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch):
     for exc, code, needle in [(Interrupted("interrupted in epoch 3; state saved"), 130, "interrupted in epoch 3"),
                               (ValueError("bad\nvalue"), 1, "unexpected ValueError: bad\\nvalue"),
                               (UsageError("--lr must be positive"), 2, "--lr must be positive"),
-                              (KeyboardInterrupt(), 130, "interrupted")]:
+                              (KeyboardInterrupt(), 130, "interrupted"),
+                              (ModuleNotFoundError("No module named 'torch'", name="torch"), 1,
+                               "this command needs the train extra (torch is not installed)"),
+                              (ModuleNotFoundError("No module named 'yaml'", name="yaml"), 1,
+                               "unexpected ModuleNotFoundError: No module named 'yaml'")]:
+        capsys.readouterr()
         with pytest.raises(typer.Exit) as exit_info:
             raising(exc)()
         assert exit_info.value.exit_code == code
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1, captured
+        assert captured.err.startswith(f"fmnist-edge: error: {needle}"), (captured.err, needle)
     monkeypatch.setenv("FMNIST_EDGE_DEBUG", "1")
     with pytest.raises(ValueError):  # the traceback, on request
         raising(ValueError("x"))()

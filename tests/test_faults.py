@@ -118,12 +118,14 @@ def test_training_killed_mid_epoch_resumes_to_the_same_run(tmp_path, fake_data_d
 
     result = cli(*TRAIN, "--out", killed, "--data-dir", fake_data_dir)  # without --resume: told how
     one_error_line(result.stderr, "interrupted run", "--resume")
+    before = history(killed)
     result = cli(*TRAIN, "--out", killed, "--data-dir", fake_data_dir, "--resume")
     assert result.returncode == 0, result.stderr
     out, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err
 
     resumed, uninterrupted = history(killed), history(whole)
+    assert resumed[0] == before[0]  # epoch 1 kept as it was, its wall time too: resumed, not trained again
     assert [r["epoch"] for r in resumed] == [r["epoch"] for r in uninterrupted] == [1, 2, 3]
     for a, b in zip(resumed, uninterrupted):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
@@ -132,6 +134,30 @@ def test_training_killed_mid_epoch_resumes_to_the_same_run(tmp_path, fake_data_d
     assert metrics["epochs"] == json.loads((whole / "metrics.json").read_text())["epochs"] == 3
     assert (killed / "model.pt").is_file()
     all_whole(killed)
+
+
+@pytest.mark.torch
+def test_training_stopped_by_sigterm_saves_its_state_mid_epoch_and_resumes(tmp_path, fake_data_dir):
+    """A service manager's stop (SIGTERM) 0.3 s into epoch 2 of 540 steps: the step under way
+    finishes, the state is saved mid-epoch, exit 143 with one line; --resume goes on from there."""
+    from fmnist_edge.train.checkpoint import load_raw
+
+    run = tmp_path / "run"
+    proc = start(*TRAIN, "--max-epochs", "2", "--out", run, "--data-dir", fake_data_dir)
+    wait_for(lambda: len(history(run)) == 1 and (run / "last.pt").is_file(), proc)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    one_error_line(err, "terminated in epoch 2; state saved to", "last.pt", "--resume")
+    saved = load_raw(run / "last.pt")
+    assert saved["epoch"] == 1 and 0 < saved["step"] < 540, saved["step"]  # mid-epoch, not at its start
+    assert not (run / "model.pt").exists() and not hidden_leftovers(run)
+    before = history(run)
+    result = cli(*TRAIN, "--max-epochs", "2", "--out", run, "--data-dir", fake_data_dir, "--resume")
+    assert result.returncode == 0, result.stderr
+    after = history(run)
+    assert [r["epoch"] for r in after] == [1, 2] and after[0] == before[0] and (run / "model.pt").is_file()
 
 
 # -- reproduce killed mid-way ----------------------------------------------------------------

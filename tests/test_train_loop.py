@@ -167,6 +167,20 @@ def interrupt_at_step(monkeypatch, step):
     monkeypatch.setattr(EpochProgress, "advance", advance)
 
 
+def count_steps(monkeypatch) -> dict:
+    """Counts the training steps run from now on: a resumed run must train only what was left,
+    where a run started over would give the same seeded losses and weights."""
+    calls = {"n": 0}
+    original = EpochProgress.advance
+
+    def advance(self, loss):
+        calls["n"] += 1
+        original(self, loss)
+
+    monkeypatch.setattr(EpochProgress, "advance", advance)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, fake_data_dir):
     run = tmp_path_factory.mktemp("uninterrupted")
@@ -174,7 +188,7 @@ def uninterrupted(tmp_path_factory, fake_data_dir):
     return result
 
 
-def test_resume_after_an_epoch(tmp_path, fake_data_dir, uninterrupted):
+def test_resume_after_an_epoch(tmp_path, fake_data_dir, uninterrupted, monkeypatch):
     run = tmp_path / "run"
     with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2.*--resume"):
         ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, on_epoch=interrupt_after_epoch(1)).run()
@@ -182,7 +196,9 @@ def test_resume_after_an_epoch(tmp_path, fake_data_dir, uninterrupted):
     assert checkpoint.load_raw(run / "last.pt")["epoch"] == 1
     with pytest.raises(FmnistEdgeError, match="interrupted run; pass --resume"):
         ae_trainer(run, fake_data_dir, max_epochs=3, patience=10)
+    steps = count_steps(monkeypatch)
     result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, resume=True).run()
+    assert steps["n"] == 2 * STEPS_PER_EPOCH  # epochs 2 and 3 only
     assert result.metrics["epochs"] == 3 and [r["epoch"] for r in result.history] == [1, 2, 3]
     for a, b in zip(result.history, uninterrupted.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
@@ -198,7 +214,9 @@ def test_resume_mid_epoch(tmp_path, fake_data_dir, uninterrupted, monkeypatch):
     saved = checkpoint.load_raw(run / "last.pt")
     assert (saved["epoch"], saved["step"]) == (1, 3)
     monkeypatch.undo()
+    steps = count_steps(monkeypatch)
     result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, resume=True).run()
+    assert steps["n"] == 3 * STEPS_PER_EPOCH - (STEPS_PER_EPOCH + 3)  # the rest of epoch 2, then epoch 3
     assert result.metrics["epochs"] == 3 and len(result.history) == 3
     for a, b in zip(result.history, uninterrupted.history):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)

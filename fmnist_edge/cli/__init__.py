@@ -81,12 +81,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'fmnist_edge.cli' has no attribute {name!r}")
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that what a command stages or writes is cleaned up
-    on the way out (a BaseException: no `except Exception` takes it for a failure of its own)."""
-
-
 def _terminate(signum, frame) -> None:
+    from fmnist_edge.errors import Terminated
+
     raise Terminated
 
 
@@ -95,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     like Ctrl-C, leaving no staging folder or temporary file behind (exit 143)."""
     import signal
     import threading
+
+    from fmnist_edge.errors import Terminated
 
     if threading.current_thread() is threading.main_thread():  # only there can a handler be set
         signal.signal(signal.SIGTERM, _terminate)
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("fmnist-edge: error: interrupted\n")
         code = 130
-    except Terminated:
-        sys.stderr.write("fmnist-edge: error: terminated\n")
+    except Terminated as exc:
+        sys.stderr.write(f"fmnist-edge: error: {str(exc) or 'terminated'}\n")
         code = 143
     sys.exit(code if isinstance(code, int) else 0)

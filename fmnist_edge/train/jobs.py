@@ -15,7 +15,7 @@ import signal
 import time
 from typing import Callable, Hashable, Sequence
 
-from fmnist_edge.errors import FmnistEdgeError
+from fmnist_edge.errors import FmnistEdgeError, Terminated
 
 GRACE_S = 120.0  # how long an interrupted run may take to save its resume point
 MAX_DEFAULT_JOBS = 4  # beyond this, more threads per run serve better than more runs at once
@@ -63,6 +63,8 @@ def _worker(conn, threads: int, parent: int) -> None:
             reply = ("ok", target(*args))
         except KeyboardInterrupt:
             reply = ("error", "interrupted")
+        except Terminated as exc:  # SIGTERM to the whole group (a service manager's stop): saved, and said
+            reply = ("error", str(exc) or "terminated")
         except FmnistEdgeError as exc:
             reply = ("error", str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, not lost in a worker

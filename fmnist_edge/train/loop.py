@@ -15,7 +15,7 @@ from typing import Callable, Collection
 import torch
 from torch import nn
 
-from fmnist_edge.errors import FmnistEdgeError, Interrupted, ModelError, UsageError
+from fmnist_edge.errors import FmnistEdgeError, Interrupted, ModelError, Terminated, UsageError
 from fmnist_edge.fileio import sha256_file, write_json
 from fmnist_edge.folders import file_in_the_way
 from fmnist_edge.idx import find_data_dir
@@ -49,6 +49,10 @@ def encoded(encoder: nn.Module, data: Tensors, device: str = "cpu") -> Tensors:
     """`data` with its images replaced by `encoder`'s features (on the CPU), 1,000 at a time."""
     return Tensors(torch.cat([encoder(data.images[i:i + 1000].to(device)).cpu()
                               for i in range(0, len(data), 1000)]), data.labels)
+
+
+def _said(stopped: type) -> str:
+    return "terminated" if stopped is Terminated else "interrupted"
 
 
 class Trainer(RunState):
@@ -157,35 +161,41 @@ class Trainer(RunState):
                     if self.on_epoch:
                         self.on_epoch(record)
             stop_reason = "early-stop" if self._stops_early() else "max-epochs"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as exc:
             self._save_resume_point()
-            raise Interrupted(
-                f"interrupted in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
+            by_sigterm = isinstance(exc, Terminated) or getattr(self, "_stopped_by", None) == signal.SIGTERM
+            stopped = Terminated if by_sigterm else Interrupted
+            raise stopped(
+                f"{_said(stopped)} in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
                 f"continue {self.resume_how}") from None
         try:
             return self._finish(stop_reason)
-        except KeyboardInterrupt:  # the epochs are done and saved: only the test and model.pt are left
+        except (KeyboardInterrupt, Terminated) as exc:  # the epochs are done and saved: the test and model.pt are left
             saved = self.run_dir / checkpoint.RESUME_FILE
-            raise Interrupted(f"interrupted after the last epoch, before the test; {saved} holds the run: "
-                              f"finish it {self.resume_how}") from None
+            stopped = Terminated if isinstance(exc, Terminated) else Interrupted
+            raise stopped(f"{_said(stopped)} after the last epoch, before the test; {saved} holds the run: "
+                          f"finish it {self.resume_how}") from None
 
     @contextlib.contextmanager
     def _ctrl_c_between_steps(self):
-        """The first Ctrl-C asks the loop to stop after the current step; a second one stops at once."""
-        self._interrupted = False
+        """The first Ctrl-C or SIGTERM (a service manager's stop, `timeout`, `kill`) asks the loop
+        to stop after the current step, so that the state it saves is whole; a second one stops at once."""
+        self._interrupted, self._stopped_by = False, None
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def ask_to_stop(signum, frame):
-            self._interrupted = True
-            signal.signal(signal.SIGINT, previous)
+            self._interrupted, self._stopped_by = True, signum
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
-        previous = signal.signal(signal.SIGINT, ask_to_stop)
+        previous = {number: signal.signal(number, ask_to_stop) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     def _stops_early(self) -> bool:
         """Patience run out. Epochs planned without dropout or augmentation get their own patience:
