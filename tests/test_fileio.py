@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 
@@ -129,6 +130,17 @@ def test_an_overwritten_file_keeps_its_permissions(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o600
     fileio.write_text(tmp_path / "new.txt", "x")
     assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o666 & ~fileio._umask()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
+def test_an_overwritten_file_keeps_its_owner(tmp_path):
+    """As root (CI, a device's service), the new file would be root's: it gets the old one's owner."""
+    target = tmp_path / "shared.json"
+    target.write_text("old")
+    os.chown(target, 1234, 2345)
+    fileio.write_json(target, {"a": 1})
+    assert (target.stat().st_uid, target.stat().st_gid) == (1234, 2345)
+    assert json.loads(target.read_text()) == {"a": 1}
 
 
 def test_a_name_the_system_refuses_is_one_error(tmp_path):

@@ -262,7 +262,8 @@ def test_idx_loader_on_arbitrary_files(scratch, case):
 @given(claimed=st.tuples(st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1)),
        body=st.integers(0, 50_000), gz=st.booleans())
 @example(claimed=(342_000, 28 * 28), body=0, gz=False)  # just under the size cap
-@example(claimed=(2**31, 2**31), body=100, gz=True)  # wraps to 0 in int64 arithmetic
+@example(claimed=(2**31, 2**31), body=100, gz=True)  # 2^31 x 76,695,844 x 28 pixels claimed: 2^62 bytes
+# (the header that wraps int64 to 0 is test_idx.py::test_huge_header_fails_fast_without_allocating)
 def test_idx_memory_does_not_follow_a_lying_header(scratch, claimed, body, gz):
     """A header may claim up to 4 GiB^2; only what the file really holds is ever allocated."""
     n, size = claimed

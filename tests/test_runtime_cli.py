@@ -429,6 +429,63 @@ def test_arguments_that_name_no_picture_fail_alone(run, tmp_path, monkeypatch):
         "bad\\nname.png: empty file")
 
 
+def test_a_folder_that_cannot_be_searched_or_listed_costs_its_own_line(run, tmp_path, monkeypatch):
+    """Root searches any folder, so the refusal the system gives a user is put in its place."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    shutil.copy(SAMPLES / "coat.png", locked / "coat.png")
+    real_is_dir, real_iterdir = Path.is_dir, Path.iterdir
+
+    def refuse(path):
+        if str(path).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def is_dir(self):
+        if self != locked:
+            refuse(self)  # a path inside: the folder cannot be searched
+        return real_is_dir(self)
+
+    def iterdir(self):
+        refuse(self)  # the folder itself: it cannot be listed
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = run("classify", locked / "coat.png", locked, SAMPLES / "bag.png", "--model", FIXTURES)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    rows = result.stdout.strip().splitlines()[1:]  # under the header
+    assert len(rows) == 1 and rows[0].split()[:2] == [str(SAMPLES / "bag.png"), "Bag"]
+    assert result.stderr.strip().splitlines() == [
+        f"fmnist-edge: error: {locked / 'coat.png'}: unreadable (Permission denied)",
+        f"fmnist-edge: error: {locked}: unreadable (Permission denied)"]
+
+
+def test_the_command_line_turns_ort_telemetry_off_and_keeps_a_users_setting(tmp_path):
+    """Set before onnxruntime is imported (its telemetry warns as it loads); the API leaves the
+    host's environment alone."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "class Seen:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'onnxruntime':\n"
+        "            open(os.environ['SEEN'], 'a').write(repr(os.environ.get('ORT_DISABLE_TELEMETRY')) + '\\n')\n"
+        "sys.meta_path.insert(0, Seen())\n")
+    seen = tmp_path / "seen.txt"
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(PYTHONPATH=str(tmp_path), SEEN=str(seen))
+    calls = ([sys.executable, "-m", "fmnist_edge", "classify", SAMPLES / "bag.png", "--model", FIXTURES], {}),\
+            ([sys.executable, "-m", "fmnist_edge", "models", FIXTURES], {"ORT_DISABLE_TELEMETRY": "0"}),\
+            ([sys.executable, "-c", "from fmnist_edge.runtime import FashionClassifier"], {})
+    for cmd, extra in calls:
+        done = subprocess.run([str(c) for c in cmd], env={**env, **extra}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert seen.read_text().splitlines() == ["'1'", "'0'", "None"]
+
+
 def test_a_picture_from_a_pipe_path_is_read_whole(tmp_path):
     """/dev/stdin, a FIFO or process substitution has no size to check: it is read, not refused
     as empty."""

@@ -271,7 +271,7 @@ def test_a_run_resumed_after_it_stopped_early_stops_again(tmp_path, fake_data_di
 
 def test_resume_keeps_the_started_configuration(tmp_path, fake_data_dir):
     run = tmp_path / "run"
-    with pytest.raises(FmnistEdgeError):
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
         ae_trainer(run, fake_data_dir, max_epochs=2, lr=1e-3, on_epoch=interrupt_after_epoch(1)).run()
     result = ae_trainer(run, fake_data_dir, max_epochs=2, lr=5e-3, resume=True).run()
     assert checkpoint.load_raw(result.model_path)["train_config"]["lr"] == 1e-3
@@ -438,7 +438,7 @@ def test_ema_weights_are_validated_kept_and_resumed(tmp_path, fake_data_dir):
     assert_same_weights(weights(full.model_path), last["ema"])
     assert not torch.equal(weights(full.model_path)["encoder.net.0.weight"], last["state_dict"]["encoder.net.0.weight"])
     run = tmp_path / "run"
-    with pytest.raises(FmnistEdgeError):
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
         ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, ema=0.9, on_epoch=interrupt_after_epoch(1)).run()
     resumed = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, ema=0.9, resume=True).run()
     assert_same_weights(weights(resumed.model_path), weights(full.model_path), atol=1e-5)
@@ -719,7 +719,7 @@ def test_revival_resumes_to_the_same_weights(tmp_path, fake_data_dir, monkeypatc
     full = ae_trainer(tmp_path / "full", fake_data_dir, max_epochs=3, patience=10, revive_every=2).run()
     assert sum(r["revived_units"] for r in full.history) >= 8
     run = tmp_path / "run"
-    with pytest.raises(FmnistEdgeError):
+    with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
         ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, revive_every=2,
                    on_epoch=interrupt_after_epoch(1)).run()
     resumed = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, revive_every=2, resume=True).run()
