@@ -37,7 +37,7 @@ def build_wheel(tmp_path: Path) -> Path:
     """Build the wheel from a copy of the sources, so that no build/ or egg-info lands in the checkout."""
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("fmnist_edge", "exported"):
@@ -59,6 +59,8 @@ def test_the_wheel_alone_classifies_without_torch(tmp_path):
     assert {f"fmnist_edge/shipped/samples/{name}" for name in samples} <= names
     assert not any(name.startswith(("tests/", "tools/", "benchmarks/")) for name in names)
     assert "fmnist_edge/py.typed" in names  # a program that embeds the runtime gets its types
+    (license_file,) = [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
+    assert zipfile.ZipFile(wheel).read(license_file) == (ROOT / "LICENSE").read_bytes()
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
