@@ -7,7 +7,12 @@ Times, interleaved in one run on one thread, one 1x1x28x28 image:
   (what the runtime's API calls: one image goes through buffers bound to the session once per
   thread, so the feed and the output are not built per call), and OnnxModel.run's checks
   followed by the compiled session's feed path (how the API ran one image before);
-- the same classifier with the exporter's two per-axis Slice nodes instead of the one crop.
+- the same classifier with the exporter's two per-axis Slice nodes instead of the one crop;
+- the Python API's own layers on one 28x28 uint8 picture, as a program holding a camera frame
+  or a test image calls them: FashionClassifier.logits (the array checked and scaled),
+  .probabilities (and the softmax) and .predict (and the Prediction with its top 3);
+- batches of 64 and 1,024 test pictures (uint8): OnnxModel.run on them scaled beforehand, .predict
+  on the stack, and .predict after scaling each picture alone, as .predict did before 2026-12-08.
 
     .venv/bin/python benchmarks/bench_call_overhead.py --model exported/classifier.onnx --out benchmarks/call_overhead
 """
@@ -21,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from fmnist_edge.runtime import FashionClassifier
 from fmnist_edge.runtime.session import OnnxModel
 
 from benchlib import command_line, interleaved_args, interleaved_p50_us, cpu_session, publish, run_main
@@ -72,6 +78,8 @@ def main() -> None:
             return model._run(out, {model.input_name: v}, None)[0]
 
         assert np.array_equal(feed_path(x), model.run(x))
+        api = FashionClassifier(model)
+        picture = (x[0, 0] * 255).astype(np.uint8)  # what a program holds: 8-bit pixels
         variants = {
             "identity graph, InferenceSession.run": lambda v: identity.run(out, feed),
             "identity graph, compiled session": lambda v: identity._sess.run(out, feed, None),
@@ -80,9 +88,24 @@ def main() -> None:
             "classifier, OnnxModel.run (the API, pre-bound buffers)": model.run,
             "classifier, OnnxModel.run's checks, then the feed": lambda v: feed_path(v),
             "classifier with two crop Slices, compiled session": lambda v: split._sess.run(out, feed, None),
+            "API: FashionClassifier.logits(uint8 28x28)": lambda v: api.logits(picture),
+            "API: FashionClassifier.probabilities(uint8 28x28)": lambda v: api.probabilities(picture),
+            "API: FashionClassifier.predict(uint8 28x28)": lambda v: api.predict(picture),
         }
+        from fmnist_edge.idx import load_split
+        from fmnist_edge.runtime.preprocess import from_array
+
+        for size in (64, 1024):
+            stack = load_split("test").images[:size]
+            scaled = (stack / np.float32(255))[:, None].astype(np.float32)
+            variants |= {
+                f"batch {size}: OnnxModel.run (scaled beforehand)": lambda v, b=scaled: model.run(b, 64),
+                f"batch {size}: FashionClassifier.predict(uint8 stack)": lambda v, b=stack: api.predict(b),
+                f"batch {size}: each picture scaled alone, then .predict": (
+                    lambda v, b=stack: api.predict(np.stack([from_array(a)[0] for a in b]))),
+            }
         p50 = interleaved_p50_us(variants, x, args.rounds, args.seconds)
-    lines = [f"# Batch-1 call overhead ({args.model}, 1 thread)", "",
+    lines = [f"# Call overhead: batch 1, and batches through the API ({args.model}, 1 thread)", "",
              f"Produced by `{command_line()}`: median over {args.rounds} interleaved rounds of each "
              "variant's p50.", "", "| variant | p50 us |", "|---|---|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in p50.items()]

@@ -56,6 +56,28 @@ def test_paths_pil_and_arrays_agree(clf, samples):
     assert isinstance(clf.predict(arrays[0]), Prediction)  # one (28, 28) array is one picture
 
 
+def test_a_stack_of_framed_pictures_is_scaled_at_once_to_what_each_alone_gives(clf, samples):
+    """The one-pass scaling of an (N, 28, 28) stack matches the per-picture path bit for bit, and
+    leaves to it every stack it cannot take whole: 0-255 floats, other integers, a blank picture."""
+    from fmnist_edge.runtime import api, preprocess
+
+    u8 = np.stack([np.asarray(Image.open(p)) for p in samples])
+    stacks = {"uint8": u8, "uint16": u8.astype(np.uint16) * 257, ">u2": (u8.astype(np.uint16) * 257).astype(">u2"),
+              "float32": u8 / np.float32(255), "float64 overshoot": np.clip(u8 / 255.0 * 1.04 - 0.02, -0.03, 1.04)}
+    for name, stack in stacks.items():
+        assert preprocess.framed_stack(stack) is not None, name
+        each = np.stack([preprocess.from_array(a) for a in stack])
+        assert np.array_equal(api.prepare(stack), each), name
+    for name, stack in {"0-255 floats": u8.astype(np.float32), "int64": u8.astype(np.int64)}.items():
+        assert preprocess.framed_stack(stack) is None, name  # the per-picture path, which reads their scale
+        assert np.array_equal(api.prepare(stack), api.prepare(u8)), name
+    blank = u8.copy()
+    blank[7] = 40
+    assert preprocess.framed_stack(blank) is None
+    with pytest.raises(ImageError, match=r"^array\[7\]: blank picture"):
+        clf.predict(blank)
+
+
 def test_a_picture_files_bytes_are_one_picture(clf, samples):
     data = samples[0].read_bytes()
     by_bytes = clf.predict(data)

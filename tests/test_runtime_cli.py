@@ -172,6 +172,26 @@ def test_encode(run, tmp_path):
     assert np.load(out).shape == (10, 8)
 
 
+def test_encode_into_npz_names_each_rows_picture(run, tmp_path):
+    out = tmp_path / "latents.npz"
+    pictures = [SAMPLES / "bag.png", tmp_path / "missing.png", SAMPLES / "coat.png"]
+    result = run("encode", *pictures, "-o", out, "--model", FIXTURES)
+    assert result.exit_code == 1 and "missing.png: no such file" in result.stderr
+    with np.load(out) as saved:  # no pickle needed: the names are a string array
+        assert set(saved.files) == {"latents", "files"}
+        assert saved["files"].tolist() == [str(SAMPLES / "bag.png"), str(SAMPLES / "coat.png")]
+        alone = np.load(_encoded(run, tmp_path, SAMPLES / "coat.png"))
+        np.testing.assert_array_equal(saved["latents"][1], alone[0])
+    usage = run("encode", SAMPLES / "bag.png", "-o", tmp_path / "z.npy.txt", "--model", FIXTURES)
+    assert usage.exit_code == 2 and "written as .npy or .npz" in usage.stderr
+
+
+def _encoded(run, tmp_path, picture) -> Path:
+    out = tmp_path / f"{picture.stem}.npy"
+    assert run("encode", picture, "-o", out, "--model", FIXTURES).exit_code == 0
+    return out
+
+
 def test_reconstruct(run, tmp_path):
     out = tmp_path / "rec.png"
     result = run("reconstruct", SAMPLES / "dress.png", "-o", out, "--model", FIXTURES, "--scale", "4")

@@ -184,7 +184,9 @@ def register(app: typer.Typer) -> None:
     @command
     def encode_cmd(images: Images,
                    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npy: (N, n) float32 latents, "
-                                                                          "one row per readable picture.",
+                                                                          "one row per readable picture; or .npz: "
+                                                                          "those as 'latents', beside 'files', "
+                                                                          "each row's picture.",
                                                         parser=nonempty_path)],
                    model: Model = None, batch_size: BatchSize = 64, threads: Threads = None):
         """Encode pictures to latent vectors with the exported encoder."""
@@ -195,7 +197,7 @@ def register(app: typer.Typer) -> None:
         from fmnist_edge.runtime.inputs import to_input
 
         _quiet_pillow()
-        _output(out, "latents", (".npy",))
+        _output(out, "latents", (".npy", ".npz"))
         sources = _pictures(images)
         ae = FashionAutoencoder.load(model, threads=threads, with_decoder=False)
         arrays, files, failed = [], [], 0
@@ -211,7 +213,10 @@ def register(app: typer.Typer) -> None:
 
             def save(tmp: Path) -> None:
                 with open(tmp, "wb") as f:
-                    np.save(f, latents)
+                    if out.suffix.lower() == ".npz":  # which picture each row is, when some failed most of all
+                        np.savez(f, latents=latents, files=np.array(files, dtype=str))
+                    else:
+                        np.save(f, latents)
 
             write_with(out, save)
             typer.echo(f"{out}: {latents.shape[0]} x {latents.shape[1]} latents ({printable(', '.join(files[:3]))}"

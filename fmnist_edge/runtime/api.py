@@ -129,6 +129,10 @@ def prepare(inputs: Inputs) -> np.ndarray:
             raise ImageError(f"an array of shape {inputs.shape} is neither a picture nor a stack of pictures")
         if not len(inputs):
             return np.zeros((0, 1, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        if inputs.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE):
+            framed = preprocess.framed_stack(inputs)
+            if framed is not None:
+                return framed[:, None]
         return np.stack([preprocess.from_array(a, f"array[{i}]") for i, a in enumerate(inputs)])
     if not isinstance(inputs, Iterable) or isinstance(inputs, (Mapping, Set)):  # a dict's keys, a set's order: no
         raise _not_a_picture(inputs, ", or a list of them")
@@ -164,12 +168,13 @@ def to_predictions(probs: np.ndarray, top_k: int = 3, sources: Sequence | None =
     `sources[row]`, when given and not None, names its file."""
     k = min(top_k, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    ranked = np.take_along_axis(probs, order, axis=1)
     out = []
-    for row, (p, idx) in enumerate(zip(probs, order)):
-        top = tuple((CLASS_NAMES[i], float(p[i])) for i in idx)
+    # As Python ints and floats, the top k only: a batch's rows cost a fraction of its model call.
+    for row, (idx, p) in enumerate(zip(order.tolist(), ranked.tolist())):
+        top = tuple(zip([CLASS_NAMES[i] for i in idx], p))
         source = sources[row] if sources is not None else None
-        out.append(Prediction(CLASS_NAMES[idx[0]], int(idx[0]), float(p[idx[0]]), top,
-                              str(source) if source is not None else None))
+        out.append(Prediction(CLASS_NAMES[idx[0]], idx[0], p[0], top, str(source) if source is not None else None))
     return out
 
 
