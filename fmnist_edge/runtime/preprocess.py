@@ -29,6 +29,11 @@ TRIM = 0.05  # like Fashion-MNIST: pixels within 5% of the background colour are
 QUANTUM = 1 / 255  # one level of an 8-bit picture: less variation than this is no noise
 NOISE_MAX = 0.05  # a camera's noise is a few levels; more variation than this on the border is garment
 NOISE_GRID = 512  # noisy pictures are told from their garment on at most this many pixels a side
+# A picture is worked on at most this many pixels a side (box-reduced, a JPEG decoded at a
+# fraction of its size): the garment ends up 28 pixels tall, and a phone photo's every float
+# copy at full size took 680 MB on a 36-megapixel picture.
+WORK_SIDE = 2048
+ORIENTATION = 0x0112  # the EXIF tag
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -89,6 +94,8 @@ def _decode(source: Path | io.BytesIO, name: str | os.PathLike) -> Image.Image:
         try:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)  # animated GIF/WebP/APNG: the first frame
+            if im.format == "JPEG" and max(im.size) > WORK_SIDE:
+                im.draft(im.mode, (WORK_SIDE // 2, WORK_SIDE // 2))  # 1/2 to 1/8 scale, both sides kept >= that
             im.load()
         except Exception as exc:  # decoders fail in many types (OSError, TypeError, ...): all mean a bad file
             raise ImageError(f"{name}: truncated or corrupt {im.format or 'image'} ({_first_line(exc)})") from None
@@ -121,7 +128,8 @@ def check_dimensions(width: int, height: int, name: str | os.PathLike, why: str 
 def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
     """Any Pillow mode -> float32 (H, W) in [0, 1]; transparency composited on white."""
     try:
-        im = ImageOps.exif_transpose(im)
+        if im.getexif().get(ORIENTATION, 1) != 1:  # else exif_transpose copies the whole picture for nothing
+            im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block must not cost the picture; keep it as stored
         pass
     mode = im.mode
@@ -145,7 +153,11 @@ def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
             # Transparent means background: composite on white, as a product photo would show it.
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             im = Image.alpha_composite(white, rgba)
-        gray = np.asarray(im.convert("L"), dtype=np.float32)
+        luma = im.convert("L")
+        factor = -(-max(luma.size) // WORK_SIDE)  # rounded up
+        if factor > 1:
+            luma = luma.reduce(factor)
+        gray = np.asarray(luma, dtype=np.float32)
     except (ValueError, OSError) as exc:
         raise ImageError(f"{name}: cannot convert {mode} pixels to grayscale ({exc})") from None
     return gray / np.float32(255.0)
