@@ -355,6 +355,22 @@ def test_default_folder_from_env(monkeypatch):
         FashionClassifier.load()
 
 
+def test_a_device_can_insist_on_the_manifest(tmp_path, monkeypatch, run):
+    """Without a manifest a model runs unchecked, unless FMNIST_EDGE_REQUIRE_MANIFEST=1: then a
+    deleted manifest cannot turn the sha256 check off."""
+    shutil.copy(FIXTURES / "classifier.onnx", tmp_path / "classifier.onnx")  # no manifest.json
+    assert FashionClassifier.load(tmp_path).predict(SAMPLES / "bag.png").label
+    monkeypatch.setenv("FMNIST_EDGE_REQUIRE_MANIFEST", "1")
+    with pytest.raises(ModelError, match=r"classifier.onnx: no manifest.json beside it to check it against "
+                                         r"\(\$FMNIST_EDGE_REQUIRE_MANIFEST is set\)$"):
+        FashionClassifier.load(tmp_path)
+    assert FashionClassifier.load(FIXTURES).predict(SAMPLES / "bag.png").label  # with one: checked, and run
+    refused(run("classify", SAMPLES / "bag.png", "--model", tmp_path), "no manifest.json beside it")
+    monkeypatch.setenv("FMNIST_EDGE_REQUIRE_MANIFEST", "yes")
+    with pytest.raises(UsageError, match="FMNIST_EDGE_REQUIRE_MANIFEST must be 1 or 0, got 'yes'"):
+        FashionClassifier.load(FIXTURES)
+
+
 def test_altered_model_is_refused(tmp_path):
     for f in ("classifier.onnx", "encoder.onnx", "manifest.json"):
         shutil.copy(FIXTURES / f, tmp_path / f)

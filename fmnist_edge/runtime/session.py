@@ -25,6 +25,7 @@ from fmnist_edge.errors import ModelError, ModelUsageError, UsageError, with_art
 from fmnist_edge.spec import MAX_THREADS, META_QUANTIZATION, MODELS, ORT_SUFFIX, ModelSpec, TensorSpec
 
 ENV_MODELS = "FMNIST_EDGE_MODELS"
+ENV_REQUIRE_MANIFEST = "FMNIST_EDGE_REQUIRE_MANIFEST"
 ENV_THREADS = "FMNIST_EDGE_THREADS"  # the default thread count, for several processes on one machine
 REPOSITORY_MODELS = Path(__file__).resolve().parents[2] / "exported"  # an editable install's
 INSTALLED_MODELS = Path(__file__).resolve().parents[1] / "shipped"  # a wheel's copy of exported/
@@ -121,6 +122,15 @@ def default_threads() -> int | None:
     return int(value)
 
 
+def manifest_required() -> bool:
+    """$FMNIST_EDGE_REQUIRE_MANIFEST=1: a model with no manifest.json beside it is refused, so that
+    a device's deleted or missing manifest cannot turn the sha256 check off."""
+    value = os.environ.get(ENV_REQUIRE_MANIFEST, "").strip()
+    if value not in ("", "0", "1"):
+        raise UsageError(f"{ENV_REQUIRE_MANIFEST} must be 1 or 0, got {value!r}")
+    return value == "1"
+
+
 def _cores() -> int:
     """The cores this process may run on (its affinity where the OS tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -196,7 +206,11 @@ class OnnxModel:
             self._bytes = self.path.read_bytes()
         except OSError as exc:
             raise ModelError(f"{self.path}: unreadable ({exc.strerror or exc})") from None
+        required = manifest_required()  # a bad value is said whether or not a manifest is there
         self.manifest_entry = manifest.verify(self.path, self._bytes)  # before anything runs
+        if self.manifest_entry is None and required:
+            raise ModelError(f"{self.path}: no {manifest.MANIFEST_NAME} beside it to check it against "
+                             f"(${ENV_REQUIRE_MANIFEST} is set)")
         self._optimisation, self._fold_int8_weights = optimisation, False
         threads = default_threads() if threads is None else threads
         self.session = self._open(threads)  # checks `threads` first
