@@ -121,7 +121,15 @@ def test_distilled_run_resumes_mid_epoch_to_the_same_weights(tmp_path, tiny_teac
     with pytest.raises(FmnistEdgeError, match="interrupted in epoch 2"):
         train(tmp_path / "resumed", fake_data_dir, **kw)
     monkeypatch.undo()
+    trained = {"n": 0}
+
+    def count(self, loss):
+        trained["n"] += 1
+        original(self, loss)
+
+    monkeypatch.setattr(EpochProgress, "advance", count)
     resumed = train(tmp_path / "resumed", fake_data_dir, resume=True, **kw)
+    assert trained["n"] == 12 - 9  # the rest of epoch 2 only: resumed, not started over
     a, b = (torch.load(r.model_path, weights_only=True)["state_dict"] for r in (whole, resumed))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
