@@ -413,7 +413,9 @@ def test_unexpected_errors_are_one_line_and_ctrl_c_is_130(monkeypatch, capsys):
                               (ModuleNotFoundError("No module named 'torch'", name="torch"), 1,
                                "this command needs the train extra (torch is not installed)"),
                               (ModuleNotFoundError("No module named 'yaml'", name="yaml"), 1,
-                               "unexpected ModuleNotFoundError: No module named 'yaml'")]:
+                               "unexpected ModuleNotFoundError: No module named 'yaml'"),
+                              (ModuleNotFoundError("No module named 'torch._C'", name="torch._C"), 1,
+                               "unexpected ModuleNotFoundError: No module named 'torch._C'")]:  # a broken torch
         capsys.readouterr()
         with pytest.raises(typer.Exit) as exit_info:
             raising(exc)()

@@ -894,6 +894,23 @@ def test_reexport_replaces_its_models_and_keeps_the_others(run, tmp_path, export
     assert not (out / "classifier.int8.onnx").exists()
 
 
+def test_an_entry_without_a_checkpoint_sha256_is_carried_over_as_it_is(run, tmp_path, tiny_autoencoder,
+                                                                        tiny_classifier):
+    """The manifest's checkpoint_sha256 is optional (an older export, a hand-made folder): an
+    entry without it keeps its checkpoint when another model is exported beside it."""
+    out = tmp_path / "models"
+    assert run("export", tiny_classifier, "--out", out, "--quantize", "--no-validate").exit_code == 0
+    data = json.loads((out / "manifest.json").read_text())
+    for name in ("classifier.onnx", "classifier.int8.onnx"):
+        del data["files"][name]["checkpoint_sha256"]
+    (out / "manifest.json").write_text(json.dumps(data))
+    result = run("export", tiny_autoencoder, "--out", out, "--no-validate")
+    assert result.exit_code == 0, result.output
+    files = manifest.read(out)["files"]
+    assert files["classifier.int8.onnx"]["checkpoint"] == str(tiny_classifier)
+    assert "checkpoint_sha256" not in files["classifier.int8.onnx"] and "encoder.onnx" in files
+
+
 # -- manifest.py -----------------------------------------------------------------------------
 
 def test_export_into_a_folder_with_a_users_files_replaces_only_its_own(run, tmp_path, export_dir,

@@ -107,9 +107,19 @@ def test_a_binary_file_object_is_one_picture_read_from_where_it_stands(clf, samp
             clf.predict(handle)
     text = tmp_path / "a.png"
     text.write_bytes(data[:8])
-    with open(text, encoding="latin-1") as handle:
-        with pytest.raises(ImageError, match="a.png: a text stream; open a picture with 'rb'"):
-            clf.predict(handle)
+    for encoding in ("utf-8", "latin-1"):  # a PNG's bytes are not UTF-8: refused before decoding them
+        with open(text, encoding=encoding) as handle:
+            with pytest.raises(ImageError, match="a.png: a text stream; open a picture with 'rb'"):
+                clf.predict(handle)
+
+    class AsyncUpload:  # Starlette's UploadFile: read() is a coroutine
+        filename = "upload.png"
+
+        async def read(self, size=-1):
+            return data
+
+    with pytest.raises(ImageError, match=r"file object: its read\(\) is async; pass the bytes it gives"):
+        clf.predict(AsyncUpload())
     closed = io.BytesIO(data)
     closed.close()
     with pytest.raises(ImageError, match="file object: unreadable file object"):

@@ -94,12 +94,13 @@ def test_commands_that_need_torch_say_so_in_one_line_on_a_base_install(tmp_path)
     fake_ckpt.write_bytes(b"x")
     for args in (["train", "--out", tmp_path / "r"], ["train", "autoencoder", "--out", tmp_path / "a"],
                  ["train", "classifier", "--case", "3", "--out", tmp_path / "c"], ["evaluate", fake_ckpt],
-                 ["reproduce", "--quick", "--out", tmp_path / "runs"], ["export", fake_ckpt, "--out", tmp_path / "e"]):
+                 ["reproduce", "--quick", "--out", tmp_path / "runs"], ["export", fake_ckpt, "--out", tmp_path / "e"],
+                 ["report", tmp_path, "--out", tmp_path / "rep"]):  # said before RUNS is looked at
         done = run(tmp_path, "-m", "fmnist_edge", *args)
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr == ("fmnist-edge: error: this command needs the train extra (torch is not installed): "
                                "pip install 'fmnist-edge[train]'\n"), args
-    assert not any((tmp_path / name).exists() for name in ("r", "a", "c", "runs", "e"))
+    assert not any((tmp_path / name).exists() for name in ("r", "a", "c", "runs", "e", "rep"))
     # bench's baseline bows out without torch, but a --checkpoint that is not there is still an error
     done = run(tmp_path, "-m", "fmnist_edge", "bench", "--batch-sizes", "1", "--threads", "1", "--seconds", "0.01",
                "--checkpoint", tmp_path / "missing.pt")

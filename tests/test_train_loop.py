@@ -247,6 +247,29 @@ def test_ctrl_c_after_the_last_epoch_says_how_to_finish_and_resume_finishes(tmp_
     assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
 
 
+def test_a_stop_asked_for_after_the_last_step_is_kept_not_lost(tmp_path, fake_data_dir, uninterrupted):
+    """A SIGTERM (or Ctrl-C) that lands after the last epoch's last step, while it is validated or
+    saved, finds no step left to stop before: it still stops the run before the test, which
+    --resume then finishes (a reproduction would otherwise go on to its next run)."""
+    import os
+    import signal
+
+    from fmnist_edge.errors import Terminated
+
+    def sigterm_at_the_end(record):
+        if record["epoch"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    run, before = tmp_path / "run", signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated, match="terminated after the last epoch, before the test; .*last.pt holds the run"):
+        ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, on_epoch=sigterm_at_the_end).run()
+    assert run_state(run) == "partial" and not (run / "model.pt").exists()
+    assert signal.getsignal(signal.SIGTERM) is before  # put back as it was
+    result = ae_trainer(run, fake_data_dir, max_epochs=3, patience=10, resume=True).run()
+    assert result.metrics["epochs"] == 3
+    assert_same_weights(weights(result.model_path), weights(uninterrupted.model_path), atol=1e-5)
+
+
 def test_a_run_resumed_after_it_stopped_early_stops_again(tmp_path, fake_data_dir, monkeypatch):
     """Stopped early at epoch 2 of 5, then Ctrl-C during the test: --resume finishes at epoch 2."""
     import fmnist_edge.train.loop as loop

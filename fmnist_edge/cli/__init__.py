@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("fmnist-edge: error: interrupted\n")
         code = 130
     except Terminated as exc:
-        sys.stderr.write(f"fmnist-edge: error: {str(exc) or 'terminated'}\n")
+        from fmnist_edge.errors import printable
+
+        sys.stderr.write(f"fmnist-edge: error: {printable(str(exc)) or 'terminated'}\n")  # one line, as every error
         code = 143
     sys.exit(code if isinstance(code, int) else 0)

@@ -32,6 +32,15 @@ def one_line(exc: BaseException, most: int = 600) -> str:
 TRAIN_EXTRA_MODULES = frozenset({"torch", "torchvision", "onnx", "onnxscript", "matplotlib"})
 
 
+def require_train_extra(*modules: str) -> None:
+    """The train extra's `modules` a command needs, imported at once, so that a base install hears
+    it (from `command`) before anything is read."""
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+
+
 def command(func):
     """Turn the project's errors into one stderr line and exit 1 (2 for a usage error, 130 for Ctrl-C); an OSError no
     check foresaw, and any other exception, into one line too ($FMNIST_EDGE_DEBUG=1 lets the
@@ -54,11 +63,12 @@ def command(func):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:  # input no check foresaw, or a bug: a line that says which
-            if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TRAIN_EXTRA_MODULES:
-                raise fail(f"this command needs the train extra ({exc.name} is not installed): "
-                           "pip install 'fmnist-edge[train]'") from None
             if os.environ.get("FMNIST_EDGE_DEBUG"):
                 raise
+            # The package itself missing, not a module inside it (a broken install, a bad MPLBACKEND)
+            if isinstance(exc, ModuleNotFoundError) and exc.name in TRAIN_EXTRA_MODULES:
+                raise fail(f"this command needs the train extra ({exc.name} is not installed): "
+                           "pip install 'fmnist-edge[train]'") from None
             raise fail(f"unexpected {type(exc).__name__}: {one_line(exc)} (please report it; "
                        "FMNIST_EDGE_DEBUG=1 shows where)") from None
 

@@ -8,19 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path
+from fmnist_edge.cli.common import DataDir, JsonFlag, command, nonempty_path, require_train_extra
 from fmnist_edge.errors import FmnistEdgeError, UsageError
 
 DEFAULT_EXPORT_DIR = Path("exported")
 OrtPlatform = Annotated[Optional[str], typer.Option(
     help="ORT format only: portable (any CPU, ARM included) or x86 (adds the NCHWc layout of ONNX Runtime's "
          "x86 kernels: about twice as fast there, x86-64 builds only). Default: portable.", show_default=False)]
-
-
-def _require_train_extra() -> None:
-    """Imported at once, so that a base install hears it (from `command`) before anything is read."""
-    import onnx  # noqa: F401
-    import torch  # noqa: F401
 
 
 def _print_files(out: Path, data: dict) -> None:
@@ -74,7 +68,7 @@ def register(app: typer.Typer) -> None:
         data_dir: DataDir = None,
     ):
         """Export encoder, decoder and classifier to ONNX (optionally int8), validated, written atomically."""
-        _require_train_extra()
+        require_train_extra("onnx", "torch")
         from fmnist_edge.export.ort_format import DEFAULT_PLATFORM
 
         if platform is not None and not ort_format:

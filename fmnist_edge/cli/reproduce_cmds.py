@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist_edge.cli.common import DataDir, command, nonempty_path
+from fmnist_edge.cli.common import DataDir, command, nonempty_path, require_train_extra
 
 RunsDir = Annotated[Path, typer.Option("--out", help="Folder for every run (resumable: finished runs are skipped).",
                                        parser=nonempty_path)]
@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
             show_default=False)] = None,
     ):
         """Figures 2-9, reconstructions, the PCA baseline, summary.md and summary.json from RUNS."""
+        require_train_extra("matplotlib", "torch")
         _report(runs, out or runs / "report", data_dir, seeds)
 
 

@@ -110,7 +110,7 @@ def _carry_over(target: Path, staging: Path, fresh: dict, listed: dict, log=prin
             entry = {k: v for k, v in listed[item.name].items() if k not in ("size_bytes", "sha256")}
             spec = MODELS.get(entry.get("kind", ""))
             fp32 = fresh.get(spec.filename, {}) if spec else {}
-            if "checkpoint" in entry and fp32.get("checkpoint_sha256") == entry.get("checkpoint_sha256"):
+            if fp32 and entry.get("checkpoint_sha256") and fp32.get("checkpoint_sha256") == entry["checkpoint_sha256"]:
                 entry["checkpoint"] = fp32["checkpoint"]  # the same checkpoint, exported from where it lies now
             kept[item.name] = entry
     if config_listed:
@@ -179,7 +179,7 @@ def export(checkpoints: list[Path], out_dir: Path, quantize: bool = False, metho
                 model_calib = calib
                 if calib is not None and spec.inputs[0].name == "latent":
                     # a decoder is calibrated on what the fp32 encoder (exported above) makes of the images
-                    encoder = OnnxModel(staging / MODELS["encoder"].filename, "encoder")
+                    encoder = OnnxModel(staging / MODELS["encoder"].filename, "encoder", require_manifest=False)
                     model_calib = encoder.run(calib, batch_size=1000)
                 details = quantize_model(staging / name, staging / spec.int8_filename, qcfg, model_calib)
                 entries[spec.int8_filename] = {**entry, **details}

@@ -11,10 +11,12 @@ one or many; one loaded model may be shared between threads.
 
 from __future__ import annotations
 
+import inspect
+import io
 import os
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Mapping, Set
 from typing import IO, Callable, Iterable, Iterator, Sequence, Union, overload
 
 import numpy as np
@@ -102,12 +104,22 @@ def prepare_one(item, index: int | None = None) -> np.ndarray:
     if isinstance(item, ENCODED):
         return preprocess.from_bytes(bytes(item), name)
     if _is_file_object(item):  # read from where it stands, and left open: the caller's to close
+        if isinstance(item, io.TextIOBase):  # open(path) without "rb": refused before it fails to decode
+            raise ImageError(f"{name}: a text stream; open a picture with 'rb'")
+        if inspect.iscoroutinefunction(item.read):  # an async upload (Starlette's UploadFile)
+            raise ImageError(f"{name}: its read() is async; pass the bytes it gives (`await upload.read()`) "
+                             "or its underlying binary file")
         try:
-            data = preprocess.read_limited(item, name)
+            data = item.read(preprocess.MAX_STREAM_BYTES + 1)
         except (OSError, ValueError) as exc:  # closed, or opened for writing only
             raise ImageError(f"{name}: unreadable file object ({exc})") from None
-        if not isinstance(data, (bytes, bytearray)):
-            raise ImageError(f"{name}: a text stream; open a picture with 'rb'")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            if inspect.isawaitable(data) and hasattr(data, "close"):
+                data.close()  # no "never awaited" warning for what was never ours to await
+            raise ImageError(f"{name}: its read() gave {with_article(type(data).__name__)}, not a picture's bytes; "
+                             "open a picture with 'rb'")
+        if len(data) > preprocess.MAX_STREAM_BYTES:
+            raise ImageError(f"{name}: more than {preprocess.MAX_STREAM_BYTES:,} bytes; that is no picture")
         return preprocess.from_bytes(bytes(data), name)
     raise _not_a_picture(item, where="" if index is None else f"item {index}: ")
 

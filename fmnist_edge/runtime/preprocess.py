@@ -30,8 +30,8 @@ QUANTUM = 1 / 255  # one level of an 8-bit picture: less variation than this is 
 NOISE_MAX = 0.05  # a camera's noise is a few levels; more variation than this on the border is garment
 NOISE_GRID = 512  # noisy pictures are told from their garment on at most this many pixels a side
 # A picture is worked on at most this many pixels a side (box-reduced, a JPEG decoded at a
-# fraction of its size): the garment ends up 28 pixels tall, and a phone photo's every float
-# copy at full size took 680 MB on a 36-megapixel picture.
+# fraction of its size): the garment ends up 28 pixels tall, and each float copy of a phone
+# photo at full size costs hundreds of megabytes (tests/test_preprocess.py, the big photo).
 WORK_SIDE = 2048
 ORIENTATION = 0x0112  # the EXIF tag
 
@@ -125,6 +125,12 @@ def check_dimensions(width: int, height: int, name: str | os.PathLike, why: str 
                          f"(at least {MIN_SIDE}x{MIN_SIDE})")
 
 
+def _reduced(im: Image.Image) -> Image.Image:
+    """`im` box-reduced to at most WORK_SIDE pixels a side (a new image: a caller's is left alone)."""
+    factor = -(-max(im.size) // WORK_SIDE)  # rounded up
+    return im.reduce(factor) if factor > 1 else im
+
+
 def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
     """Any Pillow mode -> float32 (H, W) in [0, 1]; transparency composited on white."""
     try:
@@ -135,7 +141,8 @@ def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
     mode = im.mode
     try:
         if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-            gray = np.asarray(im, dtype=np.float64)
+            wide = im.convert("I") if mode.startswith("I;16") else im  # Pillow reduces I and F, not I;16
+            gray = np.asarray(_reduced(wide), dtype=np.float64)
             if not np.isfinite(gray).all():  # float TIFFs may: NaN would reach the model
                 raise ImageError(f"{name}: holds NaN or infinite values")
             top = 65535.0 if mode.startswith("I;16") or gray.max() > 255 else 255.0
@@ -153,11 +160,7 @@ def to_gray(im: Image.Image, name: str | os.PathLike = "image") -> np.ndarray:
             # Transparent means background: composite on white, as a product photo would show it.
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             im = Image.alpha_composite(white, rgba)
-        luma = im.convert("L")
-        factor = -(-max(luma.size) // WORK_SIDE)  # rounded up
-        if factor > 1:
-            luma = luma.reduce(factor)
-        gray = np.asarray(luma, dtype=np.float32)
+        gray = np.asarray(_reduced(im.convert("L")), dtype=np.float32)
     except (ValueError, OSError) as exc:
         raise ImageError(f"{name}: cannot convert {mode} pixels to grayscale ({exc})") from None
     return gray / np.float32(255.0)
@@ -332,7 +335,7 @@ def framed_stack(stack: np.ndarray) -> np.ndarray | None:
         scaled = stack.astype(np.float32) / np.float32(255.0 if size == 1 else 65535.0)
     elif kind == "f":
         scaled = stack.astype(np.float32)
-        if not np.isfinite(scaled).all() or scaled.min() < -OVERSHOOT or scaled.max() > 1.0 + OVERSHOOT:
+        if not np.isfinite(scaled).all() or float(scaled.min()) < -OVERSHOOT or float(scaled.max()) > 1.0 + OVERSHOOT:
             return None  # 0-255 floats, or values `_scaled` refuses
         scaled = np.clip(scaled / np.float32(1.0), 0.0, 1.0)
     else:

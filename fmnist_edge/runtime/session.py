@@ -195,7 +195,7 @@ class OnnxModel:
     """One verified ONNX model of the spec's `kind`, loaded once; call `run(x)` from any thread."""
 
     def __init__(self, path: str | os.PathLike, kind: str, threads: int | None = None,
-                 optimisation: str = "all"):
+                 optimisation: str = "all", require_manifest: bool | None = None):
         self.path = Path(path)
         self.spec = MODELS[kind]
         if not self.path.is_file():
@@ -206,7 +206,9 @@ class OnnxModel:
             self._bytes = self.path.read_bytes()
         except OSError as exc:
             raise ModelError(f"{self.path}: unreadable ({exc.strerror or exc})") from None
-        required = manifest_required()  # a bad value is said whether or not a manifest is there
+        # None: as $FMNIST_EDGE_REQUIRE_MANIFEST says (a bad value is said whether or not a manifest
+        # is there); an export's own checks of its staging folder, which has none yet, pass False.
+        required = manifest_required() if require_manifest is None else require_manifest
         self.manifest_entry = manifest.verify(self.path, self._bytes)  # before anything runs
         if self.manifest_entry is None and required:
             raise ModelError(f"{self.path}: no {manifest.MANIFEST_NAME} beside it to check it against "

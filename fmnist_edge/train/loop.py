@@ -160,6 +160,7 @@ class Trainer(RunState):
                     record = self._train_epoch(step_module, train, val, objective, progress)
                     if self.on_epoch:
                         self.on_epoch(record)
+                asked_during_the_last_epoch = self._interrupted  # after its last step: its end was saved
             stop_reason = "early-stop" if self._stops_early() else "max-epochs"
         except (KeyboardInterrupt, Terminated) as exc:
             self._save_resume_point()
@@ -169,6 +170,8 @@ class Trainer(RunState):
                 f"{_said(stopped)} in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
                 f"continue {self.resume_how}") from None
         try:
+            if asked_during_the_last_epoch:  # a stop asked for is a stop, even with no step left to end
+                raise Terminated if self._stopped_by == signal.SIGTERM else KeyboardInterrupt
             return self._finish(stop_reason)
         except (KeyboardInterrupt, Terminated) as exc:  # the epochs are done and saved: the test and model.pt are left
             saved = self.run_dir / checkpoint.RESUME_FILE
