@@ -146,6 +146,7 @@ def test_training_stopped_by_sigterm_saves_its_state_mid_epoch_and_resumes(tmp_p
     proc = start(*TRAIN, "--max-epochs", "2", "--out", run, "--data-dir", fake_data_dir)
     wait_for(lambda: len(history(run)) == 1 and (run / "last.pt").is_file(), proc)
     time.sleep(0.3)
+    assert proc.poll() is None and len(history(run)) == 1, "the signal came too late: epoch 2 had finished"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err

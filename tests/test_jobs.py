@@ -72,6 +72,41 @@ def test_a_failing_run_interrupts_the_others_which_keep_their_work(tmp_path):
     assert ran_for < 30
 
 
+def wait_to_be_stopped(value: int, folder: str) -> int:
+    """Runs until interrupted, then saves, as a Trainer does."""
+    (Path(folder) / f"{value}.started").write_text(str(time.time()))
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        (Path(folder) / f"{value}.saved").write_text(str(time.time()))
+        raise FmnistEdgeError("interrupted") from None
+    return value
+
+
+def test_a_sigterm_to_the_parent_stops_the_workers_which_save_and_it_says_how_to_go_on(tmp_path):
+    import os
+    import threading
+
+    from fmnist_edge.cli import _terminate
+    from fmnist_edge.errors import Terminated
+
+    def sigterm_once_both_run():
+        deadline = time.time() + 120
+        while not all((tmp_path / f"{i}.started").exists() for i in (1, 2)) and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, _terminate)  # as the command line's entry point does
+    try:
+        threading.Thread(target=sigterm_once_both_run, daemon=True).start()
+        with pytest.raises(Terminated, match="^terminated; the runs under way save their resume points as they "
+                                             "stop: run the same command again to continue$"):
+            _run([1, 2], wait_to_be_stopped, tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert (tmp_path / "1.saved").is_file() and (tmp_path / "2.saved").is_file()
+
+
 def test_an_item_waiting_for_itself_is_a_planning_error(tmp_path):
     with pytest.raises(FmnistEdgeError, match="cycle"):
         _run([1], times_ten, tmp_path, needs=lambda i: 1)

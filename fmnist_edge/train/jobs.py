@@ -141,6 +141,11 @@ def run_in_processes(items: Sequence, jobs: int, key: Callable[[object], Hashabl
                     raise FmnistEdgeError(f"{label(item)}: {value}")
                 unfinished.discard(key(item))
                 on_finish(item, value, time.perf_counter() - worker.started)
+    except Terminated as exc:  # SIGTERM here: said once the workers below have saved and stopped
+        if str(exc) or not any(w.item is not None for w in workers):
+            raise
+        raise Terminated("terminated; the runs under way save their resume points as they stop: run the same "
+                         "command again to continue") from None
     finally:
         _stop(workers)
 
