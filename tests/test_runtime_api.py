@@ -78,6 +78,19 @@ def test_a_stack_of_framed_pictures_is_scaled_at_once_to_what_each_alone_gives(c
         clf.predict(blank)
 
 
+def test_a_gray_and_alpha_array_is_one_picture_composited_on_white(clf, samples):
+    """(H, W, 2), as numpy gives a Pillow LA image: one picture, as that image gives, not H
+    pictures two pixels wide."""
+    from fmnist_edge.runtime import preprocess
+
+    gray = np.asarray(Image.open(samples[0]).resize((56, 56)))
+    la = np.stack([255 - gray, np.full_like(gray, 255)], axis=-1)  # a dark garment on white, opaque
+    la[:3, :, 1] = 0  # a transparent strip: white once composited, as the rest of the background
+    as_pil = preprocess.from_pil(Image.fromarray(la, mode="LA"))
+    np.testing.assert_array_equal(preprocess.from_array(la), as_pil)
+    assert isinstance(clf.predict(la), Prediction)
+
+
 def test_a_picture_files_bytes_are_one_picture(clf, samples):
     data = samples[0].read_bytes()
     by_bytes = clf.predict(data)
@@ -142,7 +155,7 @@ def test_an_empty_batch_gives_no_answers_of_every_form(clf):
 @pytest.mark.parametrize("bad, needle", [
     (None, "None is not a picture"), (5, "an int is not a picture"),
     (b"not a picture", "bytes: not a picture"),
-    (np.zeros((28, 28, 3, 2)), "array[0]: an array of shape (28, 3, 2) is not a picture"),
+    (np.zeros((28, 28, 3, 5)), "array[0]: an array of shape (28, 3, 5) is not a picture"),
     (np.zeros(5), "an array of shape (5,) is neither a picture nor a stack"),
     ([SAMPLES / "shirt.png", 3.5], "a float is not a picture")])
 def test_what_is_not_a_picture_is_an_image_error_that_says_what_it_got(clf, bad, needle):

@@ -69,9 +69,9 @@ def _is_single(inputs) -> bool:
     if isinstance(inputs, (str, os.PathLike, Image.Image, *ENCODED)) or _is_file_object(inputs):
         return True
     if isinstance(inputs, np.ndarray):
-        # (H, W) and (H, W, 1|3|4) are one picture; (N, H, W) and (N, 1, H, W) / (N, H, W, C) are many
-        # (a stack of pictures one pixel wide would show no garment).
-        return inputs.ndim == 2 or (inputs.ndim == 3 and inputs.shape[-1] in (1, 3, 4))
+        # (H, W) and (H, W, 1|2|3|4) are one picture; (N, H, W) and (N, 1, H, W) / (N, H, W, C) are many
+        # (a stack of pictures up to four pixels wide would show no garment).
+        return inputs.ndim == 2 or (inputs.ndim == 3 and inputs.shape[-1] in (1, 2, 3, 4))
     return False
 
 

@@ -298,7 +298,8 @@ def from_array(array: np.ndarray, name: str = "array") -> np.ndarray:
     """One numpy picture -> float32 (1, 28, 28).
 
     A 28x28 array is taken as already in Fashion-MNIST framing (a light garment on black) and
-    only scaled; (H, W), (H, W, 1|3|4) arrays of other sizes are framed like files. Pixels are
+    only scaled; (H, W), (H, W, 1|2|3|4) arrays of other sizes are framed like files (2: gray and
+    alpha, 4: RGBA; transparency composited on white). Pixels are
     uint8 (0-255), uint16 (0-65535), other integers from 0 to 255, or floats in [0, 1] or on
     the 0-255 scale; floats up to 5% outside either range (resampling's overshoot) are clipped,
     and anything else (standardised or [-1, 1] pixels, say) is refused rather than misread.
@@ -308,9 +309,9 @@ def from_array(array: np.ndarray, name: str = "array") -> np.ndarray:
         array = array[0]
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
-        raise ImageError(f"{name}: an array of shape {array.shape} is not a picture (want HxW, HxWx1, HxWx3 "
-                         "or HxWx4)")
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (2, 3, 4))):
+        raise ImageError(f"{name}: an array of shape {array.shape} is not a picture (want HxW, HxWx1, HxWx2, "
+                         "HxWx3 or HxWx4)")
     height, width = array.shape[:2]
     check_dimensions(width, height, name)  # before any copy of a huge array is made
     scaled = _scaled(array, name)
