@@ -92,7 +92,9 @@ def compare(ort_file: Path, onnx_file: Path, kind: str, inputs: np.ndarray,
     """The ORT file against the ONNX file it came from, on the same inputs: (figures, failures)."""
     from fmnist_edge.runtime.session import OnnxModel
 
-    converted, original = OnnxModel(ort_file, kind, require_manifest=False), OnnxModel(onnx_file, kind, require_manifest=False)
+    # The staging folder of an export has no manifest yet: neither file is held to one here.
+    converted = OnnxModel(ort_file, kind, require_manifest=False)
+    original = OnnxModel(onnx_file, kind, require_manifest=False)
     got, want = converted.run(inputs, batch_size=BATCH), original.run(inputs, batch_size=BATCH)
     diff = float(np.abs(got - want).max()) if np.isfinite(got).all() else float("inf")
     figures: dict = {"images": len(inputs), "max_abs_diff_vs_onnx": diff}
@@ -139,7 +141,8 @@ def validate_ort_entries(folder: Path, entries: dict, data_dir=None,
             if encoder not in latents:
                 from fmnist_edge.runtime.session import OnnxModel
 
-                latents[encoder] = OnnxModel(folder / encoder, "encoder", require_manifest=False).run(images, batch_size=BATCH)
+                encoder_model = OnnxModel(folder / encoder, "encoder", require_manifest=False)
+                latents[encoder] = encoder_model.run(images, batch_size=BATCH)
             inputs, truth = latents[encoder], None
         try:
             report[name], missed = compare(folder / name, source, entry["kind"], inputs,

@@ -110,16 +110,14 @@ def prepare_one(item, index: int | None = None) -> np.ndarray:
             raise ImageError(f"{name}: its read() is async; pass the bytes it gives (`await upload.read()`) "
                              "or its underlying binary file")
         try:
-            data = item.read(preprocess.MAX_STREAM_BYTES + 1)
+            data = preprocess.read_limited(item, name)
         except (OSError, ValueError) as exc:  # closed, or opened for writing only
             raise ImageError(f"{name}: unreadable file object ({exc})") from None
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if not isinstance(data, ENCODED):
             if inspect.isawaitable(data) and hasattr(data, "close"):
                 data.close()  # no "never awaited" warning for what was never ours to await
             raise ImageError(f"{name}: its read() gave {with_article(type(data).__name__)}, not a picture's bytes; "
                              "open a picture with 'rb'")
-        if len(data) > preprocess.MAX_STREAM_BYTES:
-            raise ImageError(f"{name}: more than {preprocess.MAX_STREAM_BYTES:,} bytes; that is no picture")
         return preprocess.from_bytes(bytes(data), name)
     raise _not_a_picture(item, where="" if index is None else f"item {index}: ")
 

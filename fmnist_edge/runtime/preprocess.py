@@ -64,9 +64,10 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 
 def read_limited(stream, name: str | os.PathLike, limit: int = MAX_STREAM_BYTES) -> bytes:
-    """All of a binary stream, refused when it runs past `limit` bytes (no picture is that long)."""
+    """All of a binary stream, refused when it runs past `limit` bytes (no picture is that long).
+    What a read() gives that is not a byte string (text, an awaitable) is the caller's to refuse."""
     data = stream.read(limit + 1)
-    if len(data) > limit:
+    if isinstance(data, (bytes, bytearray, memoryview, str)) and len(data) > limit:
         raise ImageError(f"{name}: more than {limit:,} bytes; that is no picture")
     return data
 
@@ -338,7 +339,7 @@ def framed_stack(stack: np.ndarray) -> np.ndarray | None:
         scaled = stack.astype(np.float32)
         if not np.isfinite(scaled).all() or float(scaled.min()) < -OVERSHOOT or float(scaled.max()) > 1.0 + OVERSHOOT:
             return None  # 0-255 floats, or values `_scaled` refuses
-        scaled = np.clip(scaled / np.float32(1.0), 0.0, 1.0)
+        scaled = np.clip(scaled, 0.0, 1.0)  # `_scaled` divides by 1.0 first: the same bits
     else:
         return None
     flat = scaled.reshape(len(scaled), -1)

@@ -51,10 +51,6 @@ def encoded(encoder: nn.Module, data: Tensors, device: str = "cpu") -> Tensors:
                               for i in range(0, len(data), 1000)]), data.labels)
 
 
-def _said(stopped: type) -> str:
-    return "terminated" if stopped is Terminated else "interrupted"
-
-
 class Trainer(RunState):
     """One run in one folder. Construct, then `run()`; every piece of state lives in last.pt."""
 
@@ -80,6 +76,7 @@ class Trainer(RunState):
         self.on_epoch = on_epoch
         self.given = tuple(given)
         self.resume_how, self.restart_how = resume_how, restart_how
+        self._interrupted, self._stopped_by = False, None  # a stop asked for between steps, and its signal
         state = run_state(self.run_dir)
         if state == "finished" and not force:
             raise FmnistEdgeError(f"{self.run_dir} already holds a finished run; pass --force to train it again, "
@@ -164,20 +161,22 @@ class Trainer(RunState):
             stop_reason = "early-stop" if self._stops_early() else "max-epochs"
         except (KeyboardInterrupt, Terminated) as exc:
             self._save_resume_point()
-            by_sigterm = isinstance(exc, Terminated) or getattr(self, "_stopped_by", None) == signal.SIGTERM
-            stopped = Terminated if by_sigterm else Interrupted
-            raise stopped(
-                f"{_said(stopped)} in epoch {self.epoch + 1}; state saved to {self.run_dir / checkpoint.RESUME_FILE}, "
-                f"continue {self.resume_how}") from None
+            raise self._stopped(exc, f"in epoch {self.epoch + 1}; state saved to "
+                                     f"{self.run_dir / checkpoint.RESUME_FILE}, continue {self.resume_how}") from None
         try:
             if asked_during_the_last_epoch:  # a stop asked for is a stop, even with no step left to end
-                raise Terminated if self._stopped_by == signal.SIGTERM else KeyboardInterrupt
+                raise KeyboardInterrupt
             return self._finish(stop_reason)
         except (KeyboardInterrupt, Terminated) as exc:  # the epochs are done and saved: the test and model.pt are left
-            saved = self.run_dir / checkpoint.RESUME_FILE
-            stopped = Terminated if isinstance(exc, Terminated) else Interrupted
-            raise stopped(f"{_said(stopped)} after the last epoch, before the test; {saved} holds the run: "
-                          f"finish it {self.resume_how}") from None
+            raise self._stopped(exc, f"after the last epoch, before the test; {self.run_dir / checkpoint.RESUME_FILE} "
+                                     f"holds the run: finish it {self.resume_how}") from None
+
+    def _stopped(self, exc: BaseException, where: str) -> Interrupted | Terminated:
+        """What the run stopped by `exc` raises: Terminated for a SIGTERM (raised, or asked for
+        between steps), else Interrupted; its message says which, then `where`."""
+        if isinstance(exc, Terminated) or self._stopped_by == signal.SIGTERM:
+            return Terminated(f"terminated {where}")
+        return Interrupted(f"interrupted {where}")
 
     @contextlib.contextmanager
     def _ctrl_c_between_steps(self):
