@@ -66,10 +66,19 @@ def test_side_by_side_memory_is_each_contenders_own():
         return lambda x: block[0]
 
     small = (lambda threads: (lambda x: x.sum()))
-    rows = bench.bench_side_by_side([("big", big, (1, 28, 28), None), ("small", small, (1, 28, 28), None)],
-                                    [1], [1], seconds=0.0, warmup=1)
-    growth = {r["model"]: r["rss_growth_mb"] for r in rows}
-    peak = {r["model"]: r["peak_rss_mb"] for r in rows}
+
+    def measured():
+        rows = bench.bench_side_by_side([("big", big, (1, 28, 28), None), ("small", small, (1, 28, 28), None)],
+                                        [1], [1], seconds=0.0, warmup=1)
+        return {r["model"]: r["rss_growth_mb"] for r in rows}, {r["model"]: r["peak_rss_mb"] for r in rows}
+
+    # The host may page out this process's file-backed pages (torch's libraries: hundreds of MB)
+    # while a contender loads, which hides its growth from the peak; seen once in CI on a machine
+    # whose kernel runs DAMON's pageout. Three tries: a broken attribution fails all three.
+    for _ in range(3):
+        growth, peak = measured()
+        if growth["big"] > 150 and peak["small"] < peak["big"] - 150:
+            break
     assert growth["big"] > 150 and growth["small"] < 50, growth
     assert peak["small"] < peak["big"] - 150, peak  # measured alone, not beside the big one
 
